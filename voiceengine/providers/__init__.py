@@ -1,0 +1,25 @@
+"""Providers: the contract, the registry, and the built-in providers."""
+
+from .base import BaseProvider, ProviderConfig
+from .registry import available, create, register
+from .types import (
+    AudioEncoding,
+    AudioFormat,
+    ConnectionChange,
+    ConnectionState,
+    ErrorInfo,
+    EventType,
+    FunctionCall,
+    InterruptResult,
+    MessageType,
+    ProviderCapabilities,
+    ProviderEvent,
+    ResponseInfo,
+)
+
+__all__ = [
+    "BaseProvider", "ProviderConfig", "available", "create", "register",
+    "AudioEncoding", "AudioFormat", "ConnectionChange", "ConnectionState", "ErrorInfo",
+    "EventType", "FunctionCall", "InterruptResult", "MessageType", "ProviderCapabilities",
+    "ProviderEvent", "ResponseInfo",
+]

@@ -1,0 +1,327 @@
+"""The provider contract: :class:`ProviderConfig` and the abstract :class:`BaseProvider`.
+
+A provider turns a realtime voice service into normalized :class:`ProviderEvent`\\ s and
+accepts PCM16 audio, text and control requests. Providers never block the event loop:
+``send_audio`` enqueues, one task reads, one task writes, and every task a provider starts
+is cancelled by :meth:`BaseProvider.disconnect`.
+
+Events reach the application two ways, both fed by :meth:`BaseProvider._emit`:
+``on_event(type, handler)`` callbacks (sync or async; a handler that raises is logged and
+isolated) and ``async for event in provider.events()`` (a bounded queue per iterator; a
+slow iterator loses its oldest events, which are counted in ``dropped_events``, and never
+stalls the provider).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+
+from ..exceptions import ConfigurationError
+from ..secrets import Secret
+from .types import (
+    AudioFormat,
+    ConnectionChange,
+    ConnectionState,
+    EventType,
+    InterruptResult,
+    MessageType,
+    ProviderCapabilities,
+    ProviderEvent,
+)
+
+__all__ = ["ProviderConfig", "BaseProvider", "EventHandler", "TurnDetection"]
+
+log = logging.getLogger("voiceengine.providers")
+
+EventHandler = Callable[[ProviderEvent], "Awaitable[None] | None"]
+TurnDetection = str | Mapping[str, Any] | None
+
+_TURN_DETECTION = ("server_vad", "semantic_vad")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderConfig:
+    """Settings every provider understands. Providers subclass it for their own fields.
+
+    ``api_key`` is stored as a :class:`~voiceengine.secrets.Secret` (a plain ``str`` is
+    wrapped), so the config's repr, logs and exceptions never show it.
+    ``turn_detection`` is ``"server_vad"``, ``"semantic_vad"``, a provider-specific
+    mapping, or ``None`` for manual turns (the app commits audio itself).
+    """
+
+    api_key: Secret | str | None = None
+    instructions: str | None = None
+    voice: str | None = None
+    turn_detection: TurnDetection = "server_vad"
+    transcription_model: str | None = None
+    tools: Sequence[Mapping[str, Any]] = ()
+    output_modalities: Sequence[str] = ("audio",)
+    temperature: float | None = None
+    connect_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
+    event_queue_size: int = 4096
+    max_reconnect_attempts: int = 3
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):
+            object.__setattr__(self, "api_key", Secret(self.api_key))
+        elif self.api_key is not None and not isinstance(self.api_key, Secret):
+            raise ConfigurationError("api_key must be a str, a Secret or None")
+        if isinstance(self.turn_detection, str) and self.turn_detection not in _TURN_DETECTION:
+            raise ConfigurationError(
+                f"turn_detection must be one of {_TURN_DETECTION}, a mapping or None, "
+                f"got {self.turn_detection!r}"
+            )
+        modalities = tuple(self.output_modalities)
+        if not modalities or any(m not in ("audio", "text") for m in modalities):
+            raise ConfigurationError(f"output_modalities must be ['audio'] or ['text'], got {modalities!r}")
+        object.__setattr__(self, "output_modalities", modalities)
+        object.__setattr__(self, "tools", tuple(dict(t) for t in self.tools))
+        for name in ("connect_timeout_s", "close_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name} must be > 0")
+        if self.event_queue_size < 1:
+            raise ConfigurationError("event_queue_size must be >= 1")
+        if self.max_reconnect_attempts < 0:
+            raise ConfigurationError("max_reconnect_attempts must be >= 0")
+
+    @property
+    def key(self) -> str | None:
+        """The API key in clear, for the transport only."""
+        return self.api_key.reveal() if isinstance(self.api_key, Secret) else None
+
+
+class _Subscriber:
+    __slots__ = ("queue", "dropped")
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[ProviderEvent | None] = asyncio.Queue(maxsize=size)
+        self.dropped = 0
+
+
+class BaseProvider(abc.ABC):
+    """Abstract realtime voice provider. See the module docstring for the event model."""
+
+    #: registry name, e.g. ``"openai"``; also stamped on every event as ``provider``
+    name: str = "base"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self._state = ConnectionState.DISCONNECTED
+        self._handlers: dict[EventType | None, list[EventHandler]] = {}
+        self._subscribers: list[_Subscriber] = []
+        self._handler_tasks: set[asyncio.Task[None]] = set()
+        self.dropped_events = 0
+        self.session_id: str | None = None
+
+    # ----------------------------------------------------------------- state
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def is_connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    def _set_state(
+        self, state: ConnectionState, *, phase: str = "", reason: str = "", attempt: int = 0,
+        close_code: int | None = None,
+    ) -> None:
+        previous = self._state
+        if previous is state and not phase:
+            return
+        self._state = state
+        change = ConnectionChange(
+            state=state, previous=previous, phase=phase or state.value, reason=reason,
+            attempt=attempt, close_code=close_code,
+        )
+        log.debug("%s: %s -> %s (%s) %s", self.name, previous.value, state.value, change.phase, reason)
+        self._emit(ProviderEvent(type=EventType.CONNECTION_STATE, data=change, provider=self.name,
+                                 session_id=self.session_id))
+
+    # ---------------------------------------------------------------- events
+    def on_event(self, event_type: EventType | str | None, handler: EventHandler) -> EventHandler:
+        """Call ``handler(event)`` for every event of ``event_type`` (``None`` or ``"*"``: all).
+
+        Async handlers run as tasks owned by the provider. Returns ``handler`` so this
+        can be used as a decorator factory's result.
+        """
+        key = None if event_type in (None, "*") else EventType(event_type)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        self._handlers.setdefault(key, []).append(handler)
+        return handler
+
+    def remove_event_handler(self, event_type: EventType | str | None, handler: EventHandler) -> bool:
+        """Remove a handler; returns whether it was registered."""
+        key = None if event_type in (None, "*") else EventType(event_type)
+        handlers = self._handlers.get(key, [])
+        if handler in handlers:
+            handlers.remove(handler)
+            return True
+        return False
+
+    async def events(self) -> AsyncIterator[ProviderEvent]:
+        """Iterate over events from now on, until the provider is closed."""
+        subscriber = _Subscriber(self.config.event_queue_size)
+        self._subscribers.append(subscriber)
+        try:
+            while True:
+                event = await subscriber.queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+    def _emit(self, event: ProviderEvent) -> None:
+        for subscriber in self._subscribers:
+            queue = subscriber.queue
+            if queue.full():
+                queue.get_nowait()
+                subscriber.dropped += 1
+                self.dropped_events += 1
+                if subscriber.dropped in (1, 100, 10000):
+                    log.warning("%s: a slow events() consumer dropped %d events", self.name, subscriber.dropped)
+            queue.put_nowait(event)
+        for key in (event.type, None):
+            for handler in tuple(self._handlers.get(key, ())):
+                self._call_handler(handler, event)
+
+    def _call_handler(self, handler: EventHandler, event: ProviderEvent) -> None:
+        try:
+            result = handler(event)
+        except Exception:
+            log.exception("%s: event handler %r raised on %s", self.name, handler, event.type.name)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(self._await_handler(handler, result, event))
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_tasks.discard)
+
+    async def _await_handler(self, handler: EventHandler, awaitable: Awaitable[Any], event: ProviderEvent) -> None:
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: async event handler %r raised on %s", self.name, handler, event.type.name)
+
+    def _close_event_streams(self) -> None:
+        """End every ``events()`` iterator (called once the provider is closed)."""
+        for subscriber in self._subscribers:
+            queue = subscriber.queue
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
+    async def _cancel_handler_tasks(self) -> None:
+        tasks = [t for t in self._handler_tasks if not t.done() and t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> "BaseProvider":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the session; returns once the session is ready for audio."""
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Close the session and cancel every task the provider started. Idempotent."""
+
+    # ----------------------------------------------------------------- audio
+    @abc.abstractmethod
+    async def send_audio(self, audio: Any) -> None:
+        """Enqueue PCM16 audio at the provider's input rate (any buffer). Never blocks on I/O."""
+
+    @abc.abstractmethod
+    async def commit_audio(self) -> None:
+        """Commit the input audio buffer as a user turn (manual turn detection)."""
+
+    @abc.abstractmethod
+    async def clear_audio(self) -> None:
+        """Discard uncommitted input audio."""
+
+    # ------------------------------------------------------ items / responses
+    @abc.abstractmethod
+    async def send_text(self, text: str, *, role: str = "user", respond: bool = True) -> str:
+        """Add a text message item (returns its item id); ``respond`` asks for a reply."""
+
+    @abc.abstractmethod
+    async def add_item(self, item: Mapping[str, Any], *, previous_item_id: str | None = None) -> str:
+        """Add a raw conversation item (wire shape); returns its item id."""
+
+    @abc.abstractmethod
+    async def send_message(self, message_type: MessageType | str, data: Mapping[str, Any] | None = None) -> str:
+        """Send a raw client message of ``message_type``; returns its ``event_id``."""
+
+    @abc.abstractmethod
+    async def create_response(self, **options: Any) -> None:
+        """Ask for a response. Queued, never sent while another response is active.
+
+        Options: ``instructions``, ``output_modalities``, ``conversation``
+        (``"auto"``/``"none"`` for out-of-band), ``input``, ``tools``, ``tool_choice``,
+        ``metadata``.
+        """
+
+    @abc.abstractmethod
+    async def cancel_response(self) -> bool:
+        """Cancel the active response; returns whether one was active."""
+
+    @abc.abstractmethod
+    async def truncate(self, item_id: str, audio_end_ms: int, *, content_index: int = 0) -> None:
+        """Cut an assistant audio item at ``audio_end_ms`` (what the user actually heard)."""
+
+    @abc.abstractmethod
+    async def interrupt(self, *, played_ms: int | None = None) -> InterruptResult:
+        """Barge-in: cancel the active response and cut the current item at ``played_ms``.
+
+        ``played_ms`` is the audio of the current item the user heard (from the playback
+        buffer's read head); ``None`` means all audio received so far.
+        """
+
+    @abc.abstractmethod
+    async def send_function_result(self, call_id: str, output: Any, *, respond: bool = True) -> str:
+        """Send a ``function_call_output`` item (and a response request when ``respond``)."""
+
+    @abc.abstractmethod
+    async def update_session(self, **options: Any) -> None:
+        """Update session settings (instructions, voice, turn_detection, tools, ...)."""
+
+    # ------------------------------------------------------------------ info
+    @abc.abstractmethod
+    def get_audio_format(self) -> tuple[AudioFormat, AudioFormat]:
+        """``(input_format, output_format)`` the provider expects and produces."""
+
+    @abc.abstractmethod
+    def get_capabilities(self) -> ProviderCapabilities:
+        ...
+
+    @property
+    @abc.abstractmethod
+    def response_active(self) -> bool:
+        """Whether a response is in progress (or requested and not yet started)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} state={self._state.value}>"
+
+
+def coerce_items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copy wire items into plain dicts (used when replaying a conversation)."""
+    return [dict(item) for item in items]
