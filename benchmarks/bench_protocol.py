@@ -1,0 +1,88 @@
+"""Benchmarks of the OpenAI Realtime codec (pytest-benchmark).
+
+Run:  pytest benchmarks/bench_protocol.py --benchmark-enable --benchmark-columns=min,median,mean,ops
+
+One "append event" = 100 ms of 24 kHz mono PCM16 = 4800 bytes -> ~6.5 kB of JSON text.
+The template path is compared with the obvious ``json.dumps`` + ``base64`` version and
+with the binascii fallback used when pybase64 is not installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+
+import numpy as np
+import pytest
+
+from voiceengine.providers.openai.config import OpenAIConfig
+from voiceengine.providers.openai import protocol
+from voiceengine.providers.openai.protocol import RealtimeCodec, pcm_bytes
+from voiceengine.providers.openai.session import RealtimeSession
+
+PCM = os.urandom(4800)
+ARRAY = np.frombuffer(PCM, dtype=np.int16)
+CODEC = RealtimeCodec()
+HEAD, MID, TAIL = protocol._APPEND_HEAD, protocol._APPEND_MID, protocol._APPEND_TAIL
+
+
+def test_append_template_bytes(benchmark) -> None:
+    """The codec path for bytes: validate + template + pybase64 (the <= 0.5 us target)."""
+    text = benchmark(CODEC.input_audio_buffer_append, PCM, "ve0a1b2c_12345")
+    assert json.loads(text)["audio"] == base64.b64encode(PCM).decode()
+
+
+def test_append_template_numpy(benchmark) -> None:
+    """Same from a numpy int16 array (memoryview + format checks + cast)."""
+    text = benchmark(CODEC.input_audio_buffer_append, ARRAY, "ve0a1b2c_12345")
+    assert len(text) > 6400
+
+
+def test_append_session(benchmark) -> None:
+    """RealtimeSession.append_audio: event id, pending record, outbound queue (drained)."""
+    session = RealtimeSession(OpenAIConfig(api_key="k"))
+
+    def run() -> None:
+        session.append_audio(PCM)
+        session._out.clear()  # keep the queue from growing during the run
+
+    benchmark(run)
+    assert session.pending_requests <= 1024
+
+
+def test_append_template_binascii(benchmark) -> None:
+    """The fallback without pybase64: binascii.b2a_base64 + decode."""
+
+    def run() -> str:
+        view = pcm_bytes(PCM)
+        return f'{HEAD}{"ve0a1b2c_12345"}{MID}{binascii.b2a_base64(view, newline=False).decode("ascii")}{TAIL}'
+
+    assert json.loads(benchmark(run))["audio"] == base64.b64encode(PCM).decode()
+
+
+def test_append_json_dumps_baseline(benchmark) -> None:
+    """The naive way, for comparison: dict + base64.b64encode + json.dumps."""
+
+    def run() -> str:
+        return json.dumps({"type": "input_audio_buffer.append", "event_id": "ve0a1b2c_12345",
+                           "audio": base64.b64encode(PCM).decode("ascii")})
+
+    assert len(benchmark(run)) > 6400
+
+
+AUDIO_DELTA = json.dumps({"type": "response.output_audio.delta", "event_id": "event_1", "response_id": "resp_1",
+                          "item_id": "item_1", "output_index": 0, "content_index": 0,
+                          "delta": base64.b64encode(PCM).decode()})
+TRANSCRIPT_DELTA = json.dumps({"type": "response.output_audio_transcript.delta", "event_id": "event_2",
+                               "response_id": "resp_1", "item_id": "item_1", "output_index": 0, "content_index": 0,
+                               "delta": "Hello"})
+
+
+@pytest.mark.parametrize("frame", [AUDIO_DELTA, TRANSCRIPT_DELTA], ids=["audio-100ms", "transcript"])
+def test_receive(benchmark, frame: str) -> None:
+    """RealtimeSession.receive: JSON parse + table decode + state update."""
+    session = RealtimeSession(OpenAIConfig(api_key="k"))
+    events = benchmark(session.receive, frame)
+    assert len(events) == 1

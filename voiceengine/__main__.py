@@ -1,0 +1,7 @@
+"""``python -m voiceengine``: the same as the ``voiceengine`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

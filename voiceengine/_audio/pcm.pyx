@@ -1,0 +1,373 @@
+# cython: auto_pickle=False, autotestdict=False
+"""PCM16 helpers: float conversion, channel mixing, gain, levels, G.711.
+
+Every function takes any C-contiguous buffer (see ``_buffers.pxi``: wrong item type
+-> ``TypeError``; big-endian / strided -> ``AudioFormatError``) and returns a new
+object (results are always fresh copies; inputs are never modified). Byte counts
+that do not hold whole samples (odd for PCM16, not a multiple of 4 for stereo PCM16
+or float32) raise :class:`AudioFormatError`. Empty input gives empty output
+(``-inf`` for the level meters).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.math cimport INFINITY, isnan, log10, lrint, pow, sqrt
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
+
+from numbers import Real
+
+include "_buffers.pxi"
+
+
+_INT8_FORMATS = frozenset(("b", "<b", "=b", "@b"))
+
+
+cdef inline const unsigned char[::1] _pcm_in(object buf):
+    """pcm_bytes(), except that int8 arrays are a wrong dtype (TypeError), not raw bytes.
+
+    The shared intake treats item format 'b' as bytes; the audio core contract says an
+    int8 array is not PCM16, so we refuse it here before delegating.
+    """
+    cdef object m
+    if type(buf) is bytes or type(buf) is bytearray:
+        return pcm_bytes(buf)
+    if buf is not None and not isinstance(buf, str):
+        try:
+            m = memoryview(buf)
+        except TypeError:
+            m = None
+        if m is not None:
+            if m.format in _INT8_FORMATS:
+                raise TypeError("PCM16 buffers must hold int16 or raw bytes, got an int8 array; "
+                                "convert e.g. with numpy .astype('<i2')")
+            return pcm_bytes(m)
+    return pcm_bytes(buf)
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <stdint.h>
+    /* Unaligned-safe loads/stores: input views may start at any byte offset. */
+    static inline int16_t ve_ld16(const unsigned char *p, Py_ssize_t i) { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+    static inline void ve_st16(unsigned char *p, Py_ssize_t i, int16_t v) { memcpy(p + 2 * i, &v, 2); }
+    static inline float ve_ldf(const unsigned char *p, Py_ssize_t i) { float v; memcpy(&v, p + 4 * i, 4); return v; }
+    static inline void ve_stf(unsigned char *p, Py_ssize_t i, float v) { memcpy(p + 4 * i, &v, 4); }
+    """
+    int16_t ve_ld16(const unsigned char *p, Py_ssize_t i) noexcept nogil
+    void ve_st16(unsigned char *p, Py_ssize_t i, int16_t v) noexcept nogil
+    float ve_ldf(const unsigned char *p, Py_ssize_t i) noexcept nogil
+    void ve_stf(unsigned char *p, Py_ssize_t i, float v) noexcept nogil
+
+_FLOAT_NATIVE = frozenset(("f", "@f", "=f", "<f"))
+_FLOAT_BIG = frozenset((">f", "!f"))
+
+
+cdef inline Py_ssize_t _samples(const unsigned char[::1] v, int width, str what) except -1:
+    cdef Py_ssize_t n = v.shape[0]
+    if n % width:
+        raise AudioFormatError(f"{what} needs a multiple of {width} bytes, got {n}")
+    return n // width
+
+
+cdef inline unsigned char *_out(object b) noexcept:
+    return <unsigned char *>PyBytes_AS_STRING(b)
+
+
+cdef inline const unsigned char *_ptr(const unsigned char[::1] v) noexcept:
+    return &v[0] if v.shape[0] else <const unsigned char *>""
+
+
+cdef const unsigned char[::1] _float32_bytes(object buf):
+    """View a float32 buffer (float32 array/memoryview, or raw little-endian bytes) as bytes."""
+    cdef object view
+    if type(buf) is bytes or type(buf) is bytearray:
+        return _pcm_in(buf)
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        raise TypeError(f"expected a float32 buffer, got {type(buf).__name__}") from None
+    fmt = view.format
+    if fmt in _FLOAT_BIG:
+        raise AudioFormatError("big-endian float32 buffers are not supported; byteswap first")
+    if fmt in _FLOAT_NATIVE:
+        if not VE_LITTLE_ENDIAN and fmt != "<f":
+            raise AudioFormatError("native float32 on a big-endian host is not little-endian")
+        if not view.c_contiguous:
+            raise AudioFormatError("audio buffer must be C-contiguous; copy it first")
+        return view.cast("B")
+    if fmt in _BYTE_FORMATS:
+        return _pcm_in(view)
+    raise TypeError(f"expected float32 samples, got item format {fmt!r} (itemsize {view.itemsize}); "
+                    f"convert e.g. with numpy .astype('<f4')")
+
+
+# ------------------------------------------------------------------ float <-> int16
+
+def int16_to_float32(buf) -> memoryview:
+    """PCM16 -> float32 in [-1, 1): ``x / 32768``. Returns a read-only memoryview, format ``'f'``."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    out = PyBytes_FromStringAndSize(NULL, 4 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            ve_stf(dst, i, <float>ve_ld16(src, i) * (1.0 / 32768.0))
+    return memoryview(out).cast("f")
+
+
+def float32_to_int16(buf) -> bytes:
+    """float32 -> PCM16: ``round(x * 32768)`` (half to even), clipped to -32768..32767.
+
+    Accepts float32 arrays/memoryviews or raw little-endian float32 bytes. NaN -> 0.
+    Exact inverse of :func:`int16_to_float32`.
+    """
+    cdef const unsigned char[::1] v = _float32_bytes(buf)
+    cdef Py_ssize_t i, n = _samples(v, 4, "float32 input")
+    cdef const unsigned char *src = _ptr(v)
+    cdef float x
+    out = PyBytes_FromStringAndSize(NULL, 2 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            x = ve_ldf(src, i) * 32768.0
+            if x >= 32767.0:
+                ve_st16(dst, i, 32767)
+            elif x <= -32768.0:
+                ve_st16(dst, i, -32768)
+            elif x != x:
+                ve_st16(dst, i, 0)
+            else:
+                ve_st16(dst, i, <int16_t>lrint(x))
+    return out
+
+
+# ------------------------------------------------------------------ channels
+
+def stereo_to_mono(buf) -> bytes:
+    """Interleaved stereo PCM16 -> mono: ``(L + R) / 2`` rounded half to even (no clipping possible)."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 4, "stereo PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    cdef int32_t s, q
+    out = PyBytes_FromStringAndSize(NULL, 2 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            s = <int32_t>ve_ld16(src, 2 * i) + <int32_t>ve_ld16(src, 2 * i + 1)
+            q = s >> 1  # floor; a tie goes to the even neighbour, so no DC bias
+            q += (s & 1) & (q & 1)
+            ve_st16(dst, i, <int16_t>q)
+    return out
+
+
+def mono_to_stereo(buf) -> bytes:
+    """Mono PCM16 -> interleaved stereo (each sample duplicated)."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    cdef int16_t s
+    out = PyBytes_FromStringAndSize(NULL, 4 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            s = ve_ld16(src, i)
+            ve_st16(dst, 2 * i, s)
+            ve_st16(dst, 2 * i + 1, s)
+    return out
+
+
+# ------------------------------------------------------------------ gain & levels
+
+def apply_gain(buf, gain_db) -> bytes:
+    """Scale PCM16 by ``gain_db`` decibels, rounding half to even and saturating.
+
+    Samples that would exceed the int16 range clip to -32768 / 32767, never wrap.
+    ``gain_db = 0`` is the identity, ``-inf`` gives silence; NaN and ``+inf`` raise
+    ``ValueError``.
+    """
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    cdef double g, x
+    if not isinstance(gain_db, Real) or isinstance(gain_db, bool):
+        raise TypeError(f"gain_db must be a real number, got {type(gain_db).__name__}")
+    db = float(gain_db)
+    if isnan(db) or db == INFINITY:
+        raise ValueError(f"gain_db must be finite or -inf, got {gain_db!r}")
+    g = 0.0 if db == -INFINITY else pow(10.0, db / 20.0)
+    out = PyBytes_FromStringAndSize(NULL, 2 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            x = ve_ld16(src, i) * g
+            if x >= 32767.0:
+                ve_st16(dst, i, 32767)
+            elif x <= -32768.0:
+                ve_st16(dst, i, -32768)
+            else:
+                ve_st16(dst, i, <int16_t>lrint(x))
+    return out
+
+
+def peak_dbfs(buf) -> float:
+    """Peak level in dBFS (``20*log10(max|x| / 32768)``); -inf for silence or empty input."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    cdef int32_t peak = 0, a
+    with nogil:
+        for i in range(n):
+            a = ve_ld16(src, i)
+            if a < 0:
+                a = -a
+            if a > peak:
+                peak = a
+    if peak == 0:
+        return -INFINITY
+    return 20.0 * log10(peak / 32768.0)
+
+
+def rms_dbfs(buf) -> float:
+    """RMS level in dBFS re full-scale *square* wave (a full-scale sine reads -3.01);
+    -inf for silence or empty input. Exact integer accumulation."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    cdef uint64_t acc = 0
+    cdef int64_t s
+    with nogil:
+        for i in range(n):
+            s = ve_ld16(src, i)
+            acc += <uint64_t>(s * s)
+    if acc == 0:
+        return -INFINITY
+    return 20.0 * log10(sqrt(<double>acc / n) / 32768.0)
+
+
+# ------------------------------------------------------------------ G.711
+# Tables follow the ITU-T G.191 reference implementation of G.711 (g711.c:
+# ulaw_compress/expand, alaw_compress/expand), which maps negative inputs via the
+# one's complement. The mu-law encoder depends only on x >> 2 (14-bit), A-law only
+# on x >> 4, so the encode tables are 16 Ki / 4 Ki entries.
+
+cdef uint8_t _ULAW_ENC[16384]
+cdef uint8_t _ALAW_ENC[4096]
+cdef int16_t _ULAW_DEC[256]
+cdef int16_t _ALAW_DEC[256]
+
+
+cdef uint8_t _ulaw_compress(int32_t x) noexcept:
+    cdef int32_t absno = ((~x) >> 2) + 33 if x < 0 else (x >> 2) + 33
+    cdef int32_t i, segno = 1
+    if absno > 0x1FFF:
+        absno = 0x1FFF
+    i = absno >> 6
+    while i:
+        segno += 1
+        i >>= 1
+    cdef int32_t code = ((8 - segno) << 4) | (15 - ((absno >> segno) & 0xF))
+    if x >= 0:
+        code |= 0x80
+    return <uint8_t>code
+
+
+cdef uint8_t _alaw_compress(int32_t x) noexcept:
+    cdef int32_t ix = ((~x) >> 4) if x < 0 else (x >> 4)
+    cdef int32_t iexp
+    if ix > 15:
+        iexp = 1
+        while ix > 16 + 15:
+            ix >>= 1
+            iexp += 1
+        ix -= 16
+        ix += iexp << 4
+    if x >= 0:
+        ix |= 0x80
+    return <uint8_t>(ix ^ 0x55)
+
+
+cdef int16_t _ulaw_expand(int32_t code) noexcept:
+    cdef int32_t sign = -1 if code < 0x80 else 1
+    cdef int32_t mantissa = ~code
+    cdef int32_t exponent = (mantissa >> 4) & 7
+    cdef int32_t step = 4 << (exponent + 1)
+    mantissa &= 0xF
+    return <int16_t>(sign * ((0x80 << exponent) + step * mantissa + step // 2 - 4 * 33))
+
+
+cdef int16_t _alaw_expand(int32_t code) noexcept:
+    cdef int32_t ix = (code ^ 0x55) & 0x7F
+    cdef int32_t iexp = ix >> 4
+    cdef int32_t mant = ix & 0xF
+    if iexp > 0:
+        mant += 16
+    mant = (mant << 4) + 8
+    if iexp > 1:
+        mant <<= iexp - 1
+    return <int16_t>(mant if code > 127 else -mant)
+
+
+cdef void _init_tables() noexcept:
+    cdef int32_t k
+    for k in range(16384):
+        _ULAW_ENC[k] = _ulaw_compress((k - 8192) << 2)
+    for k in range(4096):
+        _ALAW_ENC[k] = _alaw_compress((k - 2048) << 4)
+    for k in range(256):
+        _ULAW_DEC[k] = _ulaw_expand(k)
+        _ALAW_DEC[k] = _alaw_expand(k)
+
+
+_init_tables()
+
+
+def ulaw_encode(buf) -> bytes:
+    """PCM16 -> G.711 mu-law bytes (one per sample), ITU-T G.191 reference mapping."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    out = PyBytes_FromStringAndSize(NULL, n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            dst[i] = _ULAW_ENC[(ve_ld16(src, i) >> 2) + 8192]
+    return out
+
+
+def alaw_encode(buf) -> bytes:
+    """PCM16 -> G.711 A-law bytes (one per sample), ITU-T G.191 reference mapping."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
+    cdef const unsigned char *src = _ptr(v)
+    out = PyBytes_FromStringAndSize(NULL, n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            dst[i] = _ALAW_ENC[(ve_ld16(src, i) >> 4) + 2048]
+    return out
+
+
+def ulaw_decode(buf) -> bytes:
+    """G.711 mu-law bytes -> PCM16 (any byte count)."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = v.shape[0]
+    cdef const unsigned char *src = _ptr(v)
+    out = PyBytes_FromStringAndSize(NULL, 2 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            ve_st16(dst, i, _ULAW_DEC[src[i]])
+    return out
+
+
+def alaw_decode(buf) -> bytes:
+    """G.711 A-law bytes -> PCM16 (any byte count)."""
+    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef Py_ssize_t i, n = v.shape[0]
+    cdef const unsigned char *src = _ptr(v)
+    out = PyBytes_FromStringAndSize(NULL, 2 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            ve_st16(dst, i, _ALAW_DEC[src[i]])
+    return out

@@ -1,0 +1,362 @@
+"""The ``voiceengine`` command: ``demo``, ``talk``, ``run``, ``fake-server``.
+
+Errors a user can cause (no key, a bad file, PortAudio missing, a server that cannot be
+reached) print one line to stderr and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import struct
+import sys
+import time
+import wave
+from typing import Any, Sequence
+
+from .engine import VoiceEngine, VoiceEngineConfig
+from .exceptions import ConfigurationError, VoiceEngineError
+from .providers.types import EventType, InterruptResult, ProviderEvent
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("voiceengine.cli")
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+# --------------------------------------------------------------------- helpers
+def synth_utterance(sample_rate: int = 48000, *, seconds: float = 1.2, seed: int = 1) -> bytes:
+    """A voiced-like test utterance (harmonics + syllable envelope), PCM16 mono."""
+    n = int(sample_rate * seconds)
+    f0 = 120.0 + 15.0 * seed
+    out = bytearray()
+    for i in range(n):
+        t = i / sample_rate
+        env = 0.5 - 0.5 * math.cos(2 * math.pi * 4.0 * t)  # ~4 syllables per second
+        s = sum(math.sin(2 * math.pi * f0 * k * t) / k for k in (1, 2, 3)) * 0.3 * env
+        out += struct.pack("<h", int(max(-1.0, min(1.0, s)) * 32767))
+    return bytes(out)
+
+
+class EventLog:
+    """Prints a compact live log of the interesting events (audio deltas are summarized)."""
+
+    QUIET = {EventType.AUDIO_DELTA, EventType.TRANSCRIPT_DELTA, EventType.TEXT_DELTA, EventType.CONTENT_PART_ADDED,
+             EventType.CONTENT_PART_DONE, EventType.OUTPUT_ITEM_ADDED, EventType.OUTPUT_ITEM_DONE,
+             EventType.RATE_LIMITS, EventType.INPUT_TRANSCRIPT_DELTA, EventType.FUNCTION_CALL_ARGUMENTS_DELTA,
+             EventType.ITEM_DONE, EventType.AUDIO_DONE}
+
+    def __init__(self, stream: Any = None) -> None:
+        self.t0 = time.perf_counter()
+        self.stream = stream or sys.stdout
+        self.deltas = 0
+
+    def __call__(self, event: ProviderEvent) -> None:
+        if event.type is EventType.AUDIO_DELTA:
+            self.deltas += 1
+            return
+        if event.type in self.QUIET:
+            return
+        detail = ""
+        data = event.data
+        if isinstance(data, str):
+            detail = repr(data if len(data) < 70 else data[:67] + "...")
+        elif isinstance(data, InterruptResult):
+            detail = f"{data.action} item at {data.audio_end_ms} ms (played {data.played_ms} ms)"
+        elif event.type is EventType.METRICS:
+            rx, pl = data.first_audio_received_ms, data.first_audio_played_ms
+            detail = f"turn {data.index}: first audio received {_ms(rx)}, played {_ms(pl)}"
+        elif event.type is EventType.ERROR and event.error is not None:
+            detail = f"{event.error.code}: {event.error.message}"
+        elif event.type is EventType.RESPONSE_DONE and data is not None:
+            detail = f"status={getattr(data, 'status', '?')}"
+        elif isinstance(data, dict) and data:
+            detail = " ".join(f"{k}={v}" for k, v in data.items())
+        print(f"{(time.perf_counter() - self.t0) * 1000:8.0f} ms  {event.type.value:<26} {detail}",
+              file=self.stream, flush=True)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f} ms"
+
+
+def latency_table(engine: VoiceEngine, stream: Any = None) -> None:
+    """Print the per-turn latency table and the engine counters."""
+    stream = stream or sys.stdout
+    m = engine.metrics
+    print("\nturn  status       first audio rx  first audio played  audio played  interrupt  truncated at",
+          file=stream)
+    for t in engine._metrics.turns:
+        print(f"{t.index:>4}  {t.status:<11}  {_ms(t.first_audio_received_ms):>14}  {_ms(t.first_audio_played_ms):>18}"
+              f"  {t.audio_played_ms:>9.0f} ms  {_ms(t.interrupt_latency_ms):>9}  {_ms(t.truncated_at_ms):>12}",
+              file=stream)
+    print(f"\nsent {m.frames_sent} frames ({m.bytes_sent} B), received {m.deltas_received} deltas "
+          f"({m.bytes_received} B), played {m.bytes_played} B; underruns {m.playback_underruns}, "
+          f"overruns {m.playback_overruns}; resampler delay in {m.input_resampler_delay_ms:.2f} ms / "
+          f"out {m.output_resampler_delay_ms:.2f} ms; reconnects {m.reconnects}", file=stream)
+
+
+async def _wait_event(engine: VoiceEngine, etype: EventType, timeout: float, predicate: Any = None) -> ProviderEvent:
+    fut: asyncio.Future[ProviderEvent] = asyncio.get_running_loop().create_future()
+
+    def handler(event: ProviderEvent) -> None:
+        if not fut.done() and (predicate is None or predicate(event)):
+            fut.set_result(event)
+
+    sub = engine.events.subscribe(handler, types=etype)
+    try:
+        return await asyncio.wait_for(fut, timeout)
+    except asyncio.TimeoutError:
+        raise UserError(f"timed out after {timeout:.0f} s waiting for {etype.value}") from None
+    finally:
+        sub.unsubscribe()
+
+
+async def _stream(engine: VoiceEngine, pcm: bytes, rate: int, *, frame_ms: int = 20, pace: float = 0.0) -> None:
+    step = rate * 2 * frame_ms // 1000
+    view = memoryview(pcm)
+    for off in range(0, len(pcm), step):
+        await engine.send_audio(view[off:off + step], sample_rate=rate)
+        if pace:
+            await asyncio.sleep(frame_ms / 1000.0 / pace)
+
+
+# ------------------------------------------------------------------------ demo
+async def run_demo(args: argparse.Namespace, out: Any = None) -> int:
+    """The README's main-job command (see the module docstring of the issue)."""
+    from .audio import WavSink
+    from .providers.openai import OpenAIConfig, OpenAIProvider
+
+    out = out or sys.stdout
+    rate = 48000
+    server = None
+    if args.live:
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise UserError("--live needs OPENAI_API_KEY in the environment")
+        pconfig = OpenAIConfig(api_key=key)
+    else:
+        from .testing import FakeRealtimeServer, FakeServerConfig
+
+        server = FakeRealtimeServer(FakeServerConfig(speed=args.server_speed))
+        await server.__aenter__()
+        pconfig = OpenAIConfig(api_key="demo-key-not-secret", url=server.url)
+        print(f"fake Realtime server on {server.url} (no key, no network)", file=out)
+    try:
+        sink = WavSink(args.output, sample_rate=args.rate, channels=1)
+        cfg = VoiceEngineConfig(playback_speed=args.speed, output_sample_rate=args.rate, prebuffer_ms=60)
+        try:
+            async with VoiceEngine(OpenAIProvider(pconfig), cfg, sink=sink) as engine:
+                engine.events.subscribe(EventLog(out))
+                user = synth_utterance(rate, seed=1) + bytes(rate * 2 * 900 // 1000)
+                print(f"-> user utterance 1 ({len(user) // (rate * 2 // 1000)} ms at {rate} Hz)", file=out)
+                await _stream(engine, user, rate)
+                await _wait_event(engine, EventType.METRICS, args.timeout)
+                print("-> user utterance 2 (will barge in during the reply)", file=out)
+                await _stream(engine, user, rate)
+                await _wait_event(engine, EventType.PLAYBACK_STARTED, args.timeout)
+                await asyncio.sleep(args.barge_in_after)
+                print("-> user speaks over the assistant", file=out)
+                interrupted = asyncio.ensure_future(_wait_event(engine, EventType.INTERRUPTED, args.timeout))
+                await _stream(engine, synth_utterance(rate, seed=2) + bytes(rate * 2 * 900 // 1000), rate)
+                await interrupted
+                await _wait_event(engine, EventType.METRICS, args.timeout,
+                                  lambda e: not e.data.interrupted)
+                latency_table(engine, out)
+        finally:
+            await _maybe_close(sink)
+        print(f"\nreply audio written to {args.output}", file=out)
+        if server is not None and server.errors:
+            raise UserError(f"the server reported {len(server.errors)} error(s): {server.errors[0]}")
+        return 0
+    finally:
+        if server is not None:
+            await server.__aexit__(None, None, None)
+
+
+async def _maybe_close(obj: Any) -> None:
+    closer = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+    if callable(closer):
+        result = closer()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def _provider_for(args: argparse.Namespace) -> tuple[str, VoiceEngineConfig]:
+    fields: dict[str, Any] = {}
+    if args.provider == "openai":
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key and not args.url:
+            raise UserError("OPENAI_API_KEY is not set (or use --provider mock, or --url for a fake server)")
+        fields["api_key"] = key or "local-test-key"
+        if args.url:
+            fields["url"] = args.url
+    return args.provider, VoiceEngineConfig(
+        instructions=getattr(args, "instructions", None), voice=getattr(args, "voice", None),
+        playback_speed=getattr(args, "speed", 1.0), **fields)
+
+
+# ------------------------------------------------------------------------- run
+async def run_file(args: argparse.Namespace, out: Any = None) -> int:
+    from .audio import WavSink, WavSource
+
+    out = out or sys.stdout
+    if not os.path.isfile(args.input):
+        raise UserError(f"input file not found: {args.input}")
+    try:
+        source = WavSource(args.input, realtime=False)
+    except (wave.Error, EOFError, ValueError) as exc:
+        raise UserError(f"cannot read {args.input} as a PCM16 WAV file: {exc}") from None
+    name, cfg = _provider_for(args)
+    sink = WavSink(args.output, sample_rate=args.rate, channels=1)
+    try:
+        engine = VoiceEngine(name, cfg, sink=sink)
+        async with engine:
+            engine.events.subscribe(EventLog(out))
+            done = asyncio.ensure_future(_wait_event(engine, EventType.METRICS, args.timeout))
+            await engine.start_listening(source)
+            await engine.wait_listening()
+            await done
+    finally:
+        await _maybe_close(sink)
+    print(f"reply audio written to {args.output}", file=out)
+    return 0
+
+
+# ------------------------------------------------------------------------ talk
+async def run_talk(args: argparse.Namespace, out: Any = None) -> int:
+    from .audio import Microphone, Speaker, rms_dbfs
+
+    out = out or sys.stdout
+    name, cfg = _provider_for(args)
+    status = {"who": "listening", "level": -math.inf}
+
+    class Metered:
+        """Wraps the microphone to feed the level meter (no copy of the audio)."""
+
+        def __init__(self, mic: Any) -> None:
+            self.mic = mic
+            self.sample_rate = getattr(mic, "sample_rate", None)
+            self.channels = getattr(mic, "channels", None)
+
+        async def __aiter__(self) -> Any:
+            async with self.mic:
+                async for buf in self.mic:
+                    status["level"] = rms_dbfs(buf)
+                    yield buf
+
+    speaker = Speaker()
+    async with VoiceEngine(name, cfg, sink=speaker) as engine:
+        engine.events.on(EventType.PLAYBACK_STARTED, lambda e: status.update(who="assistant"))
+        engine.events.on(EventType.PLAYBACK_STOPPED, lambda e: status.update(who="listening"))
+        engine.events.on(EventType.SPEECH_STARTED, lambda e: status.update(who="user"))
+        engine.on_transcript = lambda t: t.final and print(f"\r{t.role:>9}: {t.text}\033[K", file=out)
+        await engine.start_listening(Metered(Microphone()))
+        print("talking (Ctrl-C to stop)", file=out)
+        try:
+            while True:
+                level = status["level"]
+                bars = 0 if level == -math.inf else max(0, min(30, int((level + 60) / 2)))
+                print(f"\r[{'#' * bars:<30}] {status['who']:<10}\033[K", end="", file=out, flush=True)
+                await asyncio.sleep(0.1)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            pass
+    return 0
+
+
+# ----------------------------------------------------------------- fake-server
+async def run_fake_server(args: argparse.Namespace, out: Any = None) -> int:
+    from .testing import FakeServerConfig
+    from .testing.server import serve_async
+
+    out = out or sys.stdout
+
+    def ready(server: Any) -> None:
+        print(f"fake Realtime server listening on {server.url} (Ctrl-C to stop)", file=out, flush=True)
+
+    try:
+        await serve_async(args.port, args.host, config=FakeServerConfig(speed=args.server_speed), ready=ready)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+# ------------------------------------------------------------------- argparse
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voiceengine", description="Realtime voice conversations.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="no key/network/hardware: fake server + real OpenAI provider")
+    demo.add_argument("--output", "-o", default="reply.wav", help="reply WAV path (default reply.wav)")
+    demo.add_argument("--rate", type=int, default=24000, help="reply WAV sample rate")
+    demo.add_argument("--live", action="store_true", help="use the real API (needs OPENAI_API_KEY)")
+    demo.add_argument("--speed", type=float, default=4.0, help="virtual playback clock (x real time)")
+    demo.add_argument("--server-speed", type=float, default=20.0, help="fake server audio pacing (x real time)")
+    demo.add_argument("--barge-in-after", type=float, default=0.15, help="seconds of reply before barging in")
+    demo.add_argument("--timeout", type=float, default=20.0)
+
+    def provider_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--provider", choices=("openai", "mock"), default="openai")
+        p.add_argument("--url", default=None, help="Realtime endpoint (e.g. a fake server's ws:// URL)")
+        p.add_argument("--voice", default=None)
+        p.add_argument("--instructions", default=None)
+        p.add_argument("--timeout", type=float, default=60.0)
+
+    talk = sub.add_parser("talk", help="microphone and speaker conversation")
+    provider_opts(talk)
+    run = sub.add_parser("run", help="file to file: --input question.wav --output answer.wav")
+    run.add_argument("--input", "-i", required=True)
+    run.add_argument("--output", "-o", required=True)
+    run.add_argument("--rate", type=int, default=24000, help="output WAV sample rate")
+    run.add_argument("--speed", type=float, default=None, help="virtual playback clock; default unpaced")
+    provider_opts(run)
+    fake = sub.add_parser("fake-server", help="serve the fake Realtime server for your own tests")
+    fake.add_argument("--port", type=int, default=8765)
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--server-speed", type=float, default=10.0)
+    return parser
+
+
+_COMMANDS = {"demo": run_demo, "talk": run_talk, "run": run_file, "fake-server": run_fake_server}
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, ImportError | OSError) and "PortAudio" in str(exc):
+        return "audio devices unavailable: PortAudio is not installed (pip install 'voiceengine[audio]')"
+    if isinstance(exc, ConnectionRefusedError) or (isinstance(exc, OSError) and exc.errno in (111, 61, 10061)):
+        return f"cannot reach the server: {exc.strerror or exc}"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``voiceengine`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(_COMMANDS[args.command](args))
+    except KeyboardInterrupt:
+        return 130
+    except (UserError, VoiceEngineError, OSError, ImportError, wave.Error, EOFError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"voiceengine {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,691 @@
+"""VoiceEngine: the facade apps embed (audio pipeline + provider + EventBus + state + injector).
+
+::
+
+    async with VoiceEngine("openai", VoiceEngineConfig(api_key=key)) as engine:
+        engine.on_transcript = lambda t: print(t.role, t.text)
+        await engine.start_listening()        # microphone -> provider; replies -> speaker
+
+Every provider event is re-emitted on :attr:`VoiceEngine.events` and folded into
+:attr:`VoiceEngine.state`; the engine adds its own events (LISTENING_*, TURN_*, PLAYBACK_*,
+INTERRUPTED, CONTEXT_*, PROVIDER_SWITCHED, METRICS). See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterable, Awaitable, Callable, Mapping
+
+from .events import EventBus
+from .exceptions import ConfigurationError, InvalidState
+from .injection import ContextInjector, ContextItem
+from .metrics import EngineMetrics, MetricsCollector
+from .pipeline import InputPipeline, Playback
+from .providers.base import BaseProvider, ProviderConfig
+from .providers.registry import create as create_provider
+from .providers.types import (
+    ConnectionChange, EventType, FunctionCall, InterruptResult, ProviderEvent, ResponseInfo,
+)
+from .secrets import Secret
+from .state import ConversationState
+
+__all__ = ["VoiceEngine", "VoiceEngineConfig", "Transcript"]
+
+log = logging.getLogger("voiceengine.engine")
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceEngineConfig:
+    """Engine settings. Provider fields (``api_key`` .. ``url``) build the provider's config
+    when the provider is given by name and ``provider_config`` is None; ``None`` keeps the
+    provider's default.
+
+    Audio: ``input_sample_rate``/``input_channels`` are the defaults for :meth:`send_audio`
+    (None: the provider's rate, mono); ``frame_ms`` is the size of each audio event sent (20 ms:
+    see docs/engine.md for the 20 vs 100 ms benchmark). Output: ``output_sample_rate``/
+    ``output_channels`` (None: a given sink's own format, else the provider's);
+    ``playback_speed`` 1.0 = real time, N = virtual clock N x real time, None = unpaced;
+    ``prebuffer_ms`` of jitter buffer before a reply starts; ``playback_buffer_ms`` capacity.
+    ``barge_in``: flush playback and interrupt when the user starts speaking.
+    ``auto_response``: whether the service replies by itself at the end of a user turn
+    (None: true exactly when turn detection is on). ``end_silence_ms``: silence appended
+    after a finite source (a WAV file) so server VAD sees the end of the utterance.
+    """
+
+    provider_config: ProviderConfig | None = None
+    api_key: str | Secret | None = None
+    instructions: str | None = None
+    voice: str | None = None
+    turn_detection: Any = _UNSET
+    url: str | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+    input_sample_rate: int | None = None
+    input_channels: int = 1
+    frame_ms: float = 20.0
+    output_sample_rate: int | None = None
+    output_channels: int | None = None
+    playback_speed: float | None = 1.0
+    playback_tick_ms: float = 10.0
+    prebuffer_ms: int = 60
+    playback_buffer_ms: int = 300_000
+    barge_in: bool = True
+    auto_response: bool | None = None
+    end_silence_ms: int = 800
+    event_queue_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.frame_ms <= 1000.0:
+            raise ConfigurationError("frame_ms must be in 1..1000")
+        for name in ("input_sample_rate", "output_sample_rate"):
+            rate = getattr(self, name)
+            if rate is not None and not 8000 <= rate <= 192000:
+                raise ConfigurationError(f"{name} must be in 8000..192000 Hz")
+        if self.input_channels not in (1, 2) or self.output_channels not in (None, 1, 2):
+            raise ConfigurationError("channels must be 1 or 2")
+        if self.playback_speed is not None and not self.playback_speed > 0:
+            raise ConfigurationError("playback_speed must be > 0 or None")
+        if self.prebuffer_ms < 0 or self.end_silence_ms < 0 or self.playback_buffer_ms < 1000:
+            raise ConfigurationError("prebuffer_ms, end_silence_ms >= 0 and playback_buffer_ms >= 1000 required")
+
+    def provider_fields(self, name: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {k: v for k, v in (("api_key", self.api_key), ("instructions", self.instructions),
+                                                    ("voice", self.voice)) if v is not None}
+        if self.turn_detection is not _UNSET:
+            fields["turn_detection"] = self.turn_detection
+        if self.url is not None and name == "openai":
+            fields["url"] = self.url
+        fields.update(self.provider_options)
+        return fields
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transcript:
+    """A transcript for :attr:`VoiceEngine.on_transcript`: ``role`` user or assistant."""
+
+    role: str
+    text: str
+    final: bool
+    item_id: str | None = None
+
+
+class _Callback:
+    """A settable callback attribute that is also a decorator: ``engine.on_x = f`` or ``@engine.on_x``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = "_cb_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        handler = obj.__dict__.get(self.name)
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            obj.__dict__[self.name] = fn
+            return fn
+
+        register.handler = handler  # type: ignore[attr-defined]
+        return register
+
+    def __set__(self, obj: Any, fn: Callable[..., Any] | None) -> None:
+        if fn is not None and not callable(fn):
+            raise TypeError("callback must be callable or None")
+        obj.__dict__[self.name] = fn
+
+
+class VoiceEngine:
+    """A realtime voice conversation: see the module docstring and docs/engine.md.
+
+    ``provider``: ``"openai"``, ``"mock"`` (any registered name) or a :class:`BaseProvider`.
+    ``sink``: where reply audio goes besides :attr:`on_audio_response`: an object with
+    ``write(pcm)`` (sync or async; optional ``sample_rate``, ``channels``, ``clear()``,
+    ``close()``/``aclose()``), e.g. :class:`~voiceengine.audio.WavSink` or
+    :class:`~voiceengine.audio.Speaker`.
+    """
+
+    on_audio_response = _Callback()  #: f(pcm: bytes) with played audio at the output rate
+    on_text_response = _Callback()  #: f(text: str) per assistant text/transcript delta
+    on_transcript = _Callback()  #: f(Transcript) for user and assistant transcripts
+    on_function_call = _Callback()  #: f(FunctionCall) -> result or None (result is sent back)
+    on_response_done = _Callback()  #: f(ResponseInfo)
+    on_error = _Callback()  #: f(ErrorInfo | Exception)
+
+    def __init__(self, provider: str | BaseProvider = "openai", config: VoiceEngineConfig | None = None,
+                 *, sink: Any = None) -> None:
+        self.config = config or VoiceEngineConfig()
+        self._provider = self._resolve(provider)
+        self.events = EventBus(queue_size=self.config.event_queue_size)
+        self.state = ConversationState()
+        self._metrics = MetricsCollector()
+        self.injector = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
+                                        auto_response=self._auto_response(self._provider))
+        self._sink = sink
+        self._own_sink = False
+        self._input: InputPipeline | None = None
+        self._playback: Playback | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ready = asyncio.Event()
+        self._connected = False
+        self._closed = False
+        self._dropped_responses: set[str] = set()
+        self._oob_responses: set[str] = set()
+        self._response_id: str | None = None
+        self._barge_in_at: float | None = None
+
+    # ---------------------------------------------------------------- provider
+    def _resolve(self, provider: str | BaseProvider) -> BaseProvider:
+        if isinstance(provider, BaseProvider):
+            return provider
+        if not isinstance(provider, str):
+            raise TypeError("provider must be a registered name or a BaseProvider instance")
+        if self.config.provider_config is not None:
+            return create_provider(provider, self.config.provider_config)
+        return create_provider(provider, **self.config.provider_fields(provider))
+
+    def _auto_response(self, provider: BaseProvider) -> bool:
+        if self.config.auto_response is not None:
+            return self.config.auto_response
+        td = provider.config.turn_detection
+        if isinstance(td, Mapping):
+            return bool(td.get("create_response", True))
+        return td is not None
+
+    @property
+    def provider(self) -> BaseProvider:
+        return self._provider
+
+    @property
+    def metrics(self) -> EngineMetrics:
+        """A frozen snapshot of the engine's counters and latencies."""
+        m = self._metrics
+        if self._playback is not None:
+            ring = self._playback.ring
+            m.ring_overruns, m.ring_dropped = ring.overruns, ring.total_dropped
+            m.engine_underruns = self._playback.underruns
+            m.output_delay_ms = float(self._playback.resampler.delay_ms)
+        if self._input is not None:
+            m.input_delay_ms = self._input.delay_ms
+        m.context_injected = self.injector.stats["injected"]
+        m.context_expired = self.injector.stats["expired"]
+        return m.snapshot()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    # --------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> "VoiceEngine":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect the provider and start the playback clock and the injector."""
+        if self._closed:
+            raise InvalidState("the engine is closed")
+        if self._connected:
+            return
+        await self._attach(self._provider)
+        self._build_pipelines()
+        await self._open_sink()
+        await self.injector.start()
+        self._connected = True
+        self._ready.set()
+
+    async def _attach(self, provider: BaseProvider) -> None:
+        provider.on_event(None, self._on_provider_event)
+        try:
+            await provider.connect()
+        except BaseException:
+            provider.remove_event_handler(None, self._on_provider_event)
+            raise
+
+    def _build_pipelines(self, *, force: bool = False) -> None:
+        cfg = self.config
+        in_fmt, out_fmt = self._provider.get_audio_format()
+        self._input = InputPipeline(provider_rate=in_fmt.sample_rate, frame_ms=cfg.frame_ms)
+        out_rate = cfg.output_sample_rate or getattr(self._sink, "sample_rate", None) or out_fmt.sample_rate
+        out_ch = cfg.output_channels or getattr(self._sink, "channels", None) or 1
+        if self._playback is not None and self._playback.in_rate == out_fmt.sample_rate and not force:
+            return
+        old = self._playback
+        self._playback = Playback(
+            in_rate=out_fmt.sample_rate, out_rate=out_rate, out_channels=out_ch,
+            capacity_ms=cfg.playback_buffer_ms, prebuffer_ms=cfg.prebuffer_ms, speed=cfg.playback_speed,
+            tick_ms=cfg.playback_tick_ms, deliver=self._deliver_audio, on_start=self._on_playback_start,
+            on_stop=self._on_playback_stop, on_played=self._metrics.played,
+        )
+        self._metrics.bytes_per_ms = out_fmt.sample_rate * 2 / 1000.0
+        if old is not None:
+            self._spawn(old.aclose())
+        self._playback.start()
+
+    async def disconnect(self) -> None:
+        """Stop listening and playback, disconnect the provider. The engine can reconnect."""
+        if not self._connected:
+            return
+        self._connected = False
+        self._ready.clear()
+        await self.stop_listening()
+        await self.injector.aclose()
+        self.injector = self._new_injector()
+        if self._playback is not None:
+            await self._playback.aclose()
+            self._playback = None
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._provider.disconnect()
+        finally:
+            self._provider.remove_event_handler(None, self._on_provider_event)
+            await self._close_sink()
+
+    def _new_injector(self) -> ContextInjector:
+        old = self.injector
+        new = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
+                              auto_response=self._auto_response(self._provider))
+        for item in old.pending:  # queued context survives a reconnect
+            new.add(item)
+        return new
+
+    async def close(self) -> None:
+        """Disconnect and close the event bus. Idempotent."""
+        await self.disconnect()
+        if not self._closed:
+            self._closed = True
+            await self.injector.aclose()
+            await self.events.aclose()
+
+    async def switch_provider(self, provider: str | BaseProvider) -> BaseProvider:
+        """Disconnect the current provider, connect ``provider`` and replay the conversation.
+
+        The conversation (:meth:`ConversationState.snapshot`) is re-created on the new
+        provider as items with their original roles, never folded into instructions.
+        Returns the old provider (disconnected).
+        """
+        new = self._resolve(provider)
+        old = self._provider
+        items = list(self.state.snapshot().items)
+        self._ready.clear()
+        if self._playback is not None:
+            self._playback.stop_now()
+        was_connected = self._connected
+        if was_connected:
+            try:
+                await old.disconnect()
+            finally:
+                old.remove_event_handler(None, self._on_provider_event)
+        self._provider = new
+        self.injector.auto_response = self._auto_response(new)
+        self.state.clear()
+        if was_connected:
+            await self._attach(new)
+            for item in items:
+                # ids belong to the old provider's session: let the new one assign its own
+                await new.add_item({k: v for k, v in item.items() if k != "id"})
+            self._build_pipelines()
+            self._ready.set()
+        self._metrics.provider_switches += 1
+        self._emit(EventType.PROVIDER_SWITCHED, {"from": old.name, "to": new.name, "items": len(items)})
+        return old
+
+    # ------------------------------------------------------------------- input
+    async def send_audio(self, audio: Any, *, sample_rate: int | None = None, channels: int | None = None) -> int:
+        """Send app audio (PCM16, any rate 8k-192k, mono/stereo); returns frames sent."""
+        if not self._connected:
+            raise InvalidState("send_audio() before connect()")
+        if not self._ready.is_set():
+            await self._ready.wait()  # a provider switch is in progress
+        assert self._input is not None
+        rate = sample_rate or self.config.input_sample_rate or self._input.provider_rate
+        ch = channels or self.config.input_channels
+        frames = self._input.push(audio, rate, ch)
+        return await self._send_frames(frames)
+
+    async def _send_frames(self, frames: list[memoryview]) -> int:
+        send = self._provider.send_audio
+        for frame in frames:
+            await send(frame)
+            self._metrics.sent(frame.nbytes)
+        return len(frames)
+
+    async def commit(self, *, respond: bool = True) -> None:
+        """End the user's turn (manual turn detection): flush, commit, then reply."""
+        if self._input is not None:
+            await self._send_frames(self._input.flush())
+        self._metrics.speech_ended()
+        await self._provider.commit_audio()
+        await self.injector.end_of_turn(respond=respond)
+
+    async def send_text(self, text: str, respond: bool = True) -> str:
+        """Add a user text message; with ``respond``, ask for a reply. Returns the item id."""
+        if not self._connected:
+            raise InvalidState("send_text() before connect()")
+        item_id = await self._provider.send_text(text, respond=False)
+        self._metrics.speech_ended()
+        await self.injector.end_of_turn(respond=respond)
+        return item_id
+
+    async def create_response(self, **options: Any) -> None:
+        """Ask for a reply (gated; PER_RESPONSE context rides along)."""
+        await self.injector.create_response(**options)
+
+    async def start_listening(self, source: Any = None) -> None:
+        """Stream ``source`` to the provider in the background.
+
+        ``source``: None (the default :class:`~voiceengine.audio.Microphone`; a
+        :class:`~voiceengine.audio.Speaker` sink is opened too when none was given), a
+        :class:`~voiceengine.audio.WavSource`, or any async iterable of PCM16 buffers
+        (with optional ``sample_rate``/``channels`` attributes).
+        """
+        if not self._connected:
+            raise InvalidState("start_listening() before connect()")
+        if self._listen_task is not None and not self._listen_task.done():
+            raise InvalidState("already listening")
+        if source is None:
+            from .audio import Microphone, Speaker
+
+            source = Microphone(sample_rate=self._input.provider_rate if self._input else 24000)
+            if self._sink is None:
+                self._sink = Speaker()
+                self._own_sink = True
+                self._build_pipelines(force=True)  # the speaker's rate may differ
+                await self._open_sink()
+        self._listen_task = asyncio.create_task(self._listen(source), name="voiceengine-listen")
+        self._emit(EventType.LISTENING_STARTED, {"source": type(source).__name__})
+
+    async def _listen(self, source: Any) -> None:
+        rate = getattr(source, "sample_rate", None)
+        ch = getattr(source, "channels", None)
+        manager = source if hasattr(source, "__aenter__") else None
+        try:
+            if manager is not None:
+                await manager.__aenter__()
+            async for buf in _aiter(source):
+                await self.send_audio(buf, sample_rate=rate, channels=ch)
+            # a finite source ended: close the user's turn
+            assert self._input is not None
+            await self._send_frames(self._input.flush())
+            if self._provider.config.turn_detection is None:
+                await self.commit()
+            elif self.config.end_silence_ms:
+                rate_out = self._input.provider_rate
+                await self.send_audio(bytes(rate_out * 2 * self.config.end_silence_ms // 1000))
+                await self._send_frames(self._input.flush())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("listening stopped: %s", exc)
+            self._fire("on_error", exc)
+        finally:
+            if manager is not None:
+                await manager.__aexit__(None, None, None)
+            elif hasattr(source, "aclose"):
+                await _maybe_await(source.aclose())
+            self._emit(EventType.LISTENING_STOPPED, {})
+
+    async def wait_listening(self) -> None:
+        """Wait until the current source is exhausted (finite sources)."""
+        if self._listen_task is not None:
+            await asyncio.shield(self._listen_task)
+
+    async def stop_listening(self) -> None:
+        """Stop the source task (what was captured so far stays sent)."""
+        task, self._listen_task = self._listen_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # --------------------------------------------------------------- barge-in
+    async def interrupt(self) -> InterruptResult:
+        """Stop the assistant now: flush playback, cut the item at what was played."""
+        return await self._interrupt(time.perf_counter(), "interrupt")
+
+    async def _interrupt(self, t0: float, reason: str) -> InterruptResult:
+        if self._playback is None or not self._connected:
+            raise InvalidState("interrupt() while not connected")
+        track, played_ms, _ = self._playback.stop_now()
+        sink_clear = getattr(self._sink, "clear", None)
+        if callable(sink_clear):
+            await _maybe_await(sink_clear())
+        latency = time.perf_counter() - t0
+        if len(self._dropped_responses) > 256:  # bounded: only recent responses can still send deltas
+            self._dropped_responses.clear()
+        if self._response_id is not None:
+            self._dropped_responses.add(self._response_id)
+        if track is not None and track.response_id:
+            self._dropped_responses.add(track.response_id)
+        result = await self._provider.interrupt(played_ms=played_ms)
+        self._metrics.interrupted(latency, result.audio_end_ms)
+        turn = self._metrics.finish_turn("interrupted")
+        self._emit(EventType.INTERRUPTED, result, item_id=result.item_id, response_id=result.response_id)
+        if turn is not None:
+            self._emit(EventType.METRICS, turn)
+        return result
+
+    # ------------------------------------------------------------------ context
+    def inject_context(self, content: str | ContextItem, **fields: Any) -> ContextItem:
+        """Queue context for the conversation (see :class:`~voiceengine.injection.ContextItem`)."""
+        if isinstance(content, ContextItem):
+            if fields:
+                content = replace(content, **fields)
+            return self.injector.add(content)
+        return self.injector.inject(content, **fields)
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, etype: EventType, data: Any = None, **fields: Any) -> None:
+        event = ProviderEvent(type=etype, data=data, provider=self._provider.name,
+                              session_id=self._provider.session_id, **fields)
+        self.events.emit(event)
+        self.injector.observe(event)
+
+    def _on_injector_event(self, event: ProviderEvent) -> None:
+        self.events.emit(replace(event, provider=self._provider.name, session_id=self._provider.session_id))
+
+    def _on_provider_event(self, event: ProviderEvent) -> None:
+        etype = event.type
+        if etype is EventType.AUDIO_DELTA:
+            if event.response_id in self._dropped_responses or event.response_id in self._oob_responses:
+                return  # late audio of an interrupted (or out-of-band) response: never played
+            if self._playback is not None:
+                self._playback.write(event.item_id, event.response_id, event.data)
+                self._metrics.received(event.response_id, len(event.data))
+        self.state.apply(event)
+        self.events.emit(event)
+        self.injector.observe(event)
+        handler = _HANDLERS.get(etype)
+        if handler is not None:
+            handler(self, event)
+
+    def _h_response_started(self, event: ProviderEvent) -> None:
+        info = event.data if isinstance(event.data, ResponseInfo) else None
+        if info is not None and info.conversation == "none":
+            self._oob_responses.add(info.response_id or "")
+            return
+        self._response_id = event.response_id or (info.response_id if info else None)
+        self._metrics.response_started(self._response_id)
+        self._emit(EventType.TURN_STARTED, {"speaker": "assistant"}, response_id=self._response_id)
+
+    def _h_response_done(self, event: ProviderEvent) -> None:
+        info = event.data if isinstance(event.data, ResponseInfo) else ResponseInfo(response_id=event.response_id)
+        rid = event.response_id or info.response_id
+        self._fire("on_response_done", info)
+        if rid in self._oob_responses:
+            return
+        self._metrics.set_status(info.status)
+        if self._playback is not None and rid not in self._dropped_responses:
+            self._playback.end_of_stream()
+            if not self._playback.audible:
+                self._end_assistant_turn()
+        if rid == self._response_id:
+            self._response_id = None
+
+    def _end_assistant_turn(self) -> None:
+        turn = self._metrics.finish_turn()
+        self._emit(EventType.TURN_ENDED, {"speaker": "assistant"})
+        if turn is not None:
+            self._emit(EventType.METRICS, turn)
+
+    def _h_speech_started(self, event: ProviderEvent) -> None:
+        t0 = time.perf_counter()
+        self._emit(EventType.TURN_STARTED, {"speaker": "user"})
+        pb = self._playback
+        if self.config.barge_in and pb is not None and (pb.audible or self._response_id is not None):
+            self._spawn(self._interrupt(t0, "speech_started"))
+
+    def _h_speech_stopped(self, event: ProviderEvent) -> None:
+        self._metrics.speech_ended()
+        self._emit(EventType.TURN_ENDED, {"speaker": "user"})
+
+    def _h_committed(self, event: ProviderEvent) -> None:
+        self._metrics.speech_ended()
+        if not self.injector.auto_response and self._provider.config.turn_detection is not None:
+            # server VAD without auto responses: the engine sends the turn's response.create
+            self._spawn(self.injector.end_of_turn(respond=True))
+
+    def _h_text(self, event: ProviderEvent) -> None:
+        if event.response_id not in self._oob_responses and isinstance(event.data, str):
+            self._fire("on_text_response", event.data)
+
+    def _h_transcript(self, event: ProviderEvent) -> None:
+        if not isinstance(event.data, str) or event.response_id in self._oob_responses:
+            return
+        if event.type is EventType.TRANSCRIPT_DELTA:
+            self._fire("on_text_response", event.data)
+        role = "user" if event.type is EventType.INPUT_TRANSCRIPT else "assistant"
+        final = event.type is not EventType.TRANSCRIPT_DELTA
+        self._fire("on_transcript", Transcript(role=role, text=event.data, final=final, item_id=event.item_id))
+
+    def _h_function_call(self, event: ProviderEvent) -> None:
+        if isinstance(event.data, FunctionCall):
+            self._spawn(self._run_function(event.data))
+
+    async def _run_function(self, call: FunctionCall) -> None:
+        handler = self.on_function_call.handler
+        if handler is None:
+            return
+        try:
+            result = await _maybe_await(handler(call))
+        except Exception as exc:
+            log.warning("on_function_call raised for %s", call.name)
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        if result is not None:
+            await self._provider.send_function_result(call.call_id, result, respond=False)
+            await self.injector.create_response()
+
+    def _h_error(self, event: ProviderEvent) -> None:
+        if event.error is not None and not event.error.benign:
+            self._fire("on_error", event.error)
+
+    def _h_connection(self, event: ProviderEvent) -> None:
+        change = event.data
+        if isinstance(change, ConnectionChange) and change.phase in ("reconnecting",):
+            self._metrics.reconnects += 1
+
+    # ----------------------------------------------------------------- playback
+    def _on_playback_start(self) -> None:
+        self._emit(EventType.PLAYBACK_STARTED, {})
+
+    def _on_playback_stop(self, interrupted: bool) -> None:
+        self._emit(EventType.PLAYBACK_STOPPED, {"interrupted": interrupted})
+        if not interrupted and self._response_id is None:
+            self._end_assistant_turn()
+
+    async def _deliver_audio(self, pcm: bytes) -> None:
+        self._fire("on_audio_response", pcm)
+        sink = self._sink
+        if sink is not None:
+            await _maybe_await(sink.write(pcm))
+
+    async def _open_sink(self) -> None:
+        start = getattr(self._sink, "start", None)
+        if self._own_sink and callable(start):
+            await _maybe_await(start())
+
+    async def _close_sink(self) -> None:
+        sink, own = self._sink, self._own_sink
+        if sink is None or not own:
+            return
+        self._sink, self._own_sink = None, False
+        closer = getattr(sink, "aclose", None) or getattr(sink, "close", None)
+        if callable(closer):
+            await _maybe_await(closer())
+
+    # ------------------------------------------------------------------ helpers
+    def _fire(self, name: str, value: Any) -> None:
+        handler = getattr(self, name).handler
+        if handler is None:
+            return
+        try:
+            result = handler(value)
+        except Exception:
+            log.exception("%s callback raised", name)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(_guard(result, name))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("engine task failed: %s", exc)
+            self._fire("on_error", exc)
+
+    def __repr__(self) -> str:
+        return f"<VoiceEngine provider={self._provider.name!r} connected={self._connected}>"
+
+
+_HANDLERS: dict[EventType, Callable[[VoiceEngine, ProviderEvent], None]] = {
+    EventType.RESPONSE_STARTED: VoiceEngine._h_response_started,
+    EventType.RESPONSE_DONE: VoiceEngine._h_response_done,
+    EventType.SPEECH_STARTED: VoiceEngine._h_speech_started,
+    EventType.SPEECH_STOPPED: VoiceEngine._h_speech_stopped,
+    EventType.INPUT_COMMITTED: VoiceEngine._h_committed,
+    EventType.TEXT_DELTA: VoiceEngine._h_text,
+    EventType.TRANSCRIPT_DELTA: VoiceEngine._h_transcript,
+    EventType.TRANSCRIPT_DONE: VoiceEngine._h_transcript,
+    EventType.INPUT_TRANSCRIPT: VoiceEngine._h_transcript,
+    EventType.FUNCTION_CALL: VoiceEngine._h_function_call,
+    EventType.ERROR: VoiceEngine._h_error,
+    EventType.CONNECTION_STATE: VoiceEngine._h_connection,
+}
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _guard(awaitable: Awaitable[Any], name: str) -> None:
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("async %s callback raised", name)
+
+
+async def _aiter(source: Any) -> AsyncIterable[Any]:
+    if hasattr(source, "__aiter__"):
+        async for buf in source:
+            yield buf
+    elif hasattr(source, "__iter__"):
+        for buf in source:
+            yield buf
+            await asyncio.sleep(0)
+    else:
+        raise TypeError("source must be an (async) iterable of PCM16 buffers")

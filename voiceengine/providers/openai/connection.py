@@ -1,0 +1,299 @@
+"""The transport of the OpenAI Realtime provider: the only client-side ``websockets`` import.
+
+This module opens one WebSocket to the Realtime endpoint and maps every way the opening
+handshake can fail to a typed :class:`~voiceengine.exceptions.ConnectionFailed`. It knows
+nothing about the Realtime protocol (that is :mod:`.session`, sans-I/O) nor about tasks
+and reconnects (that is :mod:`.provider`).
+
+Decisions, and why:
+
+* ``max_size`` is always explicit (``OpenAIConfig.max_size_bytes``): websockets' 1 MiB
+  default is too small for a reply's audio, and ``None`` (unlimited) is a memory hazard.
+* ``compression=None``: base64 audio barely compresses and deflate costs CPU and memory
+  per connection.
+* Redirects are refused: websockets >= 14 follows 3xx responses by default, which would
+  let a redirect move the connection (and, same-origin, the ``Authorization`` header) to a
+  URL nobody configured. :class:`_NoRedirectConnect` turns every 3xx into an error.
+* Handshake logging goes to the dedicated logger ``voiceengine.providers.openai.wire``
+  that carries a scrubbing filter: websockets logs request headers at DEBUG, and frame
+  dumps would show audio. The key never reaches a handler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as _ws_connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    ProxyError,
+    SecurityError,
+)
+from websockets.frames import Frame, Opcode
+
+from ...exceptions import ConnectionFailed
+from ...secrets import SecretScrubbingFilter, scrub
+from .config import OpenAIConfig
+
+__all__ = [
+    "ConnectionClosed",
+    "ClientConnection",
+    "RECONNECTABLE_CLOSE_CODES",
+    "WIRE_LOGGER_NAME",
+    "BackoffPolicy",
+    "backoff",
+    "build_url",
+    "build_headers",
+    "open_connection",
+    "CloseInfo",
+    "close_info",
+]
+
+WIRE_LOGGER_NAME = "voiceengine.providers.openai.wire"
+
+#: Close codes after which a fresh connection may succeed (going away, no status,
+#: abnormal, internal error, service restart, try again later, TLS failure).
+RECONNECTABLE_CLOSE_CODES = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
+
+#: Handshake statuses worth retrying; every other refusal is a configuration problem
+#: (bad key, no access, unknown model) that retrying cannot fix.
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+log = logging.getLogger("voiceengine.providers.openai.connection")
+
+_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})  # frames whose payload is app data
+
+# --------------------------------------------------------------------------- logging
+
+
+class _WireLogFilter(SecretScrubbingFilter):
+    """Scrubs secrets and shortens websockets' frame dumps to opcode + length.
+
+    websockets logs ``"> %s"``/``"< %s"`` with a :class:`Frame` argument whose str shows the
+    first bytes of the payload: for ``input_audio_buffer.append`` that is audio.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], Frame) and args[0].opcode in _DATA:
+            frame = args[0]
+            direction = str(record.msg)[:1]
+            record.msg = "%s %s [%d bytes]"
+            record.args = (direction, frame.opcode.name, len(frame.data))
+        return super().filter(record)
+
+
+def wire_logger() -> logging.Logger:
+    """The logger handed to websockets (with the scrubbing filter attached once)."""
+    logger = logging.getLogger(WIRE_LOGGER_NAME)
+    if not any(isinstance(f, _WireLogFilter) for f in logger.filters):
+        logger.addFilter(_WireLogFilter())
+    return logger
+
+
+# --------------------------------------------------------------------------- backoff
+
+#: A reconnect policy: called once per reconnect episode, yields the delay (seconds)
+#: before each attempt. Replace it on a provider (``provider.reconnect_delays = ...``)
+#: e.g. with ``lambda config: itertools.repeat(0.0)`` in tests.
+BackoffPolicy = Callable[[OpenAIConfig], Iterator[float]]
+
+
+def backoff(config: OpenAIConfig, *, factor: float = 2.0, rng: Callable[[], float] = random.random) -> Iterator[float]:
+    """Jittered exponential backoff ("full jitter"), as websockets' ``backoff`` does.
+
+    The first delay is a random fraction of ``backoff_initial_s`` (so that many clients
+    dropped by the same server restart do not reconnect in lockstep); then each delay is
+    drawn uniformly in ``[cap/2, cap]`` where ``cap`` doubles up to ``backoff_max_s``.
+    """
+    yield rng() * config.backoff_initial_s
+    cap = config.backoff_initial_s
+    while True:
+        cap = min(cap * factor, config.backoff_max_s)
+        yield cap / 2 + rng() * cap / 2
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+def build_url(config: OpenAIConfig) -> str:
+    """The endpoint URL with the ``model`` (or Azure ``deployment``) query parameter.
+
+    Parameters already in ``config.url`` win, so a full Azure URL with ``api-version``
+    and ``deployment`` can be given as is.
+    """
+    parts = urlsplit(config.url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = {name for name, _ in query}
+    if config.azure_deployment:
+        if "deployment" not in names and "model" not in names:
+            query.append(("deployment", config.azure_deployment))
+    elif "model" not in names:
+        query.append(("model", config.model))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _codec_headers(config: OpenAIConfig) -> dict[str, str]:
+    """Headers the selected codec needs (the beta dialect is opted into by a header).
+
+    The codec (:func:`.protocol.make_codec`) declares them; the fallback only matters if
+    that module cannot be imported, so that a beta deployment still gets its header.
+    """
+    try:
+        from .protocol import make_codec
+
+        return dict(make_codec(config.codec).headers)
+    except ImportError:  # pragma: no cover - protocol.py missing
+        return {"OpenAI-Beta": "realtime=v1"} if config.codec == "beta" else {}
+
+
+def build_headers(config: OpenAIConfig) -> list[tuple[str, str]]:
+    """Handshake headers: user extras, codec headers, then authentication (which wins)."""
+    headers: dict[str, str] = {}
+    for name, value in (config.extra_headers or {}).items():
+        headers[str(name)] = str(value)
+    headers.update(_codec_headers(config))
+    # Drop any user-supplied credential header so ours is the only one sent.
+    for name in list(headers):
+        if name.lower() in ("authorization", "api-key"):
+            del headers[name]
+    key = config.key
+    if key:
+        if config.azure_deployment:
+            headers["api-key"] = key
+        else:
+            headers["Authorization"] = f"Bearer {key}"
+    return list(headers.items())
+
+
+class _NoRedirectConnect(_ws_connect):
+    """websockets' ``connect`` with redirect following disabled: a 3xx is an error."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
+def _error_code_from_body(body: bytes | None) -> str | None:
+    """The ``error.code`` of a JSON error body (OpenAI answers 401 with one), if any."""
+    if not body:
+        return None
+    try:
+        payload = json.loads(body[:65536])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and len(code) <= 100 else None
+
+
+def handshake_error(exc: BaseException) -> ConnectionFailed:
+    """Map an exception raised while opening the connection to :class:`ConnectionFailed`.
+
+    401/403 (and other 4xx) are fatal: retrying with the same key or URL cannot help.
+    408/425/429/5xx, timeouts and socket errors are retryable. Messages are scrubbed.
+    """
+    if isinstance(exc, ConnectionFailed):
+        return exc
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        body_code = _error_code_from_body(exc.response.body)
+        if 300 <= status < 400:
+            return ConnectionFailed(
+                f"handshake refused: HTTP {status} redirect (redirects are not followed)",
+                code="redirect_refused", status_code=status, retryable=False, fatal=True,
+            )
+        retryable = status in _RETRYABLE_STATUS
+        return ConnectionFailed(
+            f"handshake refused: HTTP {status}" + (f" ({body_code})" if body_code else ""),
+            code=body_code or f"http_{status}", status_code=status, retryable=retryable,
+            fatal=not retryable,
+        )
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed("timed out opening the connection", code="timeout", retryable=True)
+    if isinstance(exc, InvalidURI):
+        return ConnectionFailed(f"invalid URL: {scrub(str(exc))}", code="invalid_url", retryable=False, fatal=True)
+    if isinstance(exc, (SecurityError, ProxyError)):
+        return ConnectionFailed(f"handshake failed: {scrub(str(exc))}", code="handshake_failed", retryable=False,
+                                fatal=True)
+    if isinstance(exc, InvalidHandshake):
+        return ConnectionFailed(f"handshake failed: {scrub(str(exc))}", code="handshake_failed", retryable=True)
+    if isinstance(exc, ConnectionClosed):
+        return ConnectionFailed("connection closed during the handshake", code="closed", retryable=True)
+    if isinstance(exc, OSError):
+        return ConnectionFailed(f"cannot connect: {type(exc).__name__}: {scrub(str(exc))}", code="os_error",
+                                retryable=True)
+    return ConnectionFailed(f"cannot connect: {type(exc).__name__}", code="unexpected", retryable=False)
+
+
+async def open_connection(config: OpenAIConfig, **overrides: Any) -> ClientConnection:
+    """Open the WebSocket (handshake done, keepalive running) or raise :class:`ConnectionFailed`.
+
+    ``overrides`` go to :func:`websockets.asyncio.client.connect` (tests; e.g. ``ssl=``).
+    The caller owns the connection and must close it.
+    """
+    url = build_url(config)
+    options: dict[str, Any] = dict(
+        additional_headers=build_headers(config),
+        user_agent_header="voiceengine (websockets)",
+        compression=None,
+        max_size=config.max_size_bytes,
+        ping_interval=config.ping_interval_s,
+        ping_timeout=config.ping_timeout_s,
+        open_timeout=config.open_timeout_s,
+        close_timeout=config.close_timeout_s,
+        logger=wire_logger(),
+    )
+    if config.is_loopback:
+        options["proxy"] = None  # a system proxy must not see loopback test traffic
+    options.update(overrides)
+    try:
+        return await _NoRedirectConnect(url, **options)
+    except Exception as exc:
+        failure = handshake_error(exc)
+        log.debug("connect to %s failed: %s", urlsplit(url).netloc, failure.message)
+        # ``from None``: the original exception may carry the request with its headers.
+        raise failure from None
+
+
+# --------------------------------------------------------------------------- closing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseInfo:
+    """How a connection ended: the close code received (1006 when none) and reason."""
+
+    code: int | None
+    reason: str = ""
+
+    @property
+    def reconnectable(self) -> bool:
+        return self.code in RECONNECTABLE_CLOSE_CODES
+
+
+def close_info(connection: ClientConnection, exc: BaseException | None = None) -> CloseInfo:
+    """The close code/reason received on a closed connection (1006 if the peer sent none).
+
+    ``exc`` is the :class:`ConnectionClosed` raised by ``recv`` when there is one: its
+    ``rcvd`` frame is authoritative even before the socket is fully torn down.
+    """
+    if isinstance(exc, ConnectionClosed):
+        if exc.rcvd is not None:
+            return CloseInfo(code=int(exc.rcvd.code), reason=scrub(exc.rcvd.reason)[:200])
+        return CloseInfo(code=1006, reason="")
+    code = connection.close_code
+    reason = connection.close_reason or ""
+    return CloseInfo(code=1006 if code is None else int(code), reason=scrub(reason)[:200])
+
+
+def describe_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers safe to show (credentials masked), for diagnostics."""
+    return {k: ("***" if k.lower() in ("authorization", "api-key") else v) for k, v in headers.items()}

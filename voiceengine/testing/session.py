@@ -1,0 +1,469 @@
+"""One fake Realtime session: the GA protocol rules, sans-I/O.
+
+Feed client texts to :meth:`FakeSession.receive`; drain server events with
+:meth:`FakeSession.events_to_send`; step active responses with :meth:`FakeSession.advance`
+(new ones are listed by :meth:`FakeSession.take_new_responses`). No asyncio, no sockets:
+the shell in ``server.py`` moves the bytes and does the pacing.
+"""
+
+from __future__ import annotations
+
+import binascii
+import itertools
+import json
+import logging
+from collections import deque
+from typing import Any, Callable, Mapping
+
+from .audio import bytes_per_ms
+from .config import FakeServerConfig, ResponseContext, ScriptedResponse, default_response
+from .inputaudio import InputAudioMixin
+from .responses import ResponseRun, finish_cancelled, response_steps
+from .sessionconfig import ClientError, apply_session_update, default_session, validate_item, validate_response_options
+from .vad import EnergyVad
+
+__all__ = ["FakeSession", "ClientError"]
+
+log = logging.getLogger("voiceengine.testing.session")
+
+
+class FakeSession(InputAudioMixin):
+    """Per-connection protocol state. Attributes tests use: ``received``, ``sent``, ``errors``,
+    ``audio_sent_by_item``, ``items``, ``function_calls``, ``function_outputs``, ``truncations``,
+    ``session`` (the GA session object), ``closed_code``.
+    """
+
+    def __init__(self, config: FakeServerConfig, *, index: int = 0, model: str | None = None,
+                 now: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.index = index
+        self.clock = now or config.clock
+        self.started_at = self.clock()
+        self._ids = itertools.count(1)
+        self.id = self.new_id("sess")
+        self.conversation_id = self.new_id("conv")
+        cap = config.max_recorded_events
+        self.received: deque[dict[str, Any]] = deque(maxlen=cap)
+        self.sent: deque[dict[str, Any]] = deque(maxlen=cap)
+        self.errors: deque[dict[str, Any]] = deque(maxlen=cap)
+        self.faulty_sent: deque[str] = deque(maxlen=cap)   # raw texts of injected bad messages
+        self.request_headers: dict[str, str] = {}
+        self.closed_code: int | None = None
+        self.session: dict[str, Any] = default_session(config, self.id, model or config.model,
+                                                       int(config.wall_clock()))
+        self._outbox: list[dict[str, Any]] = []
+        self._items: dict[str, dict[str, Any]] = {}
+        self._order: list[str] = []
+        self._item_audio: dict[str, bytes] = {}         # user input audio, for retrieve
+        self._audio_out: dict[str, bytearray] = {}      # assistant audio as sent
+        self.function_calls: dict[str, dict[str, Any]] = {}
+        self.function_outputs: dict[str, str] = {}
+        self.truncations: list[dict[str, Any]] = []
+        self._buffer = bytearray()
+        self._input_bytes_total = 0
+        self._speech_item: str | None = None
+        self._speech_start_ms = 0
+        self._vad: EnergyVad | None = None
+        self._vad_origin_ms = 0
+        self._turns = 0
+        self._response_count = 0
+        self._runs: dict[str, ResponseRun] = {}
+        self._inband: str | None = None
+        self._new_runs: list[str] = []
+        self.interrupts = 0
+        self._rebuild_vad()
+        self._handlers: dict[str, Callable[[dict[str, Any], str | None], None]] = {
+            "session.update": self._on_session_update,
+            "input_audio_buffer.append": self._on_append,
+            "input_audio_buffer.commit": self._on_commit,
+            "input_audio_buffer.clear": self._on_clear,
+            "conversation.item.create": self._on_item_create,
+            "conversation.item.retrieve": self._on_item_retrieve,
+            "conversation.item.truncate": self._on_item_truncate,
+            "conversation.item.delete": self._on_item_delete,
+            "response.create": self._on_response_create,
+            "response.cancel": self._on_response_cancel,
+        }
+
+    # ---------------------------------------------------------------- plumbing
+    def new_id(self, prefix: str) -> str:
+        """A deterministic id: prefix, session index, counter."""
+        return f"{prefix}_{self.index:04d}{next(self._ids):08d}"
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Queue a server event."""
+        ev = {"type": type_, "event_id": self.new_id("event"), **fields}
+        self._outbox.append(ev)
+        return ev
+
+    def emit_audio_delta(self, base: Mapping[str, Any], b64: str, nbytes: int) -> None:
+        """Queue one response.output_audio.delta."""
+        self.emit("response.output_audio.delta", **base, content_index=0, delta=b64)
+
+    def error(self, code: str | None, message: str, *, param: str | None = None,
+              event_id: str | None = None, type_: str = "invalid_request_error") -> dict[str, Any]:
+        """Queue an ``error`` event answering client event ``event_id``."""
+        return self.emit("error", error={"type": type_, "code": code, "message": message,
+                                          "param": param, "event_id": event_id})
+
+    def events_to_send(self) -> list[dict[str, Any]]:
+        """Drain queued server events (in order)."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def record_sent(self, event: Mapping[str, Any]) -> None:
+        """The shell calls this for each well-formed event actually written."""
+        ev = dict(event)
+        if not self.config.record_audio_payloads and ev.get("type") == "response.output_audio.delta":
+            ev["delta"] = ""
+        self.sent.append(ev)
+        if ev.get("type") == "error":
+            self.errors.append(ev)
+
+    def start(self) -> None:
+        """Queue ``session.created``."""
+        self.emit("session.created", session=json.loads(json.dumps(self.session)))
+
+    def expired(self) -> bool:
+        """True once the configured maximum session duration has passed on the clock."""
+        limit = self.config.max_session_s
+        return limit is not None and self.clock() - self.started_at >= limit
+
+    # ---------------------------------------------------------------- inbound
+    @staticmethod
+    def peek_type(data: str | bytes) -> str | None:
+        """The ``type`` of a client text, or None when it is not a JSON object with one."""
+        try:
+            ev = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        t = ev.get("type") if isinstance(ev, dict) else None
+        return t if isinstance(t, str) else None
+
+    def receive(self, data: str | bytes) -> None:
+        """Handle one client message; protocol violations become ``error`` events."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.error("invalid_value", "Binary frames are not supported; send JSON text frames.")
+            return
+        try:
+            ev = json.loads(data)
+        except json.JSONDecodeError as exc:
+            self.error("invalid_json", f"The client event is not valid JSON: {exc.msg}.")
+            return
+        if not isinstance(ev, dict):
+            self.error("invalid_json", "The client event must be a JSON object.")
+            return
+        self._record_received(ev)
+        raw_eid = ev.get("event_id")
+        eid = raw_eid if isinstance(raw_eid, str) else None
+        etype = ev.get("type")
+        try:
+            if raw_eid is not None and eid is None:
+                raise ClientError("invalid_type", "Invalid type for 'event_id': expected a string.", "event_id")
+            if not isinstance(etype, str):
+                raise ClientError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
+            handler = self._handlers.get(etype)
+            if handler is None:
+                raise ClientError(
+                    "invalid_value",
+                    f"Invalid value: '{etype}'. Supported values are: "
+                    + ", ".join(f"'{t}'" for t in self._handlers) + ".",
+                    "type",
+                )
+            handler(ev, eid)
+        except ClientError as exc:
+            self.error(exc.code, exc.message, param=exc.param, event_id=eid, type_=exc.type)
+
+    def _record_received(self, ev: dict[str, Any]) -> None:
+        if not self.config.record_audio_payloads and ev.get("type") == "input_audio_buffer.append":
+            ev = {**ev, "audio": ""}
+        self.received.append(ev)
+
+    # ---------------------------------------------------------------- session
+    def _on_session_update(self, ev: dict[str, Any], eid: str | None) -> None:
+        old_td = json.dumps(self.session["audio"]["input"].get("turn_detection"))
+        old_fmt = json.dumps(self.session["audio"]["input"]["format"])
+        self.session = apply_session_update(self.session, ev.get("session"))
+        if json.dumps(self.session["audio"]["input"]["format"]) != old_fmt:
+            self._buffer.clear()
+        if old_td != json.dumps(self.session["audio"]["input"].get("turn_detection")) or self._vad is None:
+            self._rebuild_vad()
+        self.emit("session.updated", session=json.loads(json.dumps(self.session)))
+
+    # ---------------------------------------------------------------- conversation
+    @property
+    def items(self) -> tuple[dict[str, Any], ...]:
+        """Conversation items in order (copies)."""
+        return tuple(self.public_item(self._items[i], with_audio=False) for i in self._order)
+
+    def has_item(self, item_id: str) -> bool:
+        """True when ``item_id`` is in the conversation."""
+        return item_id in self._items
+
+    def last_item_id(self) -> str | None:
+        """Id of the newest item, or None."""
+        return self._order[-1] if self._order else None
+
+    def previous_of(self, item_id: str) -> str | None:
+        """Id of the item before ``item_id`` (None at the root or when unknown)."""
+        try:
+            i = self._order.index(item_id)
+        except ValueError:
+            return None
+        return self._order[i - 1] if i else None
+
+    def insert_item(self, item: dict[str, Any], previous_item_id: str | None) -> str | None:
+        """Insert after ``previous_item_id`` (None = at the end, "root" = first); returns the real previous id."""
+        if previous_item_id is None:
+            prev = self.last_item_id()
+            self._order.append(item["id"])
+        elif previous_item_id == "root":
+            prev = None
+            self._order.insert(0, item["id"])
+        else:
+            pos = self._order.index(previous_item_id)
+            prev = previous_item_id
+            self._order.insert(pos + 1, item["id"])
+        self._items[item["id"]] = item
+        while len(self._order) > self.config.max_history_items:
+            self._forget(self._order[0])
+        return prev
+
+    def update_item(self, item: dict[str, Any]) -> None:
+        """Replace the stored copy of an item (when it is still in the conversation)."""
+        if item["id"] in self._items:
+            self._items[item["id"]] = item
+
+    def _forget(self, item_id: str) -> None:
+        self._order.remove(item_id)
+        self._items.pop(item_id, None)
+        self._item_audio.pop(item_id, None)
+        self._audio_out.pop(item_id, None)
+
+    def public_item(self, item: Mapping[str, Any], *, with_audio: bool = False) -> dict[str, Any]:
+        """Wire copy of an item; audio payloads only when ``with_audio`` (retrieve)."""
+        out = json.loads(json.dumps(item))
+        for c in out.get("content", ()):
+            if with_audio and c.get("type") == "input_audio":
+                if item["id"] in self._item_audio:
+                    c["audio"] = binascii.b2a_base64(self._item_audio[item["id"]], newline=False).decode()
+            elif with_audio and c.get("type") == "output_audio" and item["id"] in self._audio_out:
+                audio = bytes(self._audio_out[item["id"]])
+                cut = self._truncated_at(item["id"])
+                if cut is not None:
+                    audio = audio[: cut * bytes_per_ms(self._out_fmt())]
+                c["audio"] = binascii.b2a_base64(audio, newline=False).decode()
+            else:
+                c.pop("audio", None)
+        return out
+
+    def audio_out_buffer(self, item_id: str) -> bytearray:
+        """The growing record of audio sent for an assistant item."""
+        return self._audio_out.setdefault(item_id, bytearray())
+
+    @property
+    def audio_sent_by_item(self) -> dict[str, bytes]:
+        """Assistant audio exactly as sent (in the output format), per item id."""
+        return {k: bytes(v) for k, v in self._audio_out.items()}
+
+    def _out_fmt(self) -> str:
+        return self.session["audio"]["output"]["format"].get("type", "audio/pcm")
+
+    def _truncated_at(self, item_id: str) -> int | None:
+        for t in reversed(self.truncations):
+            if t["item_id"] == item_id:
+                return int(t["audio_end_ms"])
+        return None
+
+    def context_chars(self) -> int:
+        """Rough size of the text context, for usage figures."""
+        return sum(len(json.dumps(self._items[i].get("content", ""))) for i in self._order)
+
+    def _on_item_create(self, ev: dict[str, Any], eid: str | None) -> None:
+        prev = ev.get("previous_item_id")
+        if prev is not None and (not isinstance(prev, str) or (prev != "root" and prev not in self._items)):
+            raise ClientError("invalid_value", f"Previous item with id '{prev}' does not exist.", "previous_item_id")
+        item, audio = validate_item(ev.get("item"), "item")
+        if "id" in item:
+            if item["id"] in self._items:
+                raise ClientError("invalid_value", f"Item with id '{item['id']}' already exists.", "item.id")
+        else:
+            item["id"] = self.new_id("item")
+        if audio is not None:
+            self._item_audio[item["id"]] = audio
+        if item["type"] == "function_call_output":
+            self.function_outputs[item["call_id"]] = item["output"]
+        real_prev = self.insert_item(item, prev)
+        self.emit("conversation.item.added", previous_item_id=real_prev, item=self.public_item(item))
+        self.emit("conversation.item.done", previous_item_id=real_prev, item=self.public_item(item))
+
+    def _require_item(self, ev: Mapping[str, Any]) -> str:
+        item_id = ev.get("item_id")
+        if not isinstance(item_id, str):
+            raise ClientError("missing_required_parameter", "Missing required parameter: 'item_id'.", "item_id")
+        if item_id not in self._items:
+            raise ClientError("item_not_found", f"Item with id '{item_id}' not found.", "item_id")
+        return item_id
+
+    def _on_item_retrieve(self, ev: dict[str, Any], eid: str | None) -> None:
+        item_id = self._require_item(ev)
+        self.emit("conversation.item.retrieved", item=self.public_item(self._items[item_id], with_audio=True))
+
+    def _on_item_delete(self, ev: dict[str, Any], eid: str | None) -> None:
+        item_id = self._require_item(ev)
+        self._forget(item_id)
+        self.emit("conversation.item.deleted", item_id=item_id)
+
+    def _on_item_truncate(self, ev: dict[str, Any], eid: str | None) -> None:
+        item_id = self._require_item(ev)
+        ci, end_ms = ev.get("content_index"), ev.get("audio_end_ms")
+        for name, value in (("content_index", ci), ("audio_end_ms", end_ms)):
+            if value is None:
+                raise ClientError("missing_required_parameter", f"Missing required parameter: '{name}'.", name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ClientError("invalid_type", f"Invalid type for '{name}': expected an integer.", name)
+        assert isinstance(ci, int) and isinstance(end_ms, int)
+        item = self._items[item_id]
+        if item.get("type") != "message" or item.get("role") != "assistant":
+            raise ClientError("invalid_value", "Only assistant messages can be truncated.", "item_id")
+        content = item.get("content") or []
+        if not 0 <= ci < max(1, len(content)) or (content and content[ci].get("type") != "output_audio"):
+            raise ClientError("invalid_value", f"Content index {ci} is not an audio content part.", "content_index")
+        sent_ms = len(self._audio_out.get(item_id, b"")) // bytes_per_ms(self._out_fmt())
+        limit = self._truncated_at(item_id)
+        have = sent_ms if limit is None else min(sent_ms, limit)
+        if end_ms <= 0:
+            raise ClientError("invalid_value", "audio_end_ms must be greater than 0; delete the item instead.",
+                              "audio_end_ms")
+        if end_ms > have:
+            raise ClientError("invalid_value",
+                              f"Audio content of {have}ms is already shorter than {end_ms}ms.", "audio_end_ms")
+        # Like the real service: the server-side transcript goes, so no unheard text stays in context.
+        if content:
+            content[ci]["transcript"] = ""
+        self.truncations.append({"item_id": item_id, "content_index": ci, "audio_end_ms": end_ms})
+        self.emit("conversation.item.truncated", item_id=item_id, content_index=ci, audio_end_ms=end_ms)
+
+    # ---------------------------------------------------------------- responses
+    @property
+    def response_active(self) -> bool:
+        """True while an in-band response is in progress."""
+        return self._inband is not None
+
+    @property
+    def active_responses(self) -> tuple[str, ...]:
+        """Ids of every response in progress (in-band and out-of-band)."""
+        return tuple(self._runs)
+
+    def _on_response_create(self, ev: dict[str, Any], eid: str | None) -> None:
+        opts = validate_response_options(ev.get("response"))
+        if opts.get("conversation", "auto") != "none" and self._inband is not None:
+            raise ClientError(
+                "conversation_already_has_active_response",
+                f"Conversation already has an active response in progress: {self._inband}. "
+                "Wait until the response is finished before creating a new one.",
+            )
+        self._start_response(opts, eid=eid)
+
+    def _on_response_cancel(self, ev: dict[str, Any], eid: str | None) -> None:
+        rid = ev.get("response_id")
+        if rid is not None and not isinstance(rid, str):
+            raise ClientError("invalid_type", "Invalid type for 'response_id': expected a string.", "response_id")
+        target = rid if rid is not None else (self._inband or (next(reversed(self._runs)) if self._runs else None))
+        if target is None or target not in self._runs:
+            raise ClientError("response_cancel_not_active", "Cancellation failed: no active response found.")
+        self.cancel(target, "client_cancelled")
+
+    def _script_for(self, ctx: ResponseContext) -> ScriptedResponse:
+        script = self.config.responses
+        if script is None:
+            chosen: Any = default_response(ctx)
+        elif callable(script):
+            chosen = script(ctx)
+        elif ctx.index < len(script) or (self.config.cycle_responses and len(script)):
+            chosen = script[ctx.index % len(script)]
+        else:
+            chosen = default_response(ctx)
+        return ScriptedResponse(text=chosen) if isinstance(chosen, str) else chosen
+
+    def _context(self, rid: str, opts: Mapping[str, Any], oob: bool) -> ResponseContext:
+        items = list(opts["input"]) if "input" in opts else [self._items[i] for i in self._order]
+        user_text = fn_out = None
+        for it in reversed(items):
+            if it.get("type") == "function_call_output" and user_text is None and fn_out is None:
+                fn_out = str(it.get("output", ""))
+            if it.get("type") == "message" and it.get("role") == "user":
+                for c in it.get("content") or ():
+                    user_text = c.get("text") or c.get("transcript") or user_text
+                break
+        return ResponseContext(
+            index=self._response_count, session_index=self.index, response_id=rid,
+            instructions=str(opts.get("instructions", self.session.get("instructions") or "")),
+            output_modalities=tuple(opts.get("output_modalities") or self.session["output_modalities"]),
+            out_of_band=oob, metadata=opts.get("metadata"), last_user_text=user_text,
+            last_function_output=fn_out,
+            items=tuple(self.public_item(i) if "id" in i else dict(i) for i in items),
+        )
+
+    def _start_response(self, opts: Mapping[str, Any], *, eid: str | None) -> str:
+        rid = self.new_id("resp")
+        oob = opts.get("conversation") == "none"
+        ctx = self._context(rid, opts, oob)
+        self._response_count += 1
+        try:
+            script = self._script_for(ctx)
+        except Exception:  # a user's script callable failed: a failed response, not a dead server
+            log.exception("response script failed")
+            script = None
+        out = self.session["audio"]["output"]
+        voice = (opts.get("audio") or {}).get("output", {}).get("voice", out.get("voice"))
+        fmt = (opts.get("audio") or {}).get("output", {}).get("format", out["format"])
+        run = ResponseRun(id=rid, out_of_band=oob, modalities=ctx.output_modalities, output_format=dict(fmt),
+                          voice=voice, metadata=opts.get("metadata"), script=script or ScriptedResponse(text="x"),
+                          conversation_id=None if oob else self.conversation_id)
+        self.emit("response.created", response=run.shell("in_progress"))
+        if script is None:
+            resp = run.shell("failed")
+            resp["status_details"] = {"type": "failed", "error": {"type": "server_error", "code": "server_error",
+                                                                  "message": "The response script raised."}}
+            self.emit("response.done", response=resp)
+            return rid
+        self._runs[rid] = run
+        if not oob:
+            self._inband = rid
+        run.steps = response_steps(self, run)
+        self._new_runs.append(rid)
+        return rid
+
+    def take_new_responses(self) -> list[str]:
+        """Ids of responses started since the last call (the shell starts a pacing task per id)."""
+        out, self._new_runs = self._new_runs, []
+        return out
+
+    def advance(self, response_id: str) -> int | None:
+        """Run one step of a response; the ms of output it carried, or None when it is over."""
+        run = self._runs.get(response_id)
+        if run is None or run.steps is None:
+            return None
+        try:
+            return next(run.steps)
+        except StopIteration:
+            return None
+
+    def finish_response(self, run: ResponseRun, response: dict[str, Any]) -> None:
+        """Send response.done and forget the run (called by the step generator and cancel)."""
+        self._runs.pop(run.id, None)
+        if self._inband == run.id:
+            self._inband = None
+        self.emit("response.done", response=response)
+
+    def cancel(self, response_id: str, reason: str) -> bool:
+        """Cancel a response in progress (``reason``: client_cancelled or turn_detected)."""
+        run = self._runs.get(response_id)
+        if run is None:
+            return False
+        if run.steps is not None:
+            run.steps.close()
+            run.steps = None
+        finish_cancelled(self, run, reason, self.config.cancel_closes_items)
+        return True
