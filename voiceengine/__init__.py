@@ -1,5 +1,23 @@
-"""voiceengine: low-latency, interruptible voice conversations with realtime AI providers."""
+"""voiceengine: low-latency, interruptible voice conversations with realtime AI providers.
 
+Start with :class:`VoiceEngine` (see README.md and docs/engine.md). The audio core lives in
+:mod:`voiceengine.audio`, providers in :mod:`voiceengine.providers`, the fake Realtime
+server for tests in :mod:`voiceengine.testing`.
+"""
+
+from .audio import (
+    AudioDeviceError,
+    Chunker,
+    Microphone,
+    Resampler,
+    RingBuffer,
+    Speaker,
+    WavSink,
+    WavSource,
+    resample,
+)
+from .engine import Transcript, VoiceEngine, VoiceEngineConfig
+from .events import EventBus, EventStream, Subscription
 from .exceptions import (
     AudioFormatError,
     ConfigurationError,
@@ -12,23 +30,56 @@ from .exceptions import (
     RemoteProtocolError,
     VoiceEngineError,
 )
+from .injection import ContextInjector, ContextItem, InjectionMode, InjectionRecord, InjectionTiming
+from .metrics import EngineMetrics, TurnMetrics
 from .providers import (
+    AudioEncoding,
     AudioFormat,
     BaseProvider,
+    ConnectionChange,
     ConnectionState,
+    ErrorInfo,
     EventType,
+    FunctionCall,
+    InterruptResult,
     MessageType,
     ProviderCapabilities,
     ProviderConfig,
     ProviderEvent,
+    ResponseInfo,
 )
+from .providers.mock import MockConfig, MockProvider
+from .providers.openai import OpenAIConfig
 from .secrets import Secret
+from .state import ConversationItem, ConversationSnapshot, ConversationState, Turn
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioFormatError", "ConfigurationError", "ConnectionFailed", "InvalidState", "LimitExceeded",
-    "LocalProtocolError", "ProtocolError", "ProviderError", "RemoteProtocolError", "VoiceEngineError",
-    "AudioFormat", "BaseProvider", "ConnectionState", "EventType", "MessageType",
-    "ProviderCapabilities", "ProviderConfig", "ProviderEvent", "Secret", "__version__",
+    # engine
+    "VoiceEngine", "VoiceEngineConfig", "Transcript", "EngineMetrics", "TurnMetrics",
+    "EventBus", "EventStream", "Subscription",
+    "ConversationState", "ConversationItem", "ConversationSnapshot", "Turn",
+    "ContextInjector", "ContextItem", "InjectionMode", "InjectionRecord", "InjectionTiming",
+    # audio
+    "Resampler", "resample", "Chunker", "RingBuffer", "WavSource", "WavSink", "Microphone",
+    "Speaker", "AudioDeviceError",
+    # providers
+    "BaseProvider", "ProviderConfig", "ProviderEvent", "ProviderCapabilities", "EventType",
+    "MessageType", "ConnectionState", "ConnectionChange", "AudioEncoding", "AudioFormat",
+    "ErrorInfo", "FunctionCall", "InterruptResult", "ResponseInfo",
+    "MockProvider", "MockConfig", "OpenAIProvider", "OpenAIConfig", "Secret",
+    # errors
+    "VoiceEngineError", "ConfigurationError", "AudioFormatError", "InvalidState", "LimitExceeded",
+    "ProviderError", "ConnectionFailed", "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
+    "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # OpenAIProvider imports websockets; keep `import voiceengine` light until it is used.
+    if name == "OpenAIProvider":
+        from .providers.openai import OpenAIProvider as provider
+
+        return provider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

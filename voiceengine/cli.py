@@ -47,6 +47,14 @@ def synth_utterance(sample_rate: int = 48000, *, seconds: float = 1.2, seed: int
     return bytes(out)
 
 
+DEMO_REPLIES = (
+    "Hello! I am the voiceengine demo assistant, talking to you through a fake Realtime server on this machine.",
+    "This second answer is long on purpose, so that you can interrupt me while I am still talking about "
+    "resampling, ring buffers and the many other things a voice engine has to get right.",
+    "Sure, I stopped talking. What would you like to know?",
+)
+
+
 class EventLog:
     """Prints a compact live log of the interesting events (audio deltas are summarized)."""
 
@@ -77,12 +85,21 @@ class EventLog:
             detail = f"turn {data.index}: first audio received {_ms(rx)}, played {_ms(pl)}"
         elif event.type is EventType.ERROR and event.error is not None:
             detail = f"{event.error.code}: {event.error.message}"
+        elif event.type is EventType.CONNECTION_STATE and data is not None:
+            detail = f"{getattr(data, 'phase', '')} {getattr(data, 'reason', '')}".strip()
         elif event.type is EventType.RESPONSE_DONE and data is not None:
             detail = f"status={getattr(data, 'status', '?')}"
         elif isinstance(data, dict) and data:
-            detail = " ".join(f"{k}={v}" for k, v in data.items())
+            keys = [k for k in ("role", "id", "speaker", "audio_start_ms", "audio_end_ms", "interrupted", "from", "to",
+                                "items", "source") if k in data] or list(data)[:3]
+            detail = " ".join(f"{k}={_short(data[k])}" for k in keys)
         print(f"{(time.perf_counter() - self.t0) * 1000:8.0f} ms  {event.type.value:<26} {detail}",
               file=self.stream, flush=True)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 32 else text[:29] + "..."
 
 
 def _ms(v: float | None) -> str:
@@ -133,7 +150,7 @@ async def _stream(engine: VoiceEngine, pcm: bytes, rate: int, *, frame_ms: int =
 # ------------------------------------------------------------------------ demo
 async def run_demo(args: argparse.Namespace, out: Any = None) -> int:
     """The README's main-job command (see the module docstring of the issue)."""
-    from .audio import WavSink
+    from .audio.wav import WavSink
     from .providers.openai import OpenAIConfig, OpenAIProvider
 
     out = out or sys.stdout
@@ -147,7 +164,7 @@ async def run_demo(args: argparse.Namespace, out: Any = None) -> int:
     else:
         from .testing import FakeRealtimeServer, FakeServerConfig
 
-        server = FakeRealtimeServer(FakeServerConfig(speed=args.server_speed))
+        server = FakeRealtimeServer(FakeServerConfig(speed=args.server_speed, responses=DEMO_REPLIES))
         await server.__aenter__()
         pconfig = OpenAIConfig(api_key="demo-key-not-secret", url=server.url)
         print(f"fake Realtime server on {server.url} (no key, no network)", file=out)
@@ -207,7 +224,7 @@ def _provider_for(args: argparse.Namespace) -> tuple[str, VoiceEngineConfig]:
 
 # ------------------------------------------------------------------------- run
 async def run_file(args: argparse.Namespace, out: Any = None) -> int:
-    from .audio import WavSink, WavSource
+    from .audio.wav import WavSink, WavSource
 
     out = out or sys.stdout
     if not os.path.isfile(args.input):
@@ -234,11 +251,12 @@ async def run_file(args: argparse.Namespace, out: Any = None) -> int:
 
 # ------------------------------------------------------------------------ talk
 async def run_talk(args: argparse.Namespace, out: Any = None) -> int:
-    from .audio import Microphone, Speaker, rms_dbfs
+    from .audio import rms_dbfs
+    from .audio.devices import Microphone, Speaker
 
     out = out or sys.stdout
     name, cfg = _provider_for(args)
-    status = {"who": "listening", "level": -math.inf}
+    status: dict[str, Any] = {"who": "listening", "level": -math.inf}
 
     class Metered:
         """Wraps the microphone to feed the level meter (no copy of the audio)."""
@@ -255,6 +273,7 @@ async def run_talk(args: argparse.Namespace, out: Any = None) -> int:
                     yield buf
 
     speaker = Speaker()
+    speaker.start()  # raises AudioDeviceError (one line) when PortAudio or a device is missing
     async with VoiceEngine(name, cfg, sink=speaker) as engine:
         engine.events.on(EventType.PLAYBACK_STARTED, lambda e: status.update(who="assistant"))
         engine.events.on(EventType.PLAYBACK_STOPPED, lambda e: status.update(who="listening"))

@@ -18,13 +18,13 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterable, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from .events import EventBus
 from .exceptions import ConfigurationError, InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
-from .pipeline import InputPipeline, Playback
+from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _guard, _maybe_await
 from .providers.base import BaseProvider, ProviderConfig
 from .providers.registry import create as create_provider
 from .providers.types import (
@@ -102,40 +102,6 @@ class VoiceEngineConfig:
             fields["url"] = self.url
         fields.update(self.provider_options)
         return fields
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transcript:
-    """A transcript for :attr:`VoiceEngine.on_transcript`: ``role`` user or assistant."""
-
-    role: str
-    text: str
-    final: bool
-    item_id: str | None = None
-
-
-class _Callback:
-    """A settable callback attribute that is also a decorator: ``engine.on_x = f`` or ``@engine.on_x``."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = "_cb_" + name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        handler = obj.__dict__.get(self.name)
-
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            obj.__dict__[self.name] = fn
-            return fn
-
-        register.handler = handler  # type: ignore[attr-defined]
-        return register
-
-    def __set__(self, obj: Any, fn: Callable[..., Any] | None) -> None:
-        if fn is not None and not callable(fn):
-            raise TypeError("callback must be callable or None")
-        obj.__dict__[self.name] = fn
 
 
 class VoiceEngine:
@@ -393,7 +359,7 @@ class VoiceEngine:
         if self._listen_task is not None and not self._listen_task.done():
             raise InvalidState("already listening")
         if source is None:
-            from .audio import Microphone, Speaker
+            from .audio.devices import Microphone, Speaker
 
             source = Microphone(sample_rate=self._input.provider_rate if self._input else 24000)
             if self._sink is None:
@@ -664,28 +630,3 @@ _HANDLERS: dict[EventType, Callable[[VoiceEngine, ProviderEvent], None]] = {
     EventType.ERROR: VoiceEngine._h_error,
     EventType.CONNECTION_STATE: VoiceEngine._h_connection,
 }
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-async def _guard(awaitable: Awaitable[Any], name: str) -> None:
-    try:
-        await awaitable
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("async %s callback raised", name)
-
-
-async def _aiter(source: Any) -> AsyncIterable[Any]:
-    if hasattr(source, "__aiter__"):
-        async for buf in source:
-            yield buf
-    elif hasattr(source, "__iter__"):
-        for buf in source:
-            yield buf
-            await asyncio.sleep(0)
-    else:
-        raise TypeError("source must be an (async) iterable of PCM16 buffers")

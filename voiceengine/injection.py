@@ -296,7 +296,7 @@ class ContextInjector:
     def provider(self) -> BaseProvider:
         ref = self._provider_ref
         # duck-typed: anything with create_response is a provider, else a getter
-        return ref if hasattr(ref, "create_response") else ref()  # type: ignore[operator,return-value]
+        return ref if hasattr(ref, "create_response") else ref()  # type: ignore[return-value]
 
     @property
     def base_instructions(self) -> str:

@@ -28,12 +28,12 @@ import asyncio
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterable, Awaitable, Callable
 
 from .audio import Chunker, Resampler, RingBuffer
 from .exceptions import AudioFormatError, ConfigurationError
 
-__all__ = ["InputPipeline", "Playback", "ItemTrack"]
+__all__ = ["InputPipeline", "Playback", "ItemTrack", "Transcript"]
 
 log = logging.getLogger("voiceengine.pipeline")
 
@@ -116,7 +116,7 @@ class ItemTrack:
 
     item_id: str
     response_id: str | None
-    start: int  # ring.total_written when its first delta arrived
+    start: int  # the write head (bytes ever stored) when its first delta arrived
     received: int = 0
 
 
@@ -158,6 +158,11 @@ class Playback:
         self._on_stop = on_stop
         self._on_played = on_played
         self.items: dict[str, ItemTrack] = {}
+        # Stream positions: the write head counts bytes stored, the read head bytes taken out
+        # (played, i.e. ring.total_read, plus bytes flushed by barge-in). Flushed bytes were
+        # never heard but they did pass the head, so later items' offsets stay aligned.
+        self._stored = 0
+        self._flushed = 0
         self.last_item: ItemTrack | None = None
         self.playing = False
         self.stream_done = True  # no audio expected until a delta arrives
@@ -174,11 +179,12 @@ class Playback:
         key = item_id or f"<{response_id}>"
         track = self.items.get(key)
         if track is None:
-            track = ItemTrack(key, response_id, self.ring.total_written)
+            track = ItemTrack(key, response_id, self._stored)
             self.items[key] = track
             if len(self.items) > 64:  # bounded: forget the oldest finished items
                 self.items.pop(next(iter(self.items)))
         stored = self.ring.write(pcm)
+        self._stored += stored
         track.received += stored
         self.last_item = track
         self.stream_done = False
@@ -195,7 +201,7 @@ class Playback:
         track = track or self.last_item
         if track is None:
             return 0
-        return max(0, min(self.ring.total_read - track.start, track.received))
+        return max(0, min(self.ring.total_read + self._flushed - track.start, track.received))
 
     def played_ms(self, track: ItemTrack | None = None) -> int:
         """Milliseconds of ``track`` (default: the latest item) actually played, floored."""
@@ -212,6 +218,7 @@ class Playback:
         track = self.last_item
         played = self.played_ms(track)
         dropped = self.ring.clear()
+        self._flushed += dropped
         self.resampler.reset()
         self.stream_done = True
         was_playing = self.playing
@@ -308,3 +315,63 @@ class Playback:
 
 def _even(n: int) -> int:
     return max(2, n - (n % 2))
+
+
+# ------------------------------------------------- engine facade helpers
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transcript:
+    """A transcript for :attr:`VoiceEngine.on_transcript`: ``role`` user or assistant."""
+
+    role: str
+    text: str
+    final: bool
+    item_id: str | None = None
+
+
+class _Callback:
+    """A settable callback attribute that is also a decorator: ``engine.on_x = f`` or ``@engine.on_x``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = "_cb_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        handler = obj.__dict__.get(self.name)
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            obj.__dict__[self.name] = fn
+            return fn
+
+        register.handler = handler  # type: ignore[attr-defined]
+        return register
+
+    def __set__(self, obj: Any, fn: Callable[..., Any] | None) -> None:
+        if fn is not None and not callable(fn):
+            raise TypeError("callback must be callable or None")
+        obj.__dict__[self.name] = fn
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _guard(awaitable: Awaitable[Any], name: str) -> None:
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("async %s callback raised", name)
+
+
+async def _aiter(source: Any) -> AsyncIterable[Any]:
+    if hasattr(source, "__aiter__"):
+        async for buf in source:
+            yield buf
+    elif hasattr(source, "__iter__"):
+        for buf in source:
+            yield buf
+            await asyncio.sleep(0)
+    else:
+        raise TypeError("source must be an (async) iterable of PCM16 buffers")

@@ -113,8 +113,14 @@ _install_lock = threading.Lock()
 
 
 def install_scrubbing_filter(*logger_names: str) -> None:
-    """Attach one :class:`SecretScrubbingFilter` to each named logger (idempotent)."""
-    names = logger_names or ("voiceengine", "websockets")
+    """Attach one :class:`SecretScrubbingFilter` to each named logger (idempotent).
+
+    Logger filters only see records logged on that very logger, not on its children, so
+    the defaults name each logger websockets actually logs on.
+    """
+    names = logger_names or (
+        "voiceengine", "websockets", "websockets.client", "websockets.server", "websockets.protocol",
+    )
     with _install_lock:
         for name in names:
             if name in _installed:

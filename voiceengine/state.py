@@ -185,14 +185,33 @@ class _Rec:
         self.view: ConversationItem | None = None
 
 
+_TURN_FIELDS = tuple(Turn.__dataclass_fields__)
+
+
 class _TurnRec:
-    __slots__ = tuple(f for f in Turn.__dataclass_fields__) + ("view",)  # type: ignore[attr-defined]
+    """Mutable per-turn record behind the frozen :class:`Turn` view."""
+
+    __slots__ = (
+        "index", "trigger", "status", "user_item_id", "response_id", "assistant_item_ids",
+        "speech_started_at", "speech_stopped_at", "committed_at", "response_started_at",
+        "first_audio_at", "first_text_at", "done_at", "audio_start_ms", "audio_end_ms", "reason", "view",
+    )
 
     def __init__(self, index: int, trigger: str, status: str) -> None:
-        for name in Turn.__dataclass_fields__:  # type: ignore[attr-defined]
-            setattr(self, name, None)
         self.index, self.trigger, self.status = index, trigger, status
+        self.user_item_id: str | None = None
+        self.response_id: str | None = None
         self.assistant_item_ids: tuple[str, ...] = ()
+        self.speech_started_at: float | None = None
+        self.speech_stopped_at: float | None = None
+        self.committed_at: float | None = None
+        self.response_started_at: float | None = None
+        self.first_audio_at: float | None = None
+        self.first_text_at: float | None = None
+        self.done_at: float | None = None
+        self.audio_start_ms: int | None = None
+        self.audio_end_ms: int | None = None
+        self.reason: str | None = None
         self.view: Turn | None = None
 
 
@@ -698,7 +717,7 @@ class ConversationState:
 
     def _turn_view(self, turn: _TurnRec) -> Turn:
         if turn.view is None:
-            turn.view = Turn(**{name: getattr(turn, name) for name in Turn.__dataclass_fields__})  # type: ignore[attr-defined]
+            turn.view = Turn(**{name: getattr(turn, name) for name in _TURN_FIELDS})
         return turn.view
 
     # --------------------------------------------------------------- snapshot

@@ -36,17 +36,16 @@ async def test_injection_timings_on_the_wire_in_order() -> None:
                              instructions="BASE-INSTRUCTIONS") as (provider, server):
         async with VoiceEngine(provider, fast_config()) as engine:
             rec = Recorder(engine)
-            rx = server.received
 
             # IMMEDIATE + SILENT: one user item, no response
             engine.inject_context("CTX-IMMEDIATE")
-            await until(lambda: index_of(rx, "CTX-IMMEDIATE") >= 0)
-            assert rx[index_of(rx, "CTX-IMMEDIATE")]["item"]["role"] == "user"
+            await until(lambda: index_of(server.received, "CTX-IMMEDIATE") >= 0)
+            assert server.received[index_of(server.received, "CTX-IMMEDIATE")]["item"]["role"] == "user"
 
             # IMMEDIATE + GLOBAL: session.update with base + context (trusted only)
             engine.inject_context("CTX-GLOBAL", mode=M.GLOBAL, trusted=True)
-            await until(lambda: index_of(rx, "CTX-GLOBAL", "session.update") >= 0)
-            instr = rx[index_of(rx, "CTX-GLOBAL", "session.update")]["session"]["instructions"]
+            await until(lambda: index_of(server.received, "CTX-GLOBAL", "session.update") >= 0)
+            instr = server.received[index_of(server.received, "CTX-GLOBAL", "session.update")]["session"]["instructions"]
             assert instr.startswith("BASE-INSTRUCTIONS") and instr.endswith("CTX-GLOBAL")
 
             # NEXT_TURN: after the user's item, before the turn's response.create (which carries PER_RESPONSE)
@@ -54,19 +53,19 @@ async def test_injection_timings_on_the_wire_in_order() -> None:
             engine.inject_context("CTX-PER-RESPONSE", timing=T.NEXT_TURN, mode=M.PER_RESPONSE, trusted=True)
             engine.inject_context("CTX-TRIGGER", timing=T.ON_TRIGGER, keywords=["weather"])
             await asyncio.sleep(0.05)
-            assert index_of(rx, "CTX-NEXT-TURN") == -1
+            assert index_of(server.received, "CTX-NEXT-TURN") == -1
             await engine.send_text("USER-QUESTION-1")
-            await until(lambda: index_of(rx, "CTX-PER-RESPONSE", "response.create") >= 0)
-            i_user = index_of(rx, "USER-QUESTION-1")
-            i_next = index_of(rx, "CTX-NEXT-TURN")
-            i_resp = index_of(rx, "CTX-PER-RESPONSE", "response.create")
+            await until(lambda: index_of(server.received, "CTX-PER-RESPONSE", "response.create") >= 0)
+            i_user = index_of(server.received, "USER-QUESTION-1")
+            i_next = index_of(server.received, "CTX-NEXT-TURN")
+            i_resp = index_of(server.received, "CTX-PER-RESPONSE", "response.create")
             assert 0 <= i_user < i_next < i_resp
-            resp_instr = rx[i_resp]["response"]["instructions"]
+            resp_instr = server.received[i_resp]["response"]["instructions"]
             assert "BASE-INSTRUCTIONS" in resp_instr and "CTX-GLOBAL" in resp_instr  # appended, not replaced
-            assert sum(1 for e in rx if e["type"] == "response.create") == 1  # one response per turn
+            assert sum(1 for e in server.received if e["type"] == "response.create") == 1  # one response per turn
 
             # ON_TRIGGER: armed by "weather" in the reply, delivered only after the response is done
-            await until(lambda: index_of(rx, "CTX-TRIGGER") >= 0)
+            await until(lambda: index_of(server.received, "CTX-TRIGGER") >= 0)
             done = await rec.wait(EventType.RESPONSE_DONE, past=True)
             inj = await rec.wait(EventType.CONTEXT_INJECTED, lambda e: e.data.timing is T.ON_TRIGGER, past=True)
             assert rec.events.index(done) < rec.events.index(inj)
@@ -74,29 +73,29 @@ async def test_injection_timings_on_the_wire_in_order() -> None:
             # SCHEDULED, then NEXT_PAUSE, then MANUAL, each observed in that order
             await until(lambda: not engine.provider.response_active)
             engine.inject_context("CTX-SCHEDULED", timing=T.SCHEDULED, delay_s=0.05)
-            await until(lambda: index_of(rx, "CTX-SCHEDULED") >= 0)
+            await until(lambda: index_of(server.received, "CTX-SCHEDULED") >= 0)
             engine.inject_context("CTX-PAUSE", timing=T.NEXT_PAUSE, pause_ms=30)
-            await until(lambda: index_of(rx, "CTX-PAUSE") >= 0)
+            await until(lambda: index_of(server.received, "CTX-PAUSE") >= 0)
             manual = engine.inject_context("CTX-MANUAL", timing=T.MANUAL)
             await asyncio.sleep(0.05)
-            assert index_of(rx, "CTX-MANUAL") == -1
+            assert index_of(server.received, "CTX-MANUAL") == -1
             engine.injector.trigger(manual.id)
-            await until(lambda: index_of(rx, "CTX-MANUAL") >= 0)
-            assert index_of(rx, "CTX-SCHEDULED") < index_of(rx, "CTX-PAUSE") < index_of(rx, "CTX-MANUAL")
+            await until(lambda: index_of(server.received, "CTX-MANUAL") >= 0)
+            assert index_of(server.received, "CTX-SCHEDULED") < index_of(server.received, "CTX-PAUSE") < index_of(server.received, "CTX-MANUAL")
 
             # OUT_OF_BAND: response.create with conversation "none" and the context as input
             engine.inject_context("CTX-OOB", mode=M.OUT_OF_BAND)
-            await until(lambda: index_of(rx, "CTX-OOB", "response.create") >= 0)
-            oob = rx[index_of(rx, "CTX-OOB", "response.create")]["response"]
+            await until(lambda: index_of(server.received, "CTX-OOB", "response.create") >= 0)
+            oob = server.received[index_of(server.received, "CTX-OOB", "response.create")]["response"]
             assert oob["conversation"] == "none" and oob["input"][0]["role"] == "user"
             await until(lambda: not engine.provider.response_active)
 
             # RESPOND: item then response.create
             engine.inject_context("CTX-RESPOND", mode=M.RESPOND)
-            await until(lambda: sum(1 for e in rx if e["type"] == "response.create") == 3)
-            i_item = index_of(rx, "CTX-RESPOND", "conversation.item.create")
-            assert 0 <= i_item < len(rx) - 1 and rx[-1]["type"] == "response.create" or any(
-                e["type"] == "response.create" for e in rx[i_item + 1:])
+            await until(lambda: sum(1 for e in server.received if e["type"] == "response.create") == 3)
+            i_item = index_of(server.received, "CTX-RESPOND", "conversation.item.create")
+            assert 0 <= i_item < len(server.received) - 1 and server.received[-1]["type"] == "response.create" or any(
+                e["type"] == "response.create" for e in server.received[i_item + 1:])
             await until(lambda: not engine.provider.response_active)
 
             injected = [e.data.context_id for e in rec.of(EventType.CONTEXT_INJECTED)]

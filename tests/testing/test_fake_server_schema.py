@@ -28,7 +28,7 @@ async def test_every_sent_event_validates_against_the_sdk() -> None:
         LONG_REPLY,
         "Short text answer.",
     ]
-    cfg = FakeServerConfig(speed=2.0, responses=script, cycle_responses=False)
+    cfg = FakeServerConfig(speed=5.0, responses=script, cycle_responses=False)
     async with FakeRealtimeServer(cfg) as srv:
         async with connect(srv) as c:
             await c.send("session.update", session={

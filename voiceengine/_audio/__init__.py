@@ -14,10 +14,12 @@ from .pcm import (
     ulaw_decode,
     ulaw_encode,
 )
+from .resample import Resampler, resample
 from .ring import RingBuffer
 
 __all__ = [
     "Chunker",
+    "Resampler",
     "RingBuffer",
     "alaw_decode",
     "alaw_encode",
@@ -26,6 +28,7 @@ __all__ = [
     "int16_to_float32",
     "mono_to_stereo",
     "peak_dbfs",
+    "resample",
     "rms_dbfs",
     "stereo_to_mono",
     "ulaw_decode",

@@ -19,7 +19,7 @@ cdef extern from *:
     """
     int VE_LITTLE_ENDIAN
 
-_BYTE_FORMATS = frozenset(("B", "b", "c", "<B", "=B", "@B", "<b", "=b", "@b"))
+_BYTE_FORMATS = frozenset(("B", "c", "<B", "=B", "@B"))  # int8 ("b") is audio of the wrong width: TypeError
 _INT16_NATIVE = frozenset(("h", "@h", "=h", "<h"))
 _INT16_BIG = frozenset((">h", "!h"))
 

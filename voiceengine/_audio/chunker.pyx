@@ -1,6 +1,7 @@
 # cython: auto_pickle=False, autotestdict=False
 """Fixed-size PCM16 framing with read-only views (see :class:`Chunker`)."""
 
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -12,29 +13,8 @@ from voiceengine.exceptions import ConfigurationError, InvalidState
 include "_buffers.pxi"
 
 
-_INT8_FORMATS = frozenset(("b", "<b", "=b", "@b"))
 
 
-cdef inline const unsigned char[::1] _pcm_in(object buf):
-    """pcm_bytes(), except that int8 arrays are a wrong dtype (TypeError), not raw bytes.
-
-    The shared intake treats item format 'b' as bytes; the audio core contract says an
-    int8 array is not PCM16, so we refuse it here before delegating.
-    """
-    cdef object m
-    if type(buf) is bytes or type(buf) is bytearray:
-        return pcm_bytes(buf)
-    if buf is not None and not isinstance(buf, str):
-        try:
-            m = memoryview(buf)
-        except TypeError:
-            m = None
-        if m is not None:
-            if m.format in _INT8_FORMATS:
-                raise TypeError("PCM16 buffers must hold int16 or raw bytes, got an int8 array; "
-                                "convert e.g. with numpy .astype('<i2')")
-            return pcm_bytes(m)
-    return pcm_bytes(buf)
 
 cdef extern from "Python.h":
     object PySlice_New(object start, object stop, object step)
@@ -156,8 +136,14 @@ cdef class Chunker:
             n = PyBytes_GET_SIZE(buf)
             src = <const unsigned char *>PyBytes_AS_STRING(buf)
             immutable = True
+        elif type(buf) is bytearray and not borrow:
+            # Same bytes pcm_bytes() would view, without the export/memoryview cost; safe
+            # because nothing below runs Python code that could resize it before the copy.
+            n = PyByteArray_GET_SIZE(buf)
+            src = <const unsigned char *>PyByteArray_AS_STRING(buf)
+            immutable = False
         else:
-            v = _pcm_in(buf)
+            v = pcm_bytes(buf)
             n = v.shape[0]
             src = &v[0] if n else NULL
             immutable = (type(buf) is memoryview and buf.readonly and type(buf.obj) is bytes)

@@ -18,29 +18,8 @@ from numbers import Real
 include "_buffers.pxi"
 
 
-_INT8_FORMATS = frozenset(("b", "<b", "=b", "@b"))
 
 
-cdef inline const unsigned char[::1] _pcm_in(object buf):
-    """pcm_bytes(), except that int8 arrays are a wrong dtype (TypeError), not raw bytes.
-
-    The shared intake treats item format 'b' as bytes; the audio core contract says an
-    int8 array is not PCM16, so we refuse it here before delegating.
-    """
-    cdef object m
-    if type(buf) is bytes or type(buf) is bytearray:
-        return pcm_bytes(buf)
-    if buf is not None and not isinstance(buf, str):
-        try:
-            m = memoryview(buf)
-        except TypeError:
-            m = None
-        if m is not None:
-            if m.format in _INT8_FORMATS:
-                raise TypeError("PCM16 buffers must hold int16 or raw bytes, got an int8 array; "
-                                "convert e.g. with numpy .astype('<i2')")
-            return pcm_bytes(m)
-    return pcm_bytes(buf)
 
 cdef extern from *:
     """
@@ -80,7 +59,7 @@ cdef const unsigned char[::1] _float32_bytes(object buf):
     """View a float32 buffer (float32 array/memoryview, or raw little-endian bytes) as bytes."""
     cdef object view
     if type(buf) is bytes or type(buf) is bytearray:
-        return _pcm_in(buf)
+        return pcm_bytes(buf)
     try:
         view = memoryview(buf)
     except TypeError:
@@ -95,7 +74,7 @@ cdef const unsigned char[::1] _float32_bytes(object buf):
             raise AudioFormatError("audio buffer must be C-contiguous; copy it first")
         return view.cast("B")
     if fmt in _BYTE_FORMATS:
-        return _pcm_in(view)
+        return pcm_bytes(view)
     raise TypeError(f"expected float32 samples, got item format {fmt!r} (itemsize {view.itemsize}); "
                     f"convert e.g. with numpy .astype('<f4')")
 
@@ -104,7 +83,7 @@ cdef const unsigned char[::1] _float32_bytes(object buf):
 
 def int16_to_float32(buf) -> memoryview:
     """PCM16 -> float32 in [-1, 1): ``x / 32768``. Returns a read-only memoryview, format ``'f'``."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     out = PyBytes_FromStringAndSize(NULL, 4 * n)
@@ -145,7 +124,7 @@ def float32_to_int16(buf) -> bytes:
 
 def stereo_to_mono(buf) -> bytes:
     """Interleaved stereo PCM16 -> mono: ``(L + R) / 2`` rounded half to even (no clipping possible)."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 4, "stereo PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     cdef int32_t s, q
@@ -162,7 +141,7 @@ def stereo_to_mono(buf) -> bytes:
 
 def mono_to_stereo(buf) -> bytes:
     """Mono PCM16 -> interleaved stereo (each sample duplicated)."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     cdef int16_t s
@@ -185,7 +164,7 @@ def apply_gain(buf, gain_db) -> bytes:
     ``gain_db = 0`` is the identity, ``-inf`` gives silence; NaN and ``+inf`` raise
     ``ValueError``.
     """
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     cdef double g, x
@@ -211,7 +190,7 @@ def apply_gain(buf, gain_db) -> bytes:
 
 def peak_dbfs(buf) -> float:
     """Peak level in dBFS (``20*log10(max|x| / 32768)``); -inf for silence or empty input."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     cdef int32_t peak = 0, a
@@ -230,7 +209,7 @@ def peak_dbfs(buf) -> float:
 def rms_dbfs(buf) -> float:
     """RMS level in dBFS re full-scale *square* wave (a full-scale sine reads -3.01);
     -inf for silence or empty input. Exact integer accumulation."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     cdef uint64_t acc = 0
@@ -323,7 +302,7 @@ _init_tables()
 
 def ulaw_encode(buf) -> bytes:
     """PCM16 -> G.711 mu-law bytes (one per sample), ITU-T G.191 reference mapping."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     out = PyBytes_FromStringAndSize(NULL, n)
@@ -336,7 +315,7 @@ def ulaw_encode(buf) -> bytes:
 
 def alaw_encode(buf) -> bytes:
     """PCM16 -> G.711 A-law bytes (one per sample), ITU-T G.191 reference mapping."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
     out = PyBytes_FromStringAndSize(NULL, n)
@@ -349,7 +328,7 @@ def alaw_encode(buf) -> bytes:
 
 def ulaw_decode(buf) -> bytes:
     """G.711 mu-law bytes -> PCM16 (any byte count)."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = v.shape[0]
     cdef const unsigned char *src = _ptr(v)
     out = PyBytes_FromStringAndSize(NULL, 2 * n)
@@ -362,7 +341,7 @@ def ulaw_decode(buf) -> bytes:
 
 def alaw_decode(buf) -> bytes:
     """G.711 A-law bytes -> PCM16 (any byte count)."""
-    cdef const unsigned char[::1] v = _pcm_in(buf)
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = v.shape[0]
     cdef const unsigned char *src = _ptr(v)
     out = PyBytes_FromStringAndSize(NULL, 2 * n)

@@ -1,27 +1,13 @@
 # cython: freethreading_compatible=True, auto_pickle=False, autotestdict=False
 """Single-producer/single-consumer PCM16 ring buffer (playback / jitter buffer).
 
-Threading design (see docs/audio_buffers.md for the long version)
------------------------------------------------------------------
-* ``head`` (bytes ever stored) is written only by the producer; ``tail`` (bytes ever
-  removed: read or dropped) only while holding a tiny spinlock. Both are monotonic
-  64-bit counters accessed with atomic acquire/release operations (GCC/Clang
-  ``__atomic`` builtins, MSVC ``Interlocked*`` fallback), so the byte ranges
-  ``[tail, head)`` (reader's) and ``[head, tail + capacity)`` (writer's) never overlap.
-* The common producer path (the write fits) takes no lock: it copies into free
-  space and publishes ``head`` with a release store.
-* Every consumer operation (read/read_into/peek) takes the spinlock. Uncontended that
-  is one atomic exchange + one store. The lock exists because two producer-side
-  operations must move ``tail``: overflow under ``drop_oldest`` (the writer discards
-  the oldest bytes and overwrites their storage) and ``clear()`` (barge-in: may be
-  called from either thread). Both take the same lock, so the reader never copies
-  bytes the writer is overwriting.
-* Inside the lock there is only C code (no Python calls), so a holder always makes
-  progress even if it released the GIL; waiters spin briefly then yield the CPU.
-  Copies of at least ``_NOGIL_MIN`` bytes run without the GIL.
-* Exactly one thread may write at a time and one may read at a time (SPSC). Under
-  the GIL that is guaranteed for free; two concurrent writers (or readers) are
-  detected by a busy flag and raise :class:`InvalidState` instead of corrupting data.
+Threading design, in short (long version: docs/audio_buffers.md): ``head`` is written
+only by the producer, ``tail`` only under a tiny spinlock; both are monotonic uint64
+accessed with acquire/release atomics (GCC/Clang ``__atomic``, MSVC ``Interlocked*``).
+The producer's common path is lock-free; readers always take the lock, because
+``drop_oldest`` overflow and ``clear()`` move ``tail`` from the producer side and
+overwrite/discard unread bytes. Only C code runs inside the lock (the holder always
+progresses, GIL or not); copies >= ``_NOGIL_MIN`` bytes release the GIL.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
@@ -35,29 +21,8 @@ from voiceengine.exceptions import ConfigurationError, InvalidState, LimitExceed
 include "_buffers.pxi"
 
 
-_INT8_FORMATS = frozenset(("b", "<b", "=b", "@b"))
 
 
-cdef inline const unsigned char[::1] _pcm_in(object buf):
-    """pcm_bytes(), except that int8 arrays are a wrong dtype (TypeError), not raw bytes.
-
-    The shared intake treats item format 'b' as bytes; the audio core contract says an
-    int8 array is not PCM16, so we refuse it here before delegating.
-    """
-    cdef object m
-    if type(buf) is bytes or type(buf) is bytearray:
-        return pcm_bytes(buf)
-    if buf is not None and not isinstance(buf, str):
-        try:
-            m = memoryview(buf)
-        except TypeError:
-            m = None
-        if m is not None:
-            if m.format in _INT8_FORMATS:
-                raise TypeError("PCM16 buffers must hold int16 or raw bytes, got an int8 array; "
-                                "convert e.g. with numpy .astype('<i2')")
-            return pcm_bytes(m)
-    return pcm_bytes(buf)
 
 cdef extern from *:
     """
@@ -144,7 +109,7 @@ cdef inline unsigned char[::1] _writable_bytes(object out):
                         f"got {type(out).__name__}") from None
     if view.readonly:
         raise TypeError("out must be a writable buffer; got a read-only one")
-    _pcm_in(view)  # same dtype / byte-order / contiguity rules as every input
+    pcm_bytes(view)  # same dtype / byte-order / contiguity rules as every input
     if view.ndim != 1 or view.format != "B":
         view = view.cast("B")
     return view
@@ -350,7 +315,7 @@ cdef class RingBuffer:
             n = <uint64_t>PyBytes_GET_SIZE(buf)
             src = <const unsigned char *>PyBytes_AS_STRING(buf)
         else:
-            v = _pcm_in(buf)
+            v = pcm_bytes(buf)
             n = <uint64_t>v.shape[0]
             src = &v[0] if n else NULL
         if n & 1:

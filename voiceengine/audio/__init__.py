@@ -23,9 +23,16 @@ from voiceengine._audio import (
     ulaw_decode,
     ulaw_encode,
 )
+from voiceengine.audio.devices import AudioDeviceError, Microphone, Speaker
+from voiceengine.audio.wav import WavSink, WavSource
 from voiceengine.providers.types import AudioFormat
 
 __all__ = [
+    "AudioDeviceError",
+    "Microphone",
+    "Speaker",
+    "WavSink",
+    "WavSource",
     "AudioFormat",
     "Chunker",
     "Resampler",

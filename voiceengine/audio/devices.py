@@ -19,9 +19,10 @@ import asyncio
 import collections
 import importlib
 import logging
+import threading
 from typing import Any, Protocol
 
-from ..exceptions import InvalidState, VoiceEngineError
+from ..exceptions import AudioFormatError, InvalidState, VoiceEngineError
 
 __all__ = ["AudioDeviceError", "Microphone", "Speaker", "load_sounddevice"]
 
@@ -169,21 +170,71 @@ class _Readable(Protocol):
     def read_into(self, out: Any, *, pad: bool = True) -> int: ...
 
 
+class _PlaybackBuffer:
+    """A small locked FIFO for :class:`Speaker` used as a sink (``write``): the loop writes,
+    the PortAudio thread reads. Bounded: the oldest audio is dropped (counted)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = bytearray()
+        self._lock = threading.Lock()
+        self.capacity = capacity
+        self.total_dropped = 0
+
+    @property
+    def available(self) -> int:
+        return len(self._data)
+
+    def write(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        with self._lock:
+            self._data += view
+            excess = len(self._data) - self.capacity
+            if excess > 0:
+                excess += excess % 2  # keep sample alignment
+                del self._data[:excess]
+                self.total_dropped += excess
+        return len(view)
+
+    def read_into(self, out: Any, *, pad: bool = True) -> int:
+        with self._lock:
+            n = min(len(out), len(self._data))
+            out[:n] = self._data[:n]
+            del self._data[:n]
+        if pad and n < len(out):
+            out[n:] = bytes(len(out) - n)
+        return n
+
+    def clear(self) -> int:
+        with self._lock:
+            n = len(self._data)
+            self._data.clear()
+        return n
+
+
 class Speaker:
-    """Plays PCM16 pulled from ``source.read_into(out, pad=True)`` (e.g. a RingBuffer).
+    """Plays PCM16 on an output device.
+
+    Two ways to feed it: pull from ``source.read_into(out, pad=True)`` (e.g. the engine's
+    RingBuffer, whose read head then tracks what was played), or, with no ``source``, use
+    it as a sink: :meth:`write` appends to an internal bounded buffer (``max_buffer_ms``)
+    and :meth:`clear` flushes it (barge-in); the device starts on the first write.
 
     ``prebuffer_ms``: when the source has an ``available`` attribute, output silence until
     that much audio is buffered (then play until the source runs dry, and re-arm). Counters:
     :attr:`underruns` (callbacks that got less than a full block), :attr:`bytes_played`.
     """
 
-    def __init__(self, source: _Readable, *, sample_rate: int = 24000, channels: int = 1,
-                 device: int | str | None = None, prebuffer_ms: float = 0, frame_ms: float = 20) -> None:
+    def __init__(self, source: _Readable | None = None, *, sample_rate: int = 24000, channels: int = 1,
+                 device: int | str | None = None, prebuffer_ms: float = 0, frame_ms: float = 20,
+                 max_buffer_ms: float = 120_000) -> None:
         _check(sample_rate, channels, frame_ms)
-        if not callable(getattr(source, "read_into", None)):
+        if source is not None and not callable(getattr(source, "read_into", None)):
             raise TypeError("source must have read_into(out, *, pad=True) -> int")
         if prebuffer_ms < 0:
             raise ValueError("prebuffer_ms must be >= 0")
+        self._own_buffer: _PlaybackBuffer | None = None
+        if source is None:
+            source = self._own_buffer = _PlaybackBuffer(int(sample_rate * max_buffer_ms / 1000) * 2 * channels)
         self.source = source
         self.sample_rate, self.channels, self.device = sample_rate, channels, device
         self.blocksize = max(1, round(sample_rate * frame_ms / 1000))
@@ -233,6 +284,23 @@ class Speaker:
             self.underruns += 1
             if self.prebuffer_bytes and got == 0:
                 self._prebuffering = True
+
+    def write(self, buf: Any) -> int:
+        """Queue PCM16 for playback (sink mode, no ``source`` given); starts the device."""
+        if self._own_buffer is None:
+            raise InvalidState("this Speaker plays from its source; write to the source instead")
+        if self._closed:
+            raise InvalidState("Speaker is closed")
+        view = memoryview(buf).cast("B")
+        if len(view) % (2 * self.channels):
+            raise AudioFormatError(f"{len(view)} bytes is not a whole number of PCM16 frames")
+        if self._stream is None:
+            self.start()
+        return self._own_buffer.write(view)
+
+    def clear(self) -> int:
+        """Drop queued audio at once (sink mode); returns the bytes dropped."""
+        return self._own_buffer.clear() if self._own_buffer is not None else 0
 
     def close(self) -> None:
         """Stop and close the device. Idempotent."""

@@ -19,7 +19,7 @@ import asyncio
 import inspect
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from ..exceptions import ConfigurationError
 from ..secrets import Secret
@@ -34,7 +34,7 @@ from .types import (
     ProviderEvent,
 )
 
-__all__ = ["ProviderConfig", "BaseProvider", "EventHandler", "TurnDetection"]
+__all__ = ["ProviderConfig", "BaseProvider", "EventHandler", "EventIterator", "TurnDetection"]
 
 log = logging.getLogger("voiceengine.providers")
 
@@ -105,6 +105,40 @@ class _Subscriber:
         self.dropped = 0
 
 
+class EventIterator:
+    """Async iterator over a provider's events (see :meth:`BaseProvider.events`)."""
+
+    __slots__ = ("_provider", "_subscriber", "_done")
+
+    def __init__(self, provider: "BaseProvider", subscriber: _Subscriber) -> None:
+        self._provider = provider
+        self._subscriber = subscriber
+        self._done = False
+
+    @property
+    def dropped(self) -> int:
+        """Events this iterator lost because it fell behind (oldest dropped first)."""
+        return self._subscriber.dropped
+
+    def __aiter__(self) -> "EventIterator":
+        return self
+
+    async def __anext__(self) -> ProviderEvent:
+        if self._done:
+            raise StopAsyncIteration
+        event = await self._subscriber.queue.get()
+        if event is None:
+            await self.aclose()
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        self._done = True
+        subscribers = self._provider._subscribers
+        if self._subscriber in subscribers:
+            subscribers.remove(self._subscriber)
+
+
 class BaseProvider(abc.ABC):
     """Abstract realtime voice provider. See the module docstring for the event model."""
 
@@ -167,19 +201,18 @@ class BaseProvider(abc.ABC):
             return True
         return False
 
-    async def events(self) -> AsyncIterator[ProviderEvent]:
-        """Iterate over events from now on, until the provider is closed."""
+    def events(self) -> "EventIterator":
+        """Iterate over events from now on, until the provider is closed.
+
+        The subscription starts when ``events()`` is called, not at the first
+        ``__anext__``, so nothing emitted in between is missed. ``aclose()`` (or leaving an
+        ``async for`` through ``break``) unsubscribes.
+        """
         subscriber = _Subscriber(self.config.event_queue_size)
         self._subscribers.append(subscriber)
-        try:
-            while True:
-                event = await subscriber.queue.get()
-                if event is None:
-                    return
-                yield event
-        finally:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+        if self._state is ConnectionState.CLOSED:
+            subscriber.queue.put_nowait(None)  # nothing more will come: end at once, never hang
+        return EventIterator(self, subscriber)
 
     def _emit(self, event: ProviderEvent) -> None:
         for subscriber in self._subscribers:

@@ -637,7 +637,7 @@ class MockProvider(BaseProvider):
         )
 
     async def _run_response(self, resp: _Resp) -> None:
-        entry = self.config.responses[self._responses_made % len(self.config.responses)]
+        entry: Mapping[str, Any] = self.config.responses[self._responses_made % len(self.config.responses)]  # type: ignore[assignment]
         self._responses_made += 1
         fail = self._rng.random() < self.config.error_rate  # drawn every time: same sequence per seed
         await self._tick()
@@ -690,7 +690,7 @@ class MockProvider(BaseProvider):
         words = text.split()
         full = " ".join(words)
         cfg = self.config
-        ids = {"item_id": out.id, "response_id": resp.id}
+        ids: dict[str, Any] = {"item_id": out.id, "response_id": resp.id}
         part_kind = "audio" if resp.audio else "text"
         await self._tick()
         self._ev(EventType.CONTENT_PART_ADDED, {"type": part_kind, "transcript" if resp.audio else "text": ""}, **ids)
@@ -727,7 +727,7 @@ class MockProvider(BaseProvider):
         base = {"id": self._new_id("item"), "object": "realtime.item", "type": "function_call",
                 "name": call["name"], "call_id": call_id}
         out = await self._open_item(resp, {**base, "status": "in_progress", "arguments": ""}, "function_call")
-        ids = {"item_id": out.id, "response_id": resp.id}
+        ids: dict[str, Any] = {"item_id": out.id, "response_id": resp.id}
         await self._tick()
         self._ev(EventType.FUNCTION_CALL_ARGUMENTS_DELTA, call["arguments"], **ids)
         await self._tick()

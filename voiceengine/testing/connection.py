@@ -224,7 +224,7 @@ class FakeConnection:
                 await self._after(ev)
                 await self._after(held)
                 return
-            if m.kind is FaultKind.DUPLICATE_EVENT and m.event_type in (None, ev.get("type")):
+            if m.kind is FaultKind.DUPLICATE_EVENT and m.target_type in (None, ev.get("type")):
                 self._mutators.remove(m)
                 await self._send_valid(ev)
                 await self._send_valid(ev)

@@ -41,7 +41,7 @@ class FaultKind(enum.Enum):
     UNKNOWN_EVENT = "unknown_event"      # a well-formed event of a type the API does not define
     MALFORMED_EVENT = "malformed_event"  # a known type with required fields missing (``payload`` overrides)
     BAD_BASE64_AUDIO = "bad_base64_audio"  # the next response.output_audio.delta carries invalid base64
-    DUPLICATE_EVENT = "duplicate_event"  # the next server event (of ``event_type`` if set) is sent twice
+    DUPLICATE_EVENT = "duplicate_event"  # the next server event (of ``target_type`` if set) is sent twice
     OUT_OF_ORDER = "out_of_order"        # the next two server events are sent swapped
     STALL = "stall"                      # stop sending and handling for ``duration_s`` (None = for good);
                                          # the socket stays open and still answers pings
@@ -85,7 +85,8 @@ class Fault:
 
     kind: FaultKind
     trigger: Trigger = Trigger.IMMEDIATE
-    event_type: str | None = None
+    event_type: str | None = None        # the trigger's event type (X / Y in the table)
+    target_type: str | None = None       # DUPLICATE_EVENT: which server event type to duplicate
     count: int = 1
     times: int | None = 1
     session_index: int | None = None

@@ -49,6 +49,16 @@ _HTTP_ERRORS = {
 }
 
 
+
+def _wire_logger() -> logging.Logger:
+    """websockets logs request headers (``Authorization``) at DEBUG: scrub them."""
+    from ..secrets import SecretScrubbingFilter
+
+    logger = logging.getLogger("voiceengine.testing.wire")
+    if not any(isinstance(f, SecretScrubbingFilter) for f in logger.filters):
+        logger.addFilter(SecretScrubbingFilter())
+    return logger
+
 class FakeRealtimeServer:
     """A websockets server on 127.0.0.1 speaking the OpenAI Realtime GA protocol.
 
@@ -88,6 +98,7 @@ class FakeRealtimeServer:
             ping_interval=cfg.ping_interval_s,
             compression=None,
             server_header="voiceengine-fake-realtime",
+            logger=_wire_logger(),
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]

@@ -11,7 +11,6 @@ import inspect
 import typing
 from typing import Any, get_args, get_origin
 
-import pydantic
 from pydantic import BaseModel
 
 try:
@@ -91,4 +90,4 @@ def sample(model: type[BaseModel]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["PCM", "build", "sample", "server_event_models", "wire_type", "pydantic"]
+__all__ = ["PCM", "build", "sample", "server_event_models", "wire_type"]

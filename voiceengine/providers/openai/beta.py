@@ -73,7 +73,7 @@ class BetaCodec(RealtimeCodec):
         content = payload.get("content")
         if isinstance(content, list):
             payload["content"] = [
-                {**part, "type": _CONTENT_TYPES.get(part.get("type"), part.get("type"))}
+                {**part, "type": _CONTENT_TYPES.get(str(part.get("type")), part.get("type"))}
                 if isinstance(part, Mapping) else part
                 for part in content
             ]

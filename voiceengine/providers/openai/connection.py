@@ -182,7 +182,7 @@ class _NoRedirectConnect(_ws_connect):
         return exc
 
 
-def _error_code_from_body(body: bytes | None) -> str | None:
+def _error_code_from_body(body: bytes | bytearray | None) -> str | None:
     """The ``error.code`` of a JSON error body (OpenAI answers 401 with one), if any."""
     if not body:
         return None
@@ -286,6 +286,10 @@ def close_info(connection: ClientConnection, exc: BaseException | None = None) -
     ``rcvd`` frame is authoritative even before the socket is fully torn down.
     """
     if isinstance(exc, ConnectionClosed):
+        # When we started the close (message too big, keepalive timeout, protocol error),
+        # our code says what happened; the peer's echo, if any, only repeats it.
+        if exc.sent is not None and (exc.rcvd is None or exc.rcvd_then_sent is False):
+            return CloseInfo(code=int(exc.sent.code), reason=scrub(exc.sent.reason)[:200])
         if exc.rcvd is not None:
             return CloseInfo(code=int(exc.rcvd.code), reason=scrub(exc.rcvd.reason)[:200])
         return CloseInfo(code=1006, reason="")

@@ -37,7 +37,7 @@ from .errors import malformed_info
 try:
     import pybase64 as _pybase64
 except ImportError:  # pragma: no cover - depends on the environment
-    _pybase64 = None
+    _pybase64 = None  # type: ignore[assignment]
 
 __all__ = [
     "RealtimeCodec",

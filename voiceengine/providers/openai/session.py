@@ -37,7 +37,7 @@ from ...exceptions import LimitExceeded
 from ..types import ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent
 from .config import OpenAIConfig
 from .decoders import DecodeContext
-from .errors import SESSION_EXPIRED
+from .inbound import HANDLERS
 from .protocol import (
     MAX_ID_LENGTH,
     make_codec,
@@ -237,6 +237,8 @@ class RealtimeSession:
         if role not in ("user", "assistant", "system"):
             raise ValueError(f"role must be user, assistant or system, got {role!r}")
         part = "output_text" if role == "assistant" else "input_text"
+        if respond:
+            self._check_gate_room()  # refuse before the item goes out, not after
         item_id = self.add_item({"type": "message", "role": role, "content": [{"type": part, "text": text}]})
         if respond:
             self.create_response()
@@ -247,6 +249,8 @@ class RealtimeSession:
         if not isinstance(call_id, str) or not call_id:
             raise ValueError("call_id must be a non-empty str")
         text = output if isinstance(output, str) else json.dumps(output, separators=(",", ":"))
+        if respond:
+            self._check_gate_room()
         item_id = self.add_item({"type": "function_call_output", "call_id": call_id, "output": text})
         if respond:
             self.create_response()
@@ -285,6 +289,10 @@ class RealtimeSession:
         """Request a response; True when sent now, False when queued behind the active one."""
         payload = self.codec.response_payload(options)  # validate now, not when released
         return self._gate(self._next_id(), {"response": payload} if payload else {})
+
+    def _check_gate_room(self) -> None:
+        if (self.response_active or self._queue) and len(self._queue) >= self._max_queued:
+            raise LimitExceeded("too many queued response requests", limit=self._max_queued)
 
     def _gate(self, event_id: str, fields: dict[str, Any]) -> bool:
         if not self.response_active and not self._queue:
@@ -407,7 +415,7 @@ class RealtimeSession:
             if kind is EventType.AUDIO_DELTA and msg is not None:
                 self._account_audio(event.item_id, msg.get("content_index", 0), len(event.data))
             return [event]
-        handler = _HANDLERS.get(kind)
+        handler = HANDLERS.get(kind)
         return handler(self, event, msg) if handler is not None else [event]
 
     def _account_audio(self, item_id: str | None, content_index: int, n_bytes: int) -> None:
@@ -422,115 +430,6 @@ class RealtimeSession:
         self._confirmed.add(item_id)
         self._current = (item_id, content_index)
 
-    def _on_session_created(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        self.session_id = self._ctx.session_id = event.session_id
-        return [event]
-
-    def _on_session_updated(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        self.session_ready = True
-        return [event]
-
-    def _on_error(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        info = event.error
-        if info is None:
-            return [event]
-        if info.code == SESSION_EXPIRED:
-            self.expiring = True
-        if info.request_type == "response.create" and info.event_id == self._inflight:
-            self._inflight = None  # our request failed: free the gate
-            self._release()
-        if info.fatal:
-            log.warning("fatal provider error %s (request %s)", info.code, info.request_type)
-        return [event]
-
-    def _on_response_started(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        response_id = event.response_id
-        if response_id is not None:
-            self._active[response_id] = None
-            if self._cancel_on_create:
-                self._cancelled.add(response_id)
-        if self._inflight is not None:
-            self._inflight = None
-            self._cancel_on_create = False
-        return [event]
-
-    def _on_response_done(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        self._active.pop(event.response_id, None)  # type: ignore[arg-type]
-        if not self._active:
-            self._cancel_sent = self._server_cancelling = False
-        self._release()
-        return [event]
-
-    def _on_speech_started(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        td = self.settings().get("turn_detection")
-        interrupts = isinstance(td, str) or (isinstance(td, Mapping) and td.get("interrupt_response", True)
-                                             and td.get("type") in ("server_vad", "semantic_vad"))
-        if interrupts and self._active:
-            self._server_cancelling = True
-        return [event]
-
-    def _on_item_added(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        item_id = event.item_id
-        if item_id is not None:
-            if item_id in self._added:
-                self.duplicates += 1  # conversation.item.created after .added for the same item
-                return []
-            self._added.add(item_id)
-            self._confirmed.add(item_id)
-        return [event]
-
-    def _on_item_deleted(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        item_id = event.item_id
-        if item_id is not None:
-            self._confirmed.discard(item_id)
-            self._added.discard(item_id)
-            self._audio.pop(item_id, None)
-            if self._current is not None and self._current[0] == item_id:
-                self._current = None
-        return [event]
-
-    def _on_output_item_added(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        item = event.data
-        if event.item_id is not None:
-            self._confirmed.add(event.item_id)
-            if item.get("type") == "function_call" and isinstance(item.get("name"), str):
-                self._call_names[event.item_id] = item["name"]
-        return [event]
-
-    def _on_function_call(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        call: FunctionCall = event.data
-        if call.call_id in self._calls_done:
-            self.duplicates += 1
-            return []
-        if not call.name:
-            name = self._call_names.get(call.item_id or "")
-            if name is None:  # beta without output_item.added: wait for output_item.done
-                self._deferred_calls[call.item_id or ""] = call
-                return []
-            event = _with_call(event, call, name)
-        self._calls_done.add(call.call_id)
-        self._call_names.pop(call.item_id or "", None)
-        return [event]
-
-    def _on_output_item_done(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-        item = event.data
-        if item.get("type") != "function_call" or item.get("status") == "incomplete":
-            return [event]
-        call_id, name = item.get("call_id"), item.get("name")
-        deferred = self._deferred_calls.pop(event.item_id or "", None)
-        if not isinstance(call_id, str) or call_id in self._calls_done or not isinstance(name, str):
-            return [event]
-        arguments = item.get("arguments")
-        call = FunctionCall(name=name, call_id=call_id,
-                            arguments=arguments if isinstance(arguments, str) else (deferred.arguments if deferred else ""),
-                            item_id=event.item_id, response_id=event.response_id)
-        self._calls_done.add(call_id)
-        self._call_names.pop(event.item_id or "", None)
-        synthesized = ProviderEvent(type=EventType.FUNCTION_CALL, data=call, provider=event.provider,
-                                    session_id=event.session_id, item_id=event.item_id,
-                                    response_id=event.response_id, raw=event.raw)
-        return [synthesized, event]
-
     # ------------------------------------------------------------- reconnect
     def reset_for_reconnect(self) -> None:
         """Forget everything about the old connection (unsent data, pending requests,
@@ -540,26 +439,3 @@ class RealtimeSession:
         self._reset_connection_state()
         if dropped:
             log.info("reset_for_reconnect dropped %d queued response request(s)", dropped)
-
-
-def _with_call(event: ProviderEvent, call: FunctionCall, name: str) -> ProviderEvent:
-    named = FunctionCall(name=name, call_id=call.call_id, arguments=call.arguments, item_id=call.item_id,
-                         response_id=call.response_id)
-    return ProviderEvent(type=event.type, data=named, timestamp=event.timestamp, provider=event.provider,
-                         session_id=event.session_id, item_id=event.item_id, response_id=event.response_id,
-                         raw=event.raw)
-
-
-_HANDLERS = {
-    EventType.SESSION_CREATED: RealtimeSession._on_session_created,
-    EventType.SESSION_UPDATED: RealtimeSession._on_session_updated,
-    EventType.ERROR: RealtimeSession._on_error,
-    EventType.RESPONSE_STARTED: RealtimeSession._on_response_started,
-    EventType.RESPONSE_DONE: RealtimeSession._on_response_done,
-    EventType.SPEECH_STARTED: RealtimeSession._on_speech_started,
-    EventType.ITEM_ADDED: RealtimeSession._on_item_added,
-    EventType.ITEM_DELETED: RealtimeSession._on_item_deleted,
-    EventType.OUTPUT_ITEM_ADDED: RealtimeSession._on_output_item_added,
-    EventType.OUTPUT_ITEM_DONE: RealtimeSession._on_output_item_done,
-    EventType.FUNCTION_CALL: RealtimeSession._on_function_call,
-}

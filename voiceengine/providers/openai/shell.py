@@ -1,0 +1,526 @@
+"""The asyncio machinery under :class:`~voiceengine.providers.openai.OpenAIProvider`.
+
+:class:`RealtimeShell` moves text frames between a WebSocket (:mod:`.connection`) and a
+sans-I/O :class:`~voiceengine.providers.openai.session.RealtimeSession`, which owns every
+protocol decision (encoding, response gating, truncation, error matching). The shell owns
+tasks, queues, timeouts and reconnects, nothing else.
+
+Tasks (all owned, all cancelled and awaited by ``disconnect()``):
+
+* the *reader* (``_supervise``): reads messages, feeds the session, emits its events, and
+  on a reconnectable close runs the reconnect loop (one connection at a time);
+* the *writer* (``_write_loop``, one per connection): drains the outbound queue to the
+  socket, so no public method ever waits on the network.
+
+Outbound queue: every public method calls the session, then moves
+``session.data_to_send()`` into the queue in the same synchronous step (``_control``), so
+wire order is call order. The queue is bounded by ``config.max_queue_messages``: audio is
+refused with ``LimitExceeded`` when it is full, control calls wait for room up to
+``send_timeout_s``. Messages the session produces on its own while reading (e.g. a gated
+``response.create`` released by ``response.done``) are never refused, so the queue may
+exceed its bound by the few messages of one step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from ...exceptions import ConnectionFailed, InvalidState, LimitExceeded
+from ..base import BaseProvider
+from ..types import ConnectionState, ErrorInfo, EventType, ProviderEvent
+from .config import OpenAIConfig
+from .connection import (
+    BackoffPolicy,
+    ClientConnection,
+    CloseInfo,
+    ConnectionClosed,
+    backoff,
+    close_info,
+    open_connection,
+)
+
+if TYPE_CHECKING:
+    from .session import RealtimeSession
+
+__all__ = ["RealtimeShell", "ReplaySource"]
+
+log = logging.getLogger("voiceengine.providers.openai")
+
+#: Returns the conversation items (wire shape, for ``conversation.item.create``) to
+#: replay into a fresh session after a reconnect.
+ReplaySource = Callable[[], Sequence[Mapping[str, Any]]]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Outcome:
+    """How one connection ended, as the reader saw it."""
+
+    close: CloseInfo
+    ready: bool = False  # session.created arrived
+    uptime_s: float = 0.0  # since ready
+    fatal: ErrorInfo | None = None
+    expired: bool = False  # session_expired was received
+    timeout: bool = False  # no session.created in time
+
+    @property
+    def reconnectable(self) -> bool:
+        return self.fatal is None and (self.close.reconnectable or self.expired or self.timeout)
+
+    def describe(self) -> str:
+        if self.fatal is not None:
+            return f"fatal error {self.fatal.code}"
+        if self.timeout:
+            return "no session.created in time"
+        text = f"closed with code {self.close.code}"
+        if self.close.reason:
+            text += f" ({self.close.reason})"
+        return text + (" after session_expired" if self.expired else "")
+
+class RealtimeShell(BaseProvider):
+    """Connection lifecycle, reader/writer tasks, reconnects and the outbound queue.
+
+    ``reconnect_delays`` replaces the backoff policy (``config -> iterator of delays``);
+    ``stable_after_s`` is how long a connection must last for its reconnect counter to
+    reset; ``send_timeout_s`` bounds how long control calls wait for queue space or for a
+    reconnect in progress (default ``config.connect_timeout_s``).
+    """
+
+    config: OpenAIConfig
+
+    def __init__(
+        self,
+        config: OpenAIConfig,
+        *,
+        reconnect_delays: BackoffPolicy | None = None,
+        stable_after_s: float = 10.0,
+        send_timeout_s: float | None = None,
+    ) -> None:
+        if not isinstance(config, OpenAIConfig):
+            raise TypeError(f"{type(self).__name__} needs an OpenAIConfig, got {type(config).__name__}")
+        super().__init__(config)
+        self.reconnect_delays: BackoffPolicy = reconnect_delays or backoff
+        self.stable_after_s = stable_after_s
+        self.send_timeout_s = config.connect_timeout_s if send_timeout_s is None else send_timeout_s
+        self._max_queue = config.max_queue_messages
+        self._session: RealtimeSession | None = None
+        self._ws: ClientConnection | None = None
+        self._outq: asyncio.Queue[str | asyncio.Future[None]] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._connect_waiter: asyncio.Future[None] | None = None
+        self._space = asyncio.Event()  # set when the queue has room or the connection changed
+        self._ready = asyncio.Event()  # set while a session is usable (connected, set up)
+        self._closing = False
+        self._failures = 0  # consecutive reconnect attempts without a stable connection
+        self._conn_ready = False
+        self._ready_at = 0.0
+        self._fatal: ErrorInfo | None = None
+        self._expired = False
+        self._session_options: dict[str, Any] = {}
+        self._replay_source: ReplaySource | None = None
+        #: counters for diagnostics; ``audio_bytes_dropped`` counts audio refused while
+        #: reconnecting (the reliability layer buffers it instead).
+        self.stats: dict[str, int] = {
+            "messages_sent": 0, "messages_received": 0, "connections": 0, "reconnects": 0,
+            "audio_bytes_dropped": 0,
+        }
+
+    # ------------------------------------------------------------- lifecycle
+    async def connect(self) -> None:
+        """Open the socket, wait for ``session.created`` and for ``session.update`` to be sent.
+
+        Raises :class:`ConnectionFailed` (``status_code`` for a refused handshake,
+        ``fatal``/``retryable`` set) on handshake failure or when the session is not set
+        up within ``config.connect_timeout_s``. A no-op when already connected.
+        """
+        if self._reader is not None and not self._reader.done():
+            if self._state is ConnectionState.CONNECTED:
+                return
+            raise InvalidState(f"connect() while {self._state.value}")
+        if self._state is ConnectionState.CONNECTING:
+            raise InvalidState("connect() is already in progress")
+        await self._teardown()  # leftovers of a previous connection that ended by itself
+        self._closing = False
+        self._fatal = None
+        self._failures = 0
+        self._set_state(ConnectionState.CONNECTING, phase="connecting")
+        try:
+            ws = await open_connection(self.config)
+        except BaseException as exc:
+            if not self._closing:
+                failed = isinstance(exc, ConnectionFailed)
+                self._set_state(ConnectionState.ERROR if failed else ConnectionState.DISCONNECTED, phase="failed",
+                                reason=exc.message if isinstance(exc, ConnectionFailed) else "cancelled")
+            raise
+        if self._closing:  # disconnect() was called during the handshake
+            await self._close_socket(ws)
+            raise ConnectionFailed("disconnect() called during connect()", code="closed", retryable=False)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._connect_waiter = waiter
+        self._reader = asyncio.create_task(self._supervise(ws), name="voiceengine-openai-reader")
+        try:
+            done, _ = await asyncio.wait([waiter], timeout=self.config.connect_timeout_s)
+            if not done:
+                raise ConnectionFailed(
+                    f"session not ready within {self.config.connect_timeout_s} s", code="timeout", retryable=True
+                )
+            waiter.result()
+        except BaseException as exc:
+            await self._teardown()
+            if self._closing:
+                pass  # disconnect() won the race: the state is CLOSED already
+            elif isinstance(exc, ConnectionFailed):
+                self._set_state(ConnectionState.ERROR, phase="failed", reason=exc.message)
+            else:
+                self._set_state(ConnectionState.DISCONNECTED, phase="failed", reason=type(exc).__name__)
+            raise
+        finally:
+            self._connect_waiter = None
+            if not waiter.done():
+                waiter.cancel()
+
+    async def disconnect(self) -> None:
+        """Close the session: nothing more is sent, the socket is closed within
+        ``close_timeout_s``, every task is cancelled and awaited, ``events()`` ends. Idempotent.
+        """
+        self._closing = True
+        await self._teardown()
+        if self._state is not ConnectionState.CLOSED:
+            self._set_state(ConnectionState.CLOSED, phase="closed", reason="disconnect() called")
+        self._close_event_streams()
+        await self._cancel_handler_tasks()
+
+    async def _teardown(self) -> None:
+        """Stop the writer (so nothing more is sent), close the socket, stop the reader."""
+        waiter = self._connect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionFailed("disconnect() called during connect()", code="closed",
+                                                  retryable=False))
+        writer, reader, ws = self._writer, self._reader, self._ws
+        current = asyncio.current_task()
+        for task in (writer, reader):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        if ws is not None:
+            await self._close_socket(ws)
+        tasks = [t for t in (writer, reader) if t is not None and t is not current]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._writer = self._reader = None
+        self._drop_connection()
+
+    async def _close_socket(self, ws: ClientConnection) -> None:
+        # ws.close() is bounded by close_timeout itself; the outer timeout guards against
+        # a transport that never reports its loss. Any failure: abort, the socket is gone.
+        try:
+            async with asyncio.timeout(self.config.close_timeout_s + 0.5):
+                await ws.close()
+        except asyncio.CancelledError:
+            ws.transport.abort()
+            raise
+        except Exception:
+            ws.transport.abort()
+
+    def _drop_connection(self) -> None:
+        self._ready.clear()
+        self._conn_ready = False
+        queue, self._outq = self._outq, None
+        self._ws = None
+        self._session = None  # its state (active response, items) died with the connection
+        if queue is not None:
+            while not queue.empty():
+                item = queue.get_nowait()
+                if isinstance(item, asyncio.Future) and not item.done():
+                    item.cancel()
+        self._space.set()  # wake senders so they re-check the (new) state
+
+    # ---------------------------------------------------------------- reader
+    async def _supervise(self, ws: ClientConnection) -> None:
+        """The reader task: serve connections one after the other, reconnecting as allowed."""
+        first = True
+        current: ClientConnection | None = ws
+        try:
+            while current is not None:
+                outcome = await self._serve(current, reconnected=not first)
+                if self._closing:
+                    return
+                if first and not outcome.ready:
+                    self._fail_connect(outcome)
+                    return
+                first = False
+                if outcome.ready and outcome.uptime_s >= self.stable_after_s:
+                    self._failures = 0
+                if not outcome.reconnectable or not self.config.reconnect:
+                    self._finish(outcome)
+                    return
+                current = await self._reopen(outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours: never leave the provider silently dead
+            log.exception("openai: reader failed")
+            self._emit_error(f"reader failed: {type(exc).__name__}", code="internal_error")
+            self._terminal(ConnectionState.ERROR, phase="failed", reason="internal error")
+
+    async def _serve(self, ws: ClientConnection, *, reconnected: bool) -> _Outcome:
+        """Run one connection until it ends; the writer lives exactly as long."""
+        session = self._new_session()
+        self._ws, self._session = ws, session
+        self._outq = asyncio.Queue()
+        self._conn_ready = False
+        self._expired = False
+        self._space.set()
+        self.stats["connections"] += 1
+        session.start()
+        if self._session_options:
+            session.update_session(**self._session_options)
+        self._flush()
+        self._writer = asyncio.create_task(self._write_loop(ws, self._outq), name="voiceengine-openai-writer")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.connect_timeout_s
+        outcome = _Outcome(close=CloseInfo(code=None))
+        try:
+            while True:
+                try:
+                    if self._conn_ready:
+                        message = await ws.recv()
+                    else:
+                        async with asyncio.timeout_at(deadline):
+                            message = await ws.recv()
+                except ConnectionClosed as exc:
+                    outcome.close = close_info(ws, exc)
+                    break
+                except TimeoutError:
+                    outcome.timeout = True
+                    break
+                self.stats["messages_received"] += 1
+                self._handle_message(session, message, reconnected=reconnected)
+                if self._fatal is not None:
+                    outcome.fatal = self._fatal
+                    break
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            await self._close_socket(ws)
+            outcome.ready = self._conn_ready
+            outcome.uptime_s = time.monotonic() - self._ready_at if self._conn_ready else 0.0
+            outcome.expired = self._expired
+            if outcome.close.code is None:
+                outcome.close = close_info(ws)
+            self._drop_connection()
+        return outcome
+
+    def _handle_message(self, session: RealtimeSession, message: str | bytes, *, reconnected: bool) -> None:
+        try:
+            events = session.receive(message)
+        except Exception as exc:  # the session promises not to raise; guard anyway
+            log.exception("openai: session.receive raised")
+            self._emit_error(f"could not process a server message: {type(exc).__name__}", code="internal_error")
+            return
+        for event in events:
+            try:
+                self._observe(session, event, reconnected=reconnected)
+            except Exception:
+                log.exception("openai: failed to process %s", event.type.name)
+            self._emit(event)
+        self._flush()
+
+    def _observe(self, session: RealtimeSession, event: ProviderEvent, *, reconnected: bool) -> None:
+        """Shell-side reactions to a few events (readiness, fatal errors, expiry)."""
+        if event.type is EventType.SESSION_CREATED and not self._conn_ready:
+            self._conn_ready = True
+            self._ready_at = time.monotonic()
+            self.session_id = session.session_id or event.session_id
+            if reconnected:
+                self._replay_items_on_reconnect(session)
+                self._flush()
+            self._after_sent(self._session_set_up, reconnected)
+        elif event.type is EventType.ERROR and event.error is not None:
+            if event.error.fatal:
+                self._fatal = event.error
+            elif event.error.code == "session_expired":
+                self._expired = True
+
+    def _after_sent(self, callback: Callable[[bool], None], arg: bool) -> None:
+        """Call ``callback(arg)`` once everything queued so far has been written."""
+        assert self._outq is not None
+        barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ws = self._ws
+
+        def done(fut: asyncio.Future[None]) -> None:
+            if not fut.cancelled() and ws is self._ws and not self._closing:
+                callback(arg)
+
+        barrier.add_done_callback(done)
+        self._outq.put_nowait(barrier)
+
+    def _session_set_up(self, reconnected: bool) -> None:
+        self._ready.set()
+        if reconnected:
+            self.stats["reconnects"] += 1
+            self._set_state(ConnectionState.CONNECTED, phase="restored", reason="session restored",
+                            attempt=self._failures)
+        else:
+            self._set_state(ConnectionState.CONNECTED, phase="connected")
+        waiter = self._connect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail_connect(self, outcome: _Outcome) -> None:
+        waiter = self._connect_waiter
+        if waiter is None or waiter.done():
+            return
+        if outcome.fatal is not None:
+            exc = ConnectionFailed(
+                f"session refused: {outcome.fatal.code}: {outcome.fatal.message}", code=outcome.fatal.code,
+                retryable=False, fatal=True, event_id=outcome.fatal.event_id,
+            )
+        else:
+            exc = ConnectionFailed(f"session not set up: {outcome.describe()}", code="closed" if not outcome.timeout
+                                   else "timeout", retryable=True, close_code=outcome.close.code)
+        waiter.set_exception(exc)
+
+    async def _reopen(self, outcome: _Outcome) -> ClientConnection | None:
+        """Reconnect attempts until one handshake succeeds; ``None`` when giving up."""
+        reason = outcome.describe()
+        delays: Iterator[float] = self.reconnect_delays(self.config)
+        while True:
+            self._failures += 1
+            if self._failures > self.config.max_reconnect_attempts:
+                self._terminal(ConnectionState.ERROR, phase="gave_up", reason=reason,
+                               attempt=self._failures - 1, close_code=outcome.close.code)
+                return None
+            self._set_state(ConnectionState.RECONNECTING, phase="reconnecting", reason=reason,
+                            attempt=self._failures, close_code=outcome.close.code)
+            await asyncio.sleep(max(0.0, next(delays)))
+            try:
+                return await open_connection(self.config)
+            except ConnectionFailed as exc:
+                if exc.fatal:
+                    self._terminal(ConnectionState.ERROR, phase="gave_up", reason=exc.message,
+                                   attempt=self._failures)
+                    return None
+                reason = exc.message
+
+    def _finish(self, outcome: _Outcome) -> None:
+        if outcome.close.code == 1009:  # websockets refused an inbound message over max_size
+            self._emit_error(f"a server message exceeded max_size_bytes ({self.config.max_size_bytes})",
+                             code="message_too_big", remote=True)
+        if outcome.fatal is not None:
+            self._terminal(ConnectionState.ERROR, phase="failed", reason=f"fatal error: {outcome.fatal.code}")
+        elif outcome.close.code == 1000:
+            self._terminal(ConnectionState.CLOSED, phase="closed", reason=outcome.describe(), close_code=1000)
+        else:
+            self._terminal(ConnectionState.ERROR, phase="failed", reason=outcome.describe(),
+                           close_code=outcome.close.code)
+
+    def _terminal(self, state: ConnectionState, **change: Any) -> None:
+        """The connection is over for good: say so, then end ``events()`` iterators."""
+        self._set_state(state, **change)
+        waiter = self._connect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionFailed(f"session not set up: {change.get('reason', '')}", code="closed"))
+        self._close_event_streams()
+
+    def _emit_error(self, message: str, *, code: str, fatal: bool = False, remote: bool = False) -> None:
+        info = ErrorInfo(message=message, code=code, type="client_error", fatal=fatal, remote=remote)
+        self._emit(ProviderEvent(type=EventType.ERROR, error=info, provider=self.name, session_id=self.session_id))
+
+    # ---------------------------------------------------------------- writer
+    async def _write_loop(self, ws: ClientConnection, queue: asyncio.Queue[str | asyncio.Future[None]]) -> None:
+        try:
+            while True:
+                item = await queue.get()
+                if queue.qsize() < self._max_queue:
+                    self._space.set()
+                if isinstance(item, asyncio.Future):
+                    if not item.done():
+                        item.set_result(None)
+                    continue
+                await ws.send(item)
+                self.stats["messages_sent"] += 1
+        except ConnectionClosed:
+            return  # the reader sees the close and decides what happens next
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("openai: writer failed; closing the connection")
+            ws.transport.abort()  # the reader then sees 1006 and reconnects
+
+    def _flush(self) -> None:
+        session, queue = self._session, self._outq
+        if session is None or queue is None:
+            return
+        for text in session.data_to_send():
+            queue.put_nowait(text)
+
+    # ------------------------------------------------------------- sending
+    def _new_session(self) -> RealtimeSession:
+        from .session import RealtimeSession  # deferred: keeps this module importable alone
+
+        return RealtimeSession(self.config, provider_name=self.name)
+
+    def _usable_session(self) -> RealtimeSession:
+        if self._ready.is_set() and self._session is not None and self._outq is not None:
+            return self._session
+        raise InvalidState(f"openai provider is {self._state.value}; call connect() first")
+
+    async def _control(self, call: Callable[[RealtimeSession], Any]) -> Any:
+        """Run a session call once connected and the queue has room, then flush it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.send_timeout_s
+        while True:
+            if not self._ready.is_set():
+                if self._state not in (ConnectionState.RECONNECTING, ConnectionState.CONNECTED):
+                    raise InvalidState(f"openai provider is {self._state.value}; call connect() first")
+                try:  # a reconnect is in progress: wait for it, bounded
+                    async with asyncio.timeout_at(deadline):
+                        await self._ready.wait()
+                except TimeoutError:
+                    raise InvalidState("openai provider is still reconnecting") from None
+                continue
+            queue = self._outq
+            if queue is not None and queue.qsize() < self._max_queue:
+                break
+            self._space.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._space.wait()
+            except TimeoutError:
+                raise LimitExceeded(
+                    f"outbound queue full for {self.send_timeout_s} s", limit=self._max_queue
+                ) from None
+        session = self._usable_session()
+        result = call(session)
+        self._flush()
+        return result
+
+    # -------------------------------------------------------------- replay
+    def set_replay_source(self, source: ReplaySource | None) -> None:
+        """Give the items to replay into a fresh session after a reconnect (or ``None``).
+
+        ``source()`` is called once per reconnect, after ``session.created``, and must
+        return wire-shaped items (e.g. ``ConversationState.snapshot().items``).
+        """
+        if source is not None and not callable(source):
+            raise TypeError("replay source must be callable or None")
+        self._replay_source = source
+
+    def _replay_items_on_reconnect(self, session: RealtimeSession) -> int:
+        """Queue the replay source's items into ``session``; returns how many."""
+        if self._replay_source is None:
+            return 0
+        try:
+            items = list(self._replay_source())
+        except Exception as exc:
+            log.exception("openai: replay source raised")
+            self._emit_error(f"replay source raised {type(exc).__name__}", code="replay_failed")
+            return 0
+        if items:
+            session.replay_items(items)
+        return len(items)
