@@ -6,18 +6,18 @@ kernel (Kaiser-windowed sinc), numpy FFTs and least-squares tone fits.
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from scipy.special import i0
 
-import importlib
-
-rmod = importlib.import_module("voiceengine._audio.resample")
 from voiceengine._audio.resample import Resampler, resample
 
-from conftest import make_tone
+rmod = importlib.import_module("voiceengine._audio.resample")
+
 
 LISTED = [
     (48000, 24000), (44100, 24000), (32000, 24000), (16000, 24000), (8000, 24000),
@@ -103,8 +103,8 @@ def test_filter_response_stopband_passband(fi: int, fo: int) -> None:
 
 
 @pytest.mark.parametrize(("fi", "fo"), LISTED + EXOTIC)
-def test_kernel_matches_float64_reference(fi: int, fo: int) -> None:
-    x = make_tone(fi, 997.0, 0.05, dbfs=-1).astype(np.float64)
+def test_kernel_matches_float64_reference(fi: int, fo: int, tone: Callable[..., np.ndarray]) -> None:
+    x = tone(fi, 997.0, 0.05, dbfs=-1).astype(np.float64)
     x += np.random.default_rng(1).standard_normal(len(x)) * 2000
     ours = _float_run(fi, fo, x)
     ref = reference(x, fi, fo)
@@ -167,8 +167,8 @@ def thd_n_db(y: np.ndarray, rate: int, f0: float) -> float:
 
 
 @pytest.mark.parametrize(("fi", "fo"), LISTED + EXOTIC)
-def test_thd_n_1khz_minus1dbfs_through_int16(fi: int, fo: int) -> None:
-    x = make_tone(fi, 1000.0, 1.0, dbfs=-1.0)
+def test_thd_n_1khz_minus1dbfs_through_int16(fi: int, fo: int, tone: Callable[..., np.ndarray]) -> None:
+    x = tone(fi, 1000.0, 1.0, dbfs=-1.0)
     y = np.frombuffer(resample(x, fi, fo), "<i2").astype(np.float64)
     edge = fo // 100  # skip 10 ms at both ends (onset/offset of the tone)
     assert thd_n_db(y[edge:-edge], fo, 1000.0) >= THDN_DB

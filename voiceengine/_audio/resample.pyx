@@ -23,7 +23,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 import math
 import operator
 
-from voiceengine.exceptions import ConfigurationError
+from voiceengine.exceptions import ConfigurationError, InvalidState
 
 include "_buffers.pxi"
 
@@ -211,8 +211,18 @@ cdef class Resampler:
         self.scap = 0
 
     def __init__(self, in_rate, out_rate, *, in_channels=1, out_channels=1):
+        cdef int k
         cdef int64_t ir = _check_rate(in_rate, "in_rate")
         cdef int64_t orate = _check_rate(out_rate, "out_rate")
+        # re-running __init__ must not keep buffers sized for another channel layout
+        self.flt = None
+        for k in range(2):
+            free(self.hist[k])
+            free(self.scratch[k])
+            self.hist[k] = NULL
+            self.scratch[k] = NULL
+        self.hcap = 0
+        self.scap = 0
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.out_channels = _check_channels(out_channels, "out_channels")
         self.in_rate = <int>ir
@@ -335,7 +345,13 @@ cdef class Resampler:
             self.hstart += drop
         return out
 
+    cdef int _check_ready(self) except -1:
+        if self.flt is None:
+            raise InvalidState("Resampler.__init__ was not called")
+        return 0
+
     cdef object _process(self, const unsigned char *p, Py_ssize_t nb):
+        self._check_ready()
         if nb <= 0:
             return b""
         if self.passthrough:
@@ -395,6 +411,7 @@ cdef class Resampler:
         cdef int k
         cdef int64_t target, n, last, pad
         cdef object out = b""
+        self._check_ready()
         if not self.passthrough:
             target = (self.n_in * self.flt.L + self.flt.M - 1) // self.flt.M
             n = target - self.n_out
@@ -434,21 +451,25 @@ cdef class Resampler:
 
     def reset(self) -> None:
         """Forget history, counters and carried bytes (no output)."""
+        self._check_ready()
         self._reset()
 
     @property
     def delay(self) -> int:
         """Output samples (per channel) held back during streaming; 0 for passthrough."""
+        self._check_ready()
         return 0 if self.passthrough else self.flt.D
 
     @property
     def delay_ms(self) -> float:
         """``delay`` in milliseconds at the output rate."""
+        self._check_ready()
         return (0 if self.passthrough else self.flt.D) * 1000.0 / self.out_rate
 
     @property
     def ratio(self) -> tuple[int, int]:
         """Reduced ratio ``(L, M)``: L output samples per M input samples."""
+        self._check_ready()
         return (self.flt.L, self.flt.M)
 
     @property
@@ -468,6 +489,7 @@ cdef class Resampler:
 
     def _filter_info(self) -> dict:
         """Filter parameters and float32 table (for tests and docs; not a stable API)."""
+        self._check_ready()
         f = self.flt
         return {"L": f.L, "M": f.M, "C": f.C, "D": f.D, "P": f.P, "tpad": f.tpad,
                 "ntaps": f.ntaps, "interp": bool(f.interp), "table": f.table(),
@@ -481,6 +503,7 @@ cdef class Resampler:
         """
         cdef const float[::1] x = memoryview(buf).cast("B").cast("f")
         cdef Py_ssize_t n = x.shape[0]
+        self._check_ready()
         if self.in_channels != 1:
             raise ValueError("_process_f32 needs a mono-input Resampler")
         if self.passthrough:

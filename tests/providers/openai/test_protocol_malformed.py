@@ -67,13 +67,25 @@ def test_session_receive_survives_malformed(message) -> None:
     assert session.data_to_send() == []
 
 
+@pytest.fixture(params=["pybase64", "binascii"])
+def base64_backend(request, monkeypatch):
+    """Run the strict decoder with pybase64 and with the stdlib fallback."""
+    from voiceengine.providers.openai import decoders
+
+    if request.param == "binascii":
+        monkeypatch.setattr(decoders, "_pybase64", None)
+    elif decoders._pybase64 is None:
+        pytest.skip("pybase64 not installed")
+    return request.param
+
+
 @pytest.mark.parametrize("text", ["", "AAAA", "AAECAw==", "AAECAwQ="])
-def test_strict_base64_accepts_valid(text: str) -> None:
+def test_strict_base64_accepts_valid(text: str, base64_backend) -> None:
     assert b64decode_strict(text) == base64.b64decode(text)
 
 
-@pytest.mark.parametrize("text", ["A", "AAA", "AA=A", "AAAA=", "A A A A", "AAAA\n", "@@@@"])
-def test_strict_base64_rejects_invalid(text: str) -> None:
+@pytest.mark.parametrize("text", ["A", "AAA", "AA=A", "AAAA=", "AAAA====", "A A A A", "AAAA\n", "@@@@"])
+def test_strict_base64_rejects_invalid(text: str, base64_backend) -> None:
     with pytest.raises(ValueError):
         b64decode_strict(text)
 

@@ -107,7 +107,13 @@ def b64decode_strict(text: str) -> bytes:
     """Decode base64 strictly (bad alphabet, padding or trailing data -> ValueError)."""
     if _pybase64 is not None:
         return _pybase64.b64decode(text, validate=True)
-    return binascii.a2b_base64(text, strict_mode=True)
+    if len(text) % 4:  # binascii's strict mode still accepts excess "=" after a full quantum
+        raise ValueError("base64 length is not a multiple of 4")
+    out = binascii.a2b_base64(text, strict_mode=True)
+    pad = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
+    if len(out) != len(text) // 4 * 3 - pad:
+        raise ValueError("excess base64 padding")
+    return out
 
 
 def _ev(
