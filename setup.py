@@ -38,7 +38,7 @@ extensions = [
         [path],
         include_dirs=["voiceengine/_audio"],
         extra_compile_args=compile_args,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("VOICEENGINE_DEBUG_BUILD", "1" if DEBUG else "0")],
     )
     for path in sorted(glob("voiceengine/_audio/*.pyx"))
 ]

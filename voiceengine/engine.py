@@ -14,97 +14,29 @@ INTERRUPTED, CONTEXT_*, PROVIDER_SWITCHED, METRICS). See docs/engine.md.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, Mapping
 
+from ._engine_handlers import _EngineHandlers
+from .engine_config import VoiceEngineConfig
 from .events import EventBus
-from .exceptions import ConfigurationError, InvalidState
+from .exceptions import InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
-from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _guard, _maybe_await
-from .providers.base import BaseProvider, ProviderConfig
+from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _maybe_await
+from .providers.base import BaseProvider
 from .providers.registry import create as create_provider
-from .providers.types import (
-    ConnectionChange, EventType, FunctionCall, InterruptResult, ProviderEvent, ResponseInfo,
-)
-from .secrets import Secret
+from .providers.types import EventType, InterruptResult
 from .state import ConversationState
 
 __all__ = ["VoiceEngine", "VoiceEngineConfig", "Transcript"]
 
 log = logging.getLogger("voiceengine.engine")
 
-_UNSET: Any = object()
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VoiceEngineConfig:
-    """Engine settings. Provider fields (``api_key`` .. ``url``) build the provider's config
-    when the provider is given by name and ``provider_config`` is None; ``None`` keeps the
-    provider's default.
-
-    Audio: ``input_sample_rate``/``input_channels`` are the defaults for :meth:`send_audio`
-    (None: the provider's rate, mono); ``frame_ms`` is the size of each audio event sent (20 ms:
-    see docs/engine.md for the 20 vs 100 ms benchmark). Output: ``output_sample_rate``/
-    ``output_channels`` (None: a given sink's own format, else the provider's);
-    ``playback_speed`` 1.0 = real time, N = virtual clock N x real time, None = unpaced;
-    ``prebuffer_ms`` of jitter buffer before a reply starts; ``playback_buffer_ms`` capacity.
-    ``barge_in``: flush playback and interrupt when the user starts speaking.
-    ``auto_response``: whether the service replies by itself at the end of a user turn
-    (None: true exactly when turn detection is on). ``end_silence_ms``: silence appended
-    after a finite source (a WAV file) so server VAD sees the end of the utterance.
-    """
-
-    provider_config: ProviderConfig | None = None
-    api_key: str | Secret | None = None
-    instructions: str | None = None
-    voice: str | None = None
-    turn_detection: Any = _UNSET
-    url: str | None = None
-    provider_options: Mapping[str, Any] = field(default_factory=dict)
-    input_sample_rate: int | None = None
-    input_channels: int = 1
-    frame_ms: float = 20.0
-    output_sample_rate: int | None = None
-    output_channels: int | None = None
-    playback_speed: float | None = 1.0
-    playback_tick_ms: float = 10.0
-    prebuffer_ms: int = 60
-    playback_buffer_ms: int = 300_000
-    barge_in: bool = True
-    auto_response: bool | None = None
-    end_silence_ms: int = 800
-    event_queue_size: int = 1024
-
-    def __post_init__(self) -> None:
-        if not 1.0 <= self.frame_ms <= 1000.0:
-            raise ConfigurationError("frame_ms must be in 1..1000")
-        for name in ("input_sample_rate", "output_sample_rate"):
-            rate = getattr(self, name)
-            if rate is not None and not 8000 <= rate <= 192000:
-                raise ConfigurationError(f"{name} must be in 8000..192000 Hz")
-        if self.input_channels not in (1, 2) or self.output_channels not in (None, 1, 2):
-            raise ConfigurationError("channels must be 1 or 2")
-        if self.playback_speed is not None and not self.playback_speed > 0:
-            raise ConfigurationError("playback_speed must be > 0 or None")
-        if self.prebuffer_ms < 0 or self.end_silence_ms < 0 or self.playback_buffer_ms < 1000:
-            raise ConfigurationError("prebuffer_ms, end_silence_ms >= 0 and playback_buffer_ms >= 1000 required")
-
-    def provider_fields(self, name: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {k: v for k, v in (("api_key", self.api_key), ("instructions", self.instructions),
-                                                    ("voice", self.voice)) if v is not None}
-        if self.turn_detection is not _UNSET:
-            fields["turn_detection"] = self.turn_detection
-        if self.url is not None and name == "openai":
-            fields["url"] = self.url
-        fields.update(self.provider_options)
-        return fields
-
-
-class VoiceEngine:
+class VoiceEngine(_EngineHandlers):
     """A realtime voice conversation: see the module docstring and docs/engine.md.
 
     ``provider``: ``"openai"``, ``"mock"`` (any registered name) or a :class:`BaseProvider`.
@@ -448,131 +380,7 @@ class VoiceEngine:
             return self.injector.add(content)
         return self.injector.inject(content, **fields)
 
-    # ------------------------------------------------------------------ events
-    def _emit(self, etype: EventType, data: Any = None, **fields: Any) -> None:
-        event = ProviderEvent(type=etype, data=data, provider=self._provider.name,
-                              session_id=self._provider.session_id, **fields)
-        self.events.emit(event)
-        self.injector.observe(event)
-
-    def _on_injector_event(self, event: ProviderEvent) -> None:
-        self.events.emit(replace(event, provider=self._provider.name, session_id=self._provider.session_id))
-
-    def _on_provider_event(self, event: ProviderEvent) -> None:
-        etype = event.type
-        if etype is EventType.AUDIO_DELTA:
-            if event.response_id in self._dropped_responses or event.response_id in self._oob_responses:
-                return  # late audio of an interrupted (or out-of-band) response: never played
-            if self._playback is not None:
-                self._playback.write(event.item_id, event.response_id, event.data)
-                self._metrics.received(event.response_id, len(event.data))
-        self.state.apply(event)
-        self.events.emit(event)
-        self.injector.observe(event)
-        handler = _HANDLERS.get(etype)
-        if handler is not None:
-            handler(self, event)
-
-    def _h_response_started(self, event: ProviderEvent) -> None:
-        info = event.data if isinstance(event.data, ResponseInfo) else None
-        if info is not None and info.conversation == "none":
-            self._oob_responses.add(info.response_id or "")
-            return
-        self._response_id = event.response_id or (info.response_id if info else None)
-        self._metrics.response_started(self._response_id)
-        self._emit(EventType.TURN_STARTED, {"speaker": "assistant"}, response_id=self._response_id)
-
-    def _h_response_done(self, event: ProviderEvent) -> None:
-        info = event.data if isinstance(event.data, ResponseInfo) else ResponseInfo(response_id=event.response_id)
-        rid = event.response_id or info.response_id
-        self._fire("on_response_done", info)
-        if rid in self._oob_responses:
-            return
-        self._metrics.set_status(info.status)
-        if self._playback is not None and rid not in self._dropped_responses:
-            self._playback.end_of_stream()
-            if not self._playback.audible:
-                self._end_assistant_turn()
-        if rid == self._response_id:
-            self._response_id = None
-
-    def _end_assistant_turn(self) -> None:
-        turn = self._metrics.finish_turn()
-        self._emit(EventType.TURN_ENDED, {"speaker": "assistant"})
-        if turn is not None:
-            self._emit(EventType.METRICS, turn)
-
-    def _h_speech_started(self, event: ProviderEvent) -> None:
-        t0 = time.perf_counter()
-        self._emit(EventType.TURN_STARTED, {"speaker": "user"})
-        pb = self._playback
-        if self.config.barge_in and pb is not None and (pb.audible or self._response_id is not None):
-            self._spawn(self._interrupt(t0, "speech_started"))
-
-    def _h_speech_stopped(self, event: ProviderEvent) -> None:
-        self._metrics.speech_ended()
-        self._emit(EventType.TURN_ENDED, {"speaker": "user"})
-
-    def _h_committed(self, event: ProviderEvent) -> None:
-        self._metrics.speech_ended()
-        if not self.injector.auto_response and self._provider.config.turn_detection is not None:
-            # server VAD without auto responses: the engine sends the turn's response.create
-            self._spawn(self.injector.end_of_turn(respond=True))
-
-    def _h_text(self, event: ProviderEvent) -> None:
-        if event.response_id not in self._oob_responses and isinstance(event.data, str):
-            self._fire("on_text_response", event.data)
-
-    def _h_transcript(self, event: ProviderEvent) -> None:
-        if not isinstance(event.data, str) or event.response_id in self._oob_responses:
-            return
-        if event.type is EventType.TRANSCRIPT_DELTA:
-            self._fire("on_text_response", event.data)
-        role = "user" if event.type is EventType.INPUT_TRANSCRIPT else "assistant"
-        final = event.type is not EventType.TRANSCRIPT_DELTA
-        self._fire("on_transcript", Transcript(role=role, text=event.data, final=final, item_id=event.item_id))
-
-    def _h_function_call(self, event: ProviderEvent) -> None:
-        if isinstance(event.data, FunctionCall):
-            self._spawn(self._run_function(event.data))
-
-    async def _run_function(self, call: FunctionCall) -> None:
-        handler = self.on_function_call.handler
-        if handler is None:
-            return
-        try:
-            result = await _maybe_await(handler(call))
-        except Exception as exc:
-            log.warning("on_function_call raised for %s", call.name)
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        if result is not None:
-            await self._provider.send_function_result(call.call_id, result, respond=False)
-            await self.injector.create_response()
-
-    def _h_error(self, event: ProviderEvent) -> None:
-        if event.error is not None and not event.error.benign:
-            self._fire("on_error", event.error)
-
-    def _h_connection(self, event: ProviderEvent) -> None:
-        change = event.data
-        if isinstance(change, ConnectionChange) and change.phase in ("reconnecting",):
-            self._metrics.reconnects += 1
-
-    # ----------------------------------------------------------------- playback
-    def _on_playback_start(self) -> None:
-        self._emit(EventType.PLAYBACK_STARTED, {})
-
-    def _on_playback_stop(self, interrupted: bool) -> None:
-        self._emit(EventType.PLAYBACK_STOPPED, {"interrupted": interrupted})
-        if not interrupted and self._response_id is None:
-            self._end_assistant_turn()
-
-    async def _deliver_audio(self, pcm: bytes) -> None:
-        self._fire("on_audio_response", pcm)
-        sink = self._sink
-        if sink is not None:
-            await _maybe_await(sink.write(pcm))
-
+    # --------------------------------------------------------------------- sink
     async def _open_sink(self) -> None:
         start = getattr(self._sink, "start", None)
         if self._own_sink and callable(start):
@@ -587,46 +395,6 @@ class VoiceEngine:
         if callable(closer):
             await _maybe_await(closer())
 
-    # ------------------------------------------------------------------ helpers
-    def _fire(self, name: str, value: Any) -> None:
-        handler = getattr(self, name).handler
-        if handler is None:
-            return
-        try:
-            result = handler(value)
-        except Exception:
-            log.exception("%s callback raised", name)
-            return
-        if inspect.isawaitable(result):
-            self._spawn(_guard(result, name))
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.warning("engine task failed: %s", exc)
-            self._fire("on_error", exc)
-
     def __repr__(self) -> str:
         return f"<VoiceEngine provider={self._provider.name!r} connected={self._connected}>"
 
-
-_HANDLERS: dict[EventType, Callable[[VoiceEngine, ProviderEvent], None]] = {
-    EventType.RESPONSE_STARTED: VoiceEngine._h_response_started,
-    EventType.RESPONSE_DONE: VoiceEngine._h_response_done,
-    EventType.SPEECH_STARTED: VoiceEngine._h_speech_started,
-    EventType.SPEECH_STOPPED: VoiceEngine._h_speech_stopped,
-    EventType.INPUT_COMMITTED: VoiceEngine._h_committed,
-    EventType.TEXT_DELTA: VoiceEngine._h_text,
-    EventType.TRANSCRIPT_DELTA: VoiceEngine._h_transcript,
-    EventType.TRANSCRIPT_DONE: VoiceEngine._h_transcript,
-    EventType.INPUT_TRANSCRIPT: VoiceEngine._h_transcript,
-    EventType.FUNCTION_CALL: VoiceEngine._h_function_call,
-    EventType.ERROR: VoiceEngine._h_error,
-    EventType.CONNECTION_STATE: VoiceEngine._h_connection,
-}

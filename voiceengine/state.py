@@ -29,16 +29,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .providers.types import AudioFormat, EventType, FunctionCall, ProviderEvent, ResponseInfo
+from ._conversation_items import _ItemEvents
+from ._conversation_order import _Rec
+from ._snapshot import replay_items
+from .providers.types import AudioFormat, EventType, ProviderEvent, ResponseInfo
 
 __all__ = ["ConversationState", "ConversationItem", "Turn", "ConversationSnapshot"]
 
 log = logging.getLogger("voiceengine.state")
-
-_START: Any = object()  # previous_item_id explicitly None: at the beginning
-_ABSENT: Any = object()  # no previous_item_id given: at the end
-_TEXT_PARTS = frozenset(("input_text", "text", "output_text"))
-_AUDIO_PARTS = frozenset(("input_audio", "audio", "output_audio"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,39 +150,6 @@ class ConversationSnapshot:
     taken_at: float = 0.0
 
 
-class _Rec:
-    """Mutable per-item record; the frozen view is cached until the record changes."""
-
-    __slots__ = (
-        "id", "type", "role", "text", "transcript", "status", "audio_bytes", "spoken_ms",
-        "truncated_at_ms", "name", "call_id", "arguments", "output", "has_audio", "prev",
-        "seq", "rank", "root_seq", "response_id", "view",
-    )
-
-    def __init__(self, item_id: str, seq: int, prev: Any) -> None:
-        self.id = item_id
-        self.type = "message"
-        self.role: str | None = None
-        self.text: list[str] | None = None
-        self.transcript: list[str] | None = None
-        self.status: str | None = None
-        self.audio_bytes = 0
-        self.spoken_ms: float | None = None
-        self.truncated_at_ms: int | None = None
-        self.name: str | None = None
-        self.call_id: str | None = None
-        self.arguments: str | None = None
-        self.output: str | None = None
-        self.has_audio = False
-        self.prev = prev
-        self.seq = seq
-        # later-inserted siblings come first (the server inserts right after the named item)
-        self.rank: tuple[int, ...] = (-seq,)
-        self.root_seq: tuple[int, ...] = (seq,)
-        self.response_id: str | None = None
-        self.view: ConversationItem | None = None
-
-
 _TURN_FIELDS = tuple(Turn.__dataclass_fields__)
 
 
@@ -215,7 +180,7 @@ class _TurnRec:
         self.view: Turn | None = None
 
 
-class ConversationState:
+class ConversationState(_ItemEvents):
     """Folds normalized events into conversation items and turns (see the module docstring).
 
     ``max_items`` bounds the mirror (the first items in order are dropped and counted in
@@ -327,184 +292,6 @@ class ConversationState:
 
     __call__ = apply  # usable directly as a bus handler
 
-    # ------------------------------------------------------------ item events
-    def _on_item_added(self, event: ProviderEvent) -> None:
-        item = event.data
-        if not isinstance(item, Mapping):
-            return
-        item_id = item.get("id") or event.item_id
-        if not item_id:
-            return
-        rec = self._recs.get(item_id)
-        if rec is None:
-            rec = self._insert(item_id, self._declared_prev(item, event))
-            self._gone.pop(item_id, None)
-        self._fill(rec, item, event)
-        if rec.role == "user" and rec.type == "message":
-            if not rec.has_audio:
-                self._text_turn(rec.id)
-            elif self._turns and self._turns[-1].user_item_id == rec.id:
-                self._spoken_ms(self._turns[-1])  # VAD timing arrived before the item
-
-    def _on_item_done(self, event: ProviderEvent) -> None:
-        item = event.data
-        if not isinstance(item, Mapping):
-            return
-        item_id = item.get("id") or event.item_id
-        if not item_id or item_id in self._gone:  # never resurrect a deleted item
-            return
-        rec = self._recs.get(item_id)
-        if rec is None:
-            rec = self._insert(item_id, self._declared_prev(item, event))
-        self._fill(rec, item, event)
-
-    def _on_output_item_done(self, event: ProviderEvent) -> None:
-        # out-of-band responses' items are not in the conversation: only update known ones
-        item = event.data
-        if isinstance(item, Mapping):
-            rec = self._recs.get(item.get("id") or event.item_id or "")
-            if rec is not None:
-                self._fill(rec, item, event)
-
-    @staticmethod
-    def _declared_prev(item: Mapping[str, Any], event: ProviderEvent) -> Any:
-        for source in (item, event.raw):
-            if source is not None and "previous_item_id" in source:
-                prev = source["previous_item_id"]
-                return _START if prev is None else str(prev)
-        return _ABSENT
-
-    def _fill(self, rec: _Rec, item: Mapping[str, Any], event: ProviderEvent) -> None:
-        rec.type = str(item.get("type") or rec.type)
-        for name in ("role", "status", "name", "call_id", "arguments", "output"):
-            value = item.get(name)
-            if value is not None:
-                setattr(rec, name, value if isinstance(value, str) else str(value))
-        rec.response_id = rec.response_id or event.response_id
-        content = item.get("content")
-        if isinstance(content, (list, tuple)):
-            texts: list[str] = []
-            transcripts: list[str] = []
-            for part in content:
-                if not isinstance(part, Mapping):
-                    continue
-                kind = part.get("type")
-                if kind in _TEXT_PARTS and part.get("text") is not None:
-                    texts.append(str(part["text"]))
-                elif kind in _AUDIO_PARTS:
-                    rec.has_audio = True
-                    if part.get("transcript") is not None:
-                        transcripts.append(str(part["transcript"]))
-            # an in-progress item carries empty content: never wipe accumulated deltas
-            if texts and ("".join(texts) or rec.text is None):
-                rec.text = ["".join(texts)]
-            if transcripts and ("".join(transcripts) or rec.transcript is None):
-                rec.transcript = ["".join(transcripts)]
-        if rec.role == "user" and rec.transcript is None:
-            pending = self._pending_input_transcripts.pop(rec.id, None)
-            if pending is not None:
-                rec.transcript = [pending]
-        self._touch(rec)
-
-    # ---------------------------------------------------------- text / audio
-    def _rec_for(self, event: ProviderEvent) -> _Rec | None:
-        return self._recs.get(event.item_id) if event.item_id else None
-
-    def _on_transcript_delta(self, event: ProviderEvent) -> None:
-        rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
-            rec.has_audio = True
-            if rec.transcript is None:
-                rec.transcript = []
-            rec.transcript.append(event.data)
-            self._touch(rec)
-
-    def _on_transcript_done(self, event: ProviderEvent) -> None:
-        rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
-            rec.transcript = [event.data]
-            self._touch(rec)
-
-    def _on_text_delta(self, event: ProviderEvent) -> None:
-        rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
-            if rec.text is None:
-                rec.text = []
-            rec.text.append(event.data)
-            self._touch(rec)
-        self._first_output(event, "first_text_at")
-
-    def _on_text_done(self, event: ProviderEvent) -> None:
-        rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
-            rec.text = [event.data]
-            self._touch(rec)
-
-    def _on_audio_delta(self, event: ProviderEvent) -> None:
-        rec = self._rec_for(event)
-        if rec is not None and event.data is not None:
-            rec.audio_bytes += len(event.data)
-            rec.has_audio = True
-            rec.view = None
-            self._items_view = None
-        if self._speaking is None:
-            self._speaking = "assistant"
-        self._first_output(event, "first_audio_at")
-
-    def _on_audio_done(self, event: ProviderEvent) -> None:
-        if self._speaking == "assistant":
-            self._speaking = None
-
-    def _on_input_transcript_delta(self, event: ProviderEvent) -> None:
-        rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
-            if rec.transcript is None:
-                rec.transcript = []
-            rec.transcript.append(event.data)
-            self._touch(rec)
-
-    def _on_input_transcript(self, event: ProviderEvent) -> None:
-        if not event.item_id or not isinstance(event.data, str):
-            return
-        rec = self._recs.get(event.item_id)
-        if rec is None:
-            # transcription raced ahead of the item: keep it (bounded) until the item arrives
-            self._pending_input_transcripts[event.item_id] = event.data
-            while len(self._pending_input_transcripts) > 64:
-                self._pending_input_transcripts.popitem(last=False)
-            return
-        rec.transcript = [event.data]
-        self._touch(rec)
-
-    def _on_truncated(self, event: ProviderEvent) -> None:
-        rec = self._rec_for(event)
-        data = event.data if isinstance(event.data, Mapping) else {}
-        if rec is not None:
-            rec.truncated_at_ms = int(data.get("audio_end_ms", 0))
-            self._touch(rec)
-        if self._speaking == "assistant":
-            self._speaking = None
-
-    def _on_deleted(self, event: ProviderEvent) -> None:
-        if event.item_id:
-            self._delete(event.item_id)
-
-    def _on_function_call(self, event: ProviderEvent) -> None:
-        call = event.data
-        if not isinstance(call, FunctionCall):
-            return
-        item_id = call.item_id or event.item_id
-        if not item_id or item_id in self._gone:
-            return
-        rec = self._recs.get(item_id)
-        if rec is None:
-            rec = self._insert(item_id, _ABSENT)
-        rec.type = "function_call"
-        rec.name, rec.call_id, rec.arguments = call.name, call.call_id, call.arguments
-        rec.status = "completed"
-        rec.response_id = rec.response_id or call.response_id or event.response_id
-        self._touch(rec)
-
     # --------------------------------------------------------- turns / speech
     def _new_turn(self, trigger: str, status: str) -> _TurnRec:
         current = self._turns[-1] if self._turns else None
@@ -615,87 +402,6 @@ class ConversationState:
             turn.assistant_item_ids += ids
             turn.view = None
 
-    # ------------------------------------------------------------- ordering
-    def _insert(self, item_id: str, prev: Any) -> _Rec:
-        if prev is not _START and prev is not _ABSENT and prev == item_id:
-            prev = _ABSENT
-        rec = _Rec(item_id, self._seq, prev)
-        self._seq += 1
-        self._recs[item_id] = rec
-        self._changed(structure=True)
-        while len(self._recs) > self.max_items:
-            first = self._ordered()[0]
-            self._delete(first.id)
-            self.dropped_items += 1
-        return rec
-
-    def _delete(self, item_id: str) -> bool:
-        order = self._ordered()
-        rec = self._recs.get(item_id)
-        if rec is None:
-            return False
-        # followers take the deleted item's place, so the visible order of the rest is kept
-        for other in order:
-            if other.prev == item_id:
-                other.prev = rec.prev
-                other.rank = rec.rank + other.rank
-                other.root_seq = rec.root_seq + other.root_seq
-                other.view = None
-        del self._recs[item_id]
-        self._gone[item_id] = None
-        while len(self._gone) > 4096:
-            self._gone.popitem(last=False)
-        self._changed(structure=True)
-        return True
-
-    def _ordered(self) -> tuple[_Rec, ...]:
-        if self._order is not None:
-            return self._order
-        recs = self._recs
-        children: dict[str, list[_Rec]] = {}
-        roots: list[tuple[tuple[Any, ...], _Rec]] = []
-        for rec in recs.values():
-            prev = rec.prev
-            if prev is _START:
-                roots.append(((0, rec.rank), rec))
-            elif prev is not _ABSENT and prev in recs:
-                children.setdefault(prev, []).append(rec)
-            else:
-                roots.append(((1, rec.root_seq, rec.rank), rec))
-        roots.sort(key=lambda pair: pair[0])
-        for siblings in children.values():
-            siblings.sort(key=lambda r: r.rank)
-        order: list[_Rec] = []
-        visited: set[str] = set()
-
-        def walk(start: _Rec) -> None:
-            stack = [start]
-            while stack:  # iterative: a long conversation is one deep chain
-                rec = stack.pop()
-                if rec.id in visited:
-                    continue
-                visited.add(rec.id)
-                order.append(rec)
-                stack.extend(reversed(children.get(rec.id, ())))
-
-        for _, rec in roots:
-            walk(rec)
-        if len(order) < len(recs):  # a previous_item_id cycle: break it at the oldest item
-            for rec in sorted(recs.values(), key=lambda r: r.seq):
-                if rec.id not in visited:
-                    walk(rec)
-        self._order = tuple(order)
-        return self._order
-
-    def _changed(self, *, structure: bool = False) -> None:
-        if structure:
-            self._order = None
-        self._items_view = None
-
-    def _touch(self, rec: _Rec) -> None:
-        rec.view = None
-        self._items_view = None
-
     # ------------------------------------------------------------------ views
     def _view(self, rec: _Rec) -> ConversationItem:
         if rec.view is None:
@@ -728,52 +434,9 @@ class ConversationState:
         audio -> an assistant message with ``output_text`` = what was heard; text, system
         messages, function calls and outputs as they are. Roles are preserved.
         """
-        wire: list[dict[str, Any]] = []
-        ids: list[str] = []
-        skipped: list[str] = []
-        for item in self.items:
-            entry = _wire_item(item)
-            if entry is None:
-                skipped.append(item.id)
-                continue
-            if include_ids:
-                entry = {"id": item.id, **entry}
-            wire.append(entry)
-            ids.append(item.id)
-        return ConversationSnapshot(items=tuple(wire), item_ids=tuple(ids), skipped_ids=tuple(skipped),
+        wire, ids, skipped = replay_items(self.items, include_ids=include_ids)
+        return ConversationSnapshot(items=wire, item_ids=ids, skipped_ids=skipped,
                                     dropped_items=self.dropped_items, taken_at=self._clock())
 
     def __repr__(self) -> str:
         return f"<ConversationState items={len(self._recs)} turns={len(self._turns)} speaking={self._speaking}>"
-
-
-def _wire_item(item: ConversationItem) -> dict[str, Any] | None:
-    if item.type == "function_call":
-        if item.name is None or item.status == "in_progress" and not item.arguments:
-            return None
-        entry: dict[str, Any] = {"type": "function_call", "name": item.name, "arguments": item.arguments or ""}
-        if item.call_id:
-            entry["call_id"] = item.call_id
-        return entry
-    if item.type == "function_call_output":
-        if not item.call_id:
-            return None
-        return {"type": "function_call_output", "call_id": item.call_id, "output": item.output or ""}
-    if item.type != "message":
-        return None
-    if item.role == "assistant":
-        text = item.heard_transcript if item.has_audio and item.transcript is not None else item.text
-        if item.text and item.has_audio and not text:
-            text = item.text
-        if not text:
-            return None
-        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
-    if item.role in ("user", "system"):
-        pieces = [p for p in (item.text, item.transcript) if p]
-        if item.role == "system":
-            pieces = [item.text] if item.text else []
-        if not pieces:
-            return None
-        return {"type": "message", "role": item.role,
-                "content": [{"type": "input_text", "text": piece} for piece in pieces]}
-    return None

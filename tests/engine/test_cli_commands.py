@@ -23,7 +23,9 @@ def write_wav(path: Path, pcm: bytes, rate: int) -> None:
 
 def test_demo_runs_barges_in_and_writes_a_wav(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "reply.wav"
-    rc = main(["demo", "--output", str(out), "--speed", "8", "--server-speed", "40", "--barge-in-after", "0.05",
+    # speed 4: the long second reply plays for ~1.5 s of wall time, so the barge-in lands
+    # inside it even on a loaded machine
+    rc = main(["demo", "--output", str(out), "--speed", "4", "--server-speed", "40", "--barge-in-after", "0.05",
                "--rate", "16000"])
     stdout = capsys.readouterr().out
     assert rc == 0

@@ -19,6 +19,17 @@ cdef extern from *:
     """
     int VE_LITTLE_ENDIAN
 
+cdef extern from *:
+    """
+    #ifndef VOICEENGINE_DEBUG_BUILD
+    #define VOICEENGINE_DEBUG_BUILD 0
+    #endif
+    """
+    int VOICEENGINE_DEBUG_BUILD
+
+#: True in the bounds-checked debug build (VOICEENGINE_DEBUG_BUILD=1 at build time)
+DEBUG_BUILD = bool(VOICEENGINE_DEBUG_BUILD)
+
 _BYTE_FORMATS = frozenset(("B", "c", "<B", "=B", "@B"))  # int8 ("b") is audio of the wrong width: TypeError
 _INT16_NATIVE = frozenset(("h", "@h", "=h", "<h"))
 _INT16_BIG = frozenset((">h", "!h"))

@@ -1,0 +1,223 @@
+"""Provider-event handling for :class:`~voiceengine.engine.VoiceEngine` (a mixin).
+
+:meth:`_EngineHandlers._on_provider_event` routes every provider event to playback, the
+conversation state, the event bus and the injector, then to the ``_h_*`` handler for its
+type (``_HANDLERS``). The handlers turn provider events into the engine's own events
+(TURN_*, METRICS, ...) and app callbacks; the playback callbacks and the callback plumbing
+(``_fire``/``_spawn``) live here too, since the handlers are their main users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from .pipeline import Transcript, _guard, _maybe_await
+from .providers.types import ConnectionChange, EventType, FunctionCall, ProviderEvent, ResponseInfo
+
+if TYPE_CHECKING:  # annotations only: VoiceEngine owns these objects
+    from .engine_config import VoiceEngineConfig
+    from .events import EventBus
+    from .injection import ContextInjector
+    from .metrics import MetricsCollector
+    from .pipeline import Playback
+    from .providers.base import BaseProvider
+    from .providers.types import InterruptResult
+    from .state import ConversationState
+
+# the engine's logger: these records come from the engine, wherever its code lives
+log = logging.getLogger("voiceengine.engine")
+
+
+class _EngineHandlers:
+    """Event, playback and callback plumbing of :class:`~voiceengine.engine.VoiceEngine`.
+
+    Not usable on its own: the attributes below are set by ``VoiceEngine.__init__``.
+    """
+
+    config: VoiceEngineConfig
+    events: EventBus
+    state: ConversationState
+    injector: ContextInjector
+    on_function_call: Any  # a pipeline._Callback on VoiceEngine
+    _provider: BaseProvider
+    _metrics: MetricsCollector
+    _playback: Playback | None
+    _sink: Any
+    _tasks: set[asyncio.Task[Any]]
+    _dropped_responses: set[str]
+    _oob_responses: set[str]
+    _response_id: str | None
+
+    if TYPE_CHECKING:
+        async def _interrupt(self, t0: float, reason: str) -> InterruptResult: ...
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, etype: EventType, data: Any = None, **fields: Any) -> None:
+        event = ProviderEvent(type=etype, data=data, provider=self._provider.name,
+                              session_id=self._provider.session_id, **fields)
+        self.events.emit(event)
+        self.injector.observe(event)
+
+    def _on_injector_event(self, event: ProviderEvent) -> None:
+        self.events.emit(replace(event, provider=self._provider.name, session_id=self._provider.session_id))
+
+    def _on_provider_event(self, event: ProviderEvent) -> None:
+        etype = event.type
+        if etype is EventType.AUDIO_DELTA:
+            if event.response_id in self._dropped_responses or event.response_id in self._oob_responses:
+                return  # late audio of an interrupted (or out-of-band) response: never played
+            if self._playback is not None:
+                self._playback.write(event.item_id, event.response_id, event.data)
+                self._metrics.received(event.response_id, len(event.data))
+        self.state.apply(event)
+        self.events.emit(event)
+        self.injector.observe(event)
+        handler = _HANDLERS.get(etype)
+        if handler is not None:
+            handler(self, event)
+
+    def _h_response_started(self, event: ProviderEvent) -> None:
+        info = event.data if isinstance(event.data, ResponseInfo) else None
+        if info is not None and info.conversation == "none":
+            self._oob_responses.add(info.response_id or "")
+            return
+        self._response_id = event.response_id or (info.response_id if info else None)
+        self._metrics.response_started(self._response_id)
+        self._emit(EventType.TURN_STARTED, {"speaker": "assistant"}, response_id=self._response_id)
+
+    def _h_response_done(self, event: ProviderEvent) -> None:
+        info = event.data if isinstance(event.data, ResponseInfo) else ResponseInfo(response_id=event.response_id)
+        rid = event.response_id or info.response_id
+        self._fire("on_response_done", info)
+        if rid in self._oob_responses:
+            return
+        self._metrics.set_status(info.status)
+        if self._playback is not None and rid not in self._dropped_responses:
+            self._playback.end_of_stream()
+            if not self._playback.audible:
+                self._end_assistant_turn()
+        if rid == self._response_id:
+            self._response_id = None
+
+    def _end_assistant_turn(self) -> None:
+        turn = self._metrics.finish_turn()
+        self._emit(EventType.TURN_ENDED, {"speaker": "assistant"})
+        if turn is not None:
+            self._emit(EventType.METRICS, turn)
+
+    def _h_speech_started(self, event: ProviderEvent) -> None:
+        t0 = time.perf_counter()
+        self._emit(EventType.TURN_STARTED, {"speaker": "user"})
+        pb = self._playback
+        if self.config.barge_in and pb is not None and (pb.audible or self._response_id is not None):
+            self._spawn(self._interrupt(t0, "speech_started"))
+
+    def _h_speech_stopped(self, event: ProviderEvent) -> None:
+        self._metrics.speech_ended()
+        self._emit(EventType.TURN_ENDED, {"speaker": "user"})
+
+    def _h_committed(self, event: ProviderEvent) -> None:
+        self._metrics.speech_ended()
+        if not self.injector.auto_response and self._provider.config.turn_detection is not None:
+            # server VAD without auto responses: the engine sends the turn's response.create
+            self._spawn(self.injector.end_of_turn(respond=True))
+
+    def _h_text(self, event: ProviderEvent) -> None:
+        if event.response_id not in self._oob_responses and isinstance(event.data, str):
+            self._fire("on_text_response", event.data)
+
+    def _h_transcript(self, event: ProviderEvent) -> None:
+        if not isinstance(event.data, str) or event.response_id in self._oob_responses:
+            return
+        if event.type is EventType.TRANSCRIPT_DELTA:
+            self._fire("on_text_response", event.data)
+        role = "user" if event.type is EventType.INPUT_TRANSCRIPT else "assistant"
+        final = event.type is not EventType.TRANSCRIPT_DELTA
+        self._fire("on_transcript", Transcript(role=role, text=event.data, final=final, item_id=event.item_id))
+
+    def _h_function_call(self, event: ProviderEvent) -> None:
+        if isinstance(event.data, FunctionCall):
+            self._spawn(self._run_function(event.data))
+
+    async def _run_function(self, call: FunctionCall) -> None:
+        handler = self.on_function_call.handler
+        if handler is None:
+            return
+        try:
+            result = await _maybe_await(handler(call))
+        except Exception as exc:
+            log.warning("on_function_call raised for %s", call.name)
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        if result is not None:
+            await self._provider.send_function_result(call.call_id, result, respond=False)
+            await self.injector.create_response()
+
+    def _h_error(self, event: ProviderEvent) -> None:
+        if event.error is not None and not event.error.benign:
+            self._fire("on_error", event.error)
+
+    def _h_connection(self, event: ProviderEvent) -> None:
+        change = event.data
+        if isinstance(change, ConnectionChange) and change.phase in ("reconnecting",):
+            self._metrics.reconnects += 1
+
+    # ----------------------------------------------------------------- playback
+    def _on_playback_start(self) -> None:
+        self._emit(EventType.PLAYBACK_STARTED, {})
+
+    def _on_playback_stop(self, interrupted: bool) -> None:
+        self._emit(EventType.PLAYBACK_STOPPED, {"interrupted": interrupted})
+        if not interrupted and self._response_id is None:
+            self._end_assistant_turn()
+
+    async def _deliver_audio(self, pcm: bytes) -> None:
+        self._fire("on_audio_response", pcm)
+        sink = self._sink
+        if sink is not None:
+            await _maybe_await(sink.write(pcm))
+
+    # ------------------------------------------------------------------ helpers
+    def _fire(self, name: str, value: Any) -> None:
+        handler = getattr(self, name).handler
+        if handler is None:
+            return
+        try:
+            result = handler(value)
+        except Exception:
+            log.exception("%s callback raised", name)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(_guard(result, name))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("engine task failed: %s", exc)
+            self._fire("on_error", exc)
+
+
+_HANDLERS: dict[EventType, Callable[[_EngineHandlers, ProviderEvent], None]] = {
+    EventType.RESPONSE_STARTED: _EngineHandlers._h_response_started,
+    EventType.RESPONSE_DONE: _EngineHandlers._h_response_done,
+    EventType.SPEECH_STARTED: _EngineHandlers._h_speech_started,
+    EventType.SPEECH_STOPPED: _EngineHandlers._h_speech_stopped,
+    EventType.INPUT_COMMITTED: _EngineHandlers._h_committed,
+    EventType.TEXT_DELTA: _EngineHandlers._h_text,
+    EventType.TRANSCRIPT_DELTA: _EngineHandlers._h_transcript,
+    EventType.TRANSCRIPT_DONE: _EngineHandlers._h_transcript,
+    EventType.INPUT_TRANSCRIPT: _EngineHandlers._h_transcript,
+    EventType.FUNCTION_CALL: _EngineHandlers._h_function_call,
+    EventType.ERROR: _EngineHandlers._h_error,
+    EventType.CONNECTION_STATE: _EngineHandlers._h_connection,
+}

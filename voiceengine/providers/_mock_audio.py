@@ -1,0 +1,182 @@
+"""Mock audio (private to :mod:`voiceengine.providers.mock`): speech synthesis and input.
+
+:func:`synthesize_speech` makes deterministic, speech-like PCM16 (a harmonic tone burst
+per word); :class:`_MockAudioInput` takes the app's input audio and runs the energy VAD
+that stands in for the server's turn detection (speech started/stopped, commit, reply).
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import math
+import sys
+import zlib
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..exceptions import AudioFormatError
+from .types import ErrorInfo, EventType, ProviderEvent
+
+if TYPE_CHECKING:
+    from ._mock_responses import _Resp
+    from .mock import MockConfig
+
+SAMPLE_RATE = 24000
+_BYTES_PER_MS = SAMPLE_RATE * 2 // 1000  # 48: 24 kHz mono PCM16
+_VAD_FRAME_BYTES = 20 * _BYTES_PER_MS
+_MIN_COMMIT_BYTES = 100 * _BYTES_PER_MS  # the service refuses commits under 100 ms
+
+
+@functools.lru_cache(maxsize=1024)
+def _word_audio(word: str, seed: int, ms_per_char: float, gap_ms: float) -> bytes:
+    n = int(SAMPLE_RATE * max(80.0, len(word) * ms_per_char) / 1000)
+    gap = int(SAMPLE_RATE * gap_ms / 1000)
+    # crc32, not hash(): str hashes change between processes (PYTHONHASHSEED)
+    h = zlib.crc32(f"{seed}:{word.lower()}".encode())
+    f0 = 100.0 + h % 140  # a voice-like fundamental, per word
+    w = 2.0 * math.pi * f0 / SAMPLE_RATE
+    glide = ((h >> 8) % 21 - 10) / 100.0 / max(n, 1)  # a little intonation
+    amp = 0.3 * 32767 / 1.75
+    samples = array.array("h", bytes(2 * (n + gap)))
+    sin = math.sin
+    for i in range(n):
+        phase = w * i * (1.0 + glide * i)
+        env = sin(math.pi * i / n)
+        samples[i] = int(amp * env * (sin(phase) + 0.5 * sin(2 * phase) + 0.25 * sin(3 * phase)))
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def synthesize_speech(text: str, *, seed: int = 0, ms_per_char: float = 60.0, gap_ms: float = 40.0) -> bytes:
+    """Deterministic speech-like PCM16 (24 kHz mono) for ``text``: one tone burst per word."""
+    return b"".join(_word_audio(w, seed, ms_per_char, gap_ms) for w in text.split())
+
+
+def _pcm_view(audio: Any) -> memoryview:
+    if isinstance(audio, str):
+        raise TypeError("audio must be a bytes-like PCM16 buffer, not str")
+    try:
+        view = memoryview(audio)
+    except TypeError:
+        raise TypeError(f"audio must be a bytes-like PCM16 buffer, got {type(audio).__name__}") from None
+    if view.format not in ("B", "b", "c", "h", "<h") or not view.c_contiguous:
+        raise TypeError(f"audio must be C-contiguous int16/bytes data, got format {view.format!r}")
+    view = view.cast("B")
+    if len(view) % 2:
+        raise AudioFormatError(f"PCM16 audio needs an even number of bytes, got {len(view)}")
+    return view
+
+
+class _MockAudioInput:
+    """Input audio and the energy VAD of :class:`~voiceengine.providers.mock.MockProvider`
+    (a mixin; ``MockProvider`` sets up the state and provides what is declared below)."""
+
+    config: MockConfig
+    _session: dict[str, Any]
+    _conv: list[str]
+    _active: _Resp | None
+    _user_turns: int
+    _timeline_bytes: int
+    _buffer_bytes: int
+    _vad_carry: bytes
+    _vad_speaking: bool
+    _vad_item: str | None
+    _vad_last_voice_ms: int
+
+    if TYPE_CHECKING:  # implemented by MockProvider
+        def _require_connected(self) -> None: ...
+        def _new_id(self, prefix: str) -> str: ...
+        def _record(self, kind: str, name: str, args: Mapping[str, Any] | None = None,
+                    event: ProviderEvent | None = None) -> None: ...
+        def _ev(self, event_type: EventType, data: Any = None, *, item_id: str | None = None,
+                response_id: str | None = None, error: ErrorInfo | None = None) -> None: ...
+        def _error(self, code: str, message: str, *, request_type: str | None = None, param: str | None = None,
+                   fatal: bool = False) -> ProviderEvent: ...
+        def _stop_active(self) -> _Resp | None: ...
+        def _emit_cancelled(self, resp: _Resp, reason: str) -> None: ...
+        def _request_response(self, options: Mapping[str, Any]) -> None: ...
+
+    async def send_audio(self, audio: Any) -> None:
+        """Append PCM16 24 kHz mono; runs the energy VAD when turn detection is on."""
+        view = _pcm_view(audio)
+        self._require_connected()
+        self._record("call", "send_audio", {"bytes": len(view)})
+        self._buffer_bytes += len(view)
+        if self._session["turn_detection"] is None:
+            self._timeline_bytes += len(view)
+            return
+        data = self._vad_carry + bytes(view) if self._vad_carry else view
+        usable = len(data) - len(data) % _VAD_FRAME_BYTES
+        threshold = self.config.vad_threshold_dbfs
+        for start in range(0, usable, _VAD_FRAME_BYTES):
+            frame = array.array("h", bytes(data[start:start + _VAD_FRAME_BYTES]))
+            if sys.byteorder == "big":
+                frame.byteswap()
+            energy = sum(x * x for x in frame) / len(frame)
+            voiced = energy > 0 and 10 * math.log10(energy / (32768.0 * 32768.0)) > threshold
+            self._timeline_bytes += _VAD_FRAME_BYTES
+            self._vad_frame(voiced, self._timeline_bytes // _BYTES_PER_MS)
+        self._vad_carry = bytes(data[usable:])  # counted on the timeline once its frame completes
+
+    def _vad_option(self, name: str, default: Any) -> Any:
+        td = self._session["turn_detection"]
+        return td.get(name, default) if isinstance(td, Mapping) else default
+
+    def _vad_frame(self, voiced: bool, end_ms: int) -> None:
+        if voiced:
+            if not self._vad_speaking:
+                self._vad_speaking = True
+                self._vad_item = self._new_id("item")
+                buffer_start = end_ms - self._buffer_bytes // _BYTES_PER_MS
+                start_ms = max(buffer_start, end_ms - 20 - int(self._vad_option("prefix_padding_ms",
+                                                                                self.config.vad_prefix_ms)))
+                self._ev(EventType.SPEECH_STARTED, {"audio_start_ms": max(0, start_ms)}, item_id=self._vad_item)
+                if self._active is not None and self._vad_option("interrupt_response", True):
+                    resp = self._stop_active()
+                    if resp is not None:
+                        self._emit_cancelled(resp, "turn_detected")
+            self._vad_last_voice_ms = end_ms
+        elif self._vad_speaking and end_ms - self._vad_last_voice_ms >= int(
+                self._vad_option("silence_duration_ms", self.config.vad_silence_ms)):
+            self._vad_speaking = False
+            item_id, self._vad_item = self._vad_item, None
+            self._ev(EventType.SPEECH_STOPPED, {"audio_end_ms": self._vad_last_voice_ms}, item_id=item_id)
+            self._commit(item_id)
+            if self._vad_option("create_response", True):
+                self._request_response({})
+
+    def _commit(self, item_id: str | None = None) -> str:
+        item_id = item_id or self._new_id("item")
+        prev = self._conv[-1] if self._conv else None
+        self._buffer_bytes = 0
+        self._ev(EventType.INPUT_COMMITTED, {"previous_item_id": prev}, item_id=item_id)
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
+        self._conv.append(item_id)
+        self._ev(EventType.ITEM_ADDED, {**item, "previous_item_id": prev}, item_id=item_id)
+        self._ev(EventType.ITEM_DONE, {**item, "previous_item_id": prev}, item_id=item_id)
+        scripts = self.config.input_transcripts
+        if scripts:
+            self._ev(EventType.INPUT_TRANSCRIPT, scripts[self._user_turns % len(scripts)], item_id=item_id)
+        self._user_turns += 1
+        return item_id
+
+    async def commit_audio(self) -> None:
+        self._require_connected()
+        self._record("call", "commit_audio")
+        if self._buffer_bytes < _MIN_COMMIT_BYTES:
+            self._error("input_audio_buffer_commit_empty",
+                        f"buffer too small: {self._buffer_bytes // _BYTES_PER_MS} ms, need at least 100 ms",
+                        request_type="input_audio_buffer.commit")
+            return
+        item_id, self._vad_item, self._vad_speaking = self._vad_item, None, False
+        self._commit(item_id)
+
+    async def clear_audio(self) -> None:
+        self._require_connected()
+        self._record("call", "clear_audio")
+        self._buffer_bytes = 0
+        self._vad_carry = b""
+        self._vad_speaking, self._vad_item = False, None
+        self._ev(EventType.INPUT_CLEARED)
