@@ -158,11 +158,10 @@ class Playback:
         self._on_stop = on_stop
         self._on_played = on_played
         self.items: dict[str, ItemTrack] = {}
-        # Stream positions: the write head counts bytes stored, the read head bytes taken out
-        # (played, i.e. ring.total_read, plus bytes flushed by barge-in). Flushed bytes were
-        # never heard but they did pass the head, so later items' offsets stay aligned.
+        # The write head counts bytes stored; the read head is what left the ring, played
+        # or flushed by barge-in (_stored - ring.available). Flushed bytes were never heard
+        # but they did pass the head, so later items' offsets stay aligned.
         self._stored = 0
-        self._flushed = 0
         self.last_item: ItemTrack | None = None
         self.playing = False
         self.stream_done = True  # no audio expected until a delta arrives
@@ -201,7 +200,8 @@ class Playback:
         track = track or self.last_item
         if track is None:
             return 0
-        return max(0, min(self.ring.total_read + self._flushed - track.start, track.received))
+        read_head = self._stored - self.ring.available
+        return max(0, min(read_head - track.start, track.received))
 
     def played_ms(self, track: ItemTrack | None = None) -> int:
         """Milliseconds of ``track`` (default: the latest item) actually played, floored."""
@@ -218,7 +218,6 @@ class Playback:
         track = self.last_item
         played = self.played_ms(track)
         dropped = self.ring.clear()
-        self._flushed += dropped
         self.resampler.reset()
         self.stream_done = True
         was_playing = self.playing

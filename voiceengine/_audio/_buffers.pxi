@@ -6,6 +6,8 @@
 #   TypeError        wrong item type (float64, int32, int8 arrays, str, None, ...)
 #   AudioFormatError big-endian int16, non-contiguous / negative-stride views
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
 from voiceengine.exceptions import AudioFormatError
 
 cdef extern from *:
@@ -35,32 +37,66 @@ _INT16_NATIVE = frozenset(("h", "@h", "=h", "<h"))
 _INT16_BIG = frozenset((">h", "!h"))
 
 
-cdef inline const unsigned char[::1] pcm_bytes(object buf):
-    """View ``buf`` as contiguous bytes without copying (see module comment for errors)."""
+cdef object checked_view(object buf, frozenset native, frozenset big, str kind, str dtype):
+    """Validate ``buf`` as samples of ``kind`` and return it as bytes without copying.
+
+    ``bytes``/``bytearray`` come back as they are; any other buffer as a 1-D unsigned-byte
+    memoryview over the caller's memory. ``native``/``big`` are the item formats of the
+    sample type in little-endian / big-endian order (see the file comment for errors).
+    """
     cdef object view
     if type(buf) is bytes or type(buf) is bytearray:
         return buf
     if isinstance(buf, str) or buf is None:
-        raise TypeError(f"expected a PCM16 buffer (bytes-like or int16 array), got {type(buf).__name__}")
+        raise TypeError(f"expected a {kind} buffer (bytes-like or array), got {type(buf).__name__}")
     try:
         view = memoryview(buf)
     except TypeError:
-        raise TypeError(
-            f"expected a PCM16 buffer (bytes-like or int16 array), got {type(buf).__name__}"
-        ) from None
+        raise TypeError(f"expected a {kind} buffer (bytes-like or array), got {type(buf).__name__}") from None
     fmt = view.format
-    if fmt in _INT16_BIG:
-        raise AudioFormatError("big-endian int16 buffers are not PCM16 little-endian; byteswap first")
-    if fmt in _INT16_NATIVE:
-        if not VE_LITTLE_ENDIAN and fmt != "<h":
-            raise AudioFormatError("native int16 on a big-endian host is not PCM16 little-endian")
+    if fmt in big:
+        raise AudioFormatError(f"big-endian {kind} buffers are not little-endian; byteswap first")
+    if fmt in native:
+        if not VE_LITTLE_ENDIAN and fmt[0] != "<":
+            raise AudioFormatError(f"native {kind} on a big-endian host is not little-endian")
     elif fmt not in _BYTE_FORMATS:
         raise TypeError(
-            f"PCM16 buffers must hold int16 or raw bytes, got item format {fmt!r} "
-            f"(itemsize {view.itemsize}); convert e.g. with numpy .astype('<i2')"
+            f"{kind} buffers must hold {kind} samples or raw bytes, got item format {fmt!r} "
+            f"(itemsize {view.itemsize}); convert e.g. with numpy .astype('{dtype}')"
         )
     if not view.c_contiguous:
         raise AudioFormatError("audio buffer must be C-contiguous (got a strided or reversed view); copy it first")
     if view.ndim != 1 or fmt not in ("B", "<B", "=B", "@B"):
         view = view.cast("B")
     return view
+
+
+cdef inline object pcm_view(object buf):
+    """``buf`` validated as PCM16 (int16 or raw bytes), as bytes without copying."""
+    return checked_view(buf, _INT16_NATIVE, _INT16_BIG, "PCM16", "<i2")
+
+
+cdef inline const unsigned char[::1] pcm_bytes(object buf):
+    """``pcm_view`` as a typed memoryview, for code that indexes the bytes."""
+    return pcm_view(buf)
+
+
+cdef inline object pcm_span(object buf, const unsigned char **data, Py_ssize_t *size):
+    """Point ``data``/``size`` at ``buf``'s PCM16 bytes, without copying.
+
+    Returns the object that keeps that memory alive and unresized while it is held:
+    ``buf`` itself for ``bytes`` (read directly: the buffer-export machinery dominates a
+    20 ms call), else a 1-D byte memoryview over the caller's memory.
+    """
+    cdef const unsigned char[::1] view
+    if type(buf) is bytes:
+        data[0] = <const unsigned char *>PyBytes_AS_STRING(buf)
+        size[0] = PyBytes_GET_SIZE(buf)
+        return buf
+    owner = pcm_view(buf)
+    if type(owner) is bytearray:
+        owner = memoryview(owner)  # an export pins the bytearray against resizing
+    view = owner
+    size[0] = view.shape[0]
+    data[0] = &view[0] if size[0] else NULL
+    return owner

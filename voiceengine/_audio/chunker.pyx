@@ -127,26 +127,20 @@ cdef class Chunker:
         carried bytes, plus (for mutable input without ``borrow``) one copy of the
         call's full frames.
         """
-        cdef const unsigned char[::1] v
         cdef const unsigned char *src
         cdef Py_ssize_t n, fb = self._fb, total, nframes, off, i, first, k
         cdef bint immutable
-        cdef object base, storage, frames, fr
-        if type(buf) is bytes:
-            n = PyBytes_GET_SIZE(buf)
-            src = <const unsigned char *>PyBytes_AS_STRING(buf)
-            immutable = True
-        elif type(buf) is bytearray and not borrow:
-            # Same bytes pcm_bytes() would view, without the export/memoryview cost; safe
-            # because nothing below runs Python code that could resize it before the copy.
+        cdef object owner = None, base, storage, frames, fr
+        if type(buf) is bytearray and not borrow:
+            # Copied below before any Python code runs, so it cannot be resized in
+            # between: read it in place without the buffer-export cost.
             n = PyByteArray_GET_SIZE(buf)
             src = <const unsigned char *>PyByteArray_AS_STRING(buf)
             immutable = False
         else:
-            v = pcm_bytes(buf)
-            n = v.shape[0]
-            src = &v[0] if n else NULL
-            immutable = (type(buf) is memoryview and buf.readonly and type(buf.obj) is bytes)
+            owner = pcm_span(buf, &src, &n)
+            immutable = type(buf) is bytes or (
+                type(buf) is memoryview and buf.readonly and type(buf.obj) is bytes)
         total = self._pending + n
         nframes = total // fb
         if nframes == 0:
@@ -170,9 +164,8 @@ cdef class Chunker:
                 off = first
                 i = 1
             if i < nframes:
-                base = memoryview(buf)
-                if base.ndim != 1 or base.format != "B":
-                    base = base.cast("B")
+                # the intake's validated 1-D byte view over the caller's memory
+                base = owner if type(owner) is memoryview else memoryview(owner)
                 if not base.readonly:
                     base = base.toreadonly()
                 if off == 0 and n == fb:  # exactly one frame: the view itself

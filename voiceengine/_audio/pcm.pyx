@@ -55,28 +55,23 @@ cdef inline const unsigned char *_ptr(const unsigned char[::1] v) noexcept:
     return &v[0] if v.shape[0] else <const unsigned char *>""
 
 
+def pcm16_view(buf):
+    """``buf`` validated as PCM16 and viewed as bytes without copying.
+
+    ``bytes``/``bytearray`` are returned as they are, any other buffer as a 1-D byte
+    memoryview over the caller's memory. The rules of every audio entry point apply
+    (``TypeError`` for other sample types; ``AudioFormatError`` for big-endian, strided
+    views and odd byte counts). For pure-Python code that hands PCM on (e.g. to base64).
+    """
+    view = pcm_view(buf)
+    if len(view) & 1:
+        raise AudioFormatError(f"PCM16 needs an even byte count, got {len(view)} bytes")
+    return view
+
+
 cdef const unsigned char[::1] _float32_bytes(object buf):
     """View a float32 buffer (float32 array/memoryview, or raw little-endian bytes) as bytes."""
-    cdef object view
-    if type(buf) is bytes or type(buf) is bytearray:
-        return pcm_bytes(buf)
-    try:
-        view = memoryview(buf)
-    except TypeError:
-        raise TypeError(f"expected a float32 buffer, got {type(buf).__name__}") from None
-    fmt = view.format
-    if fmt in _FLOAT_BIG:
-        raise AudioFormatError("big-endian float32 buffers are not supported; byteswap first")
-    if fmt in _FLOAT_NATIVE:
-        if not VE_LITTLE_ENDIAN and fmt != "<f":
-            raise AudioFormatError("native float32 on a big-endian host is not little-endian")
-        if not view.c_contiguous:
-            raise AudioFormatError("audio buffer must be C-contiguous; copy it first")
-        return view.cast("B")
-    if fmt in _BYTE_FORMATS:
-        return pcm_bytes(view)
-    raise TypeError(f"expected float32 samples, got item format {fmt!r} (itemsize {view.itemsize}); "
-                    f"convert e.g. with numpy .astype('<f4')")
+    return checked_view(buf, _FLOAT_NATIVE, _FLOAT_BIG, "float32", "<f4")
 
 
 # ------------------------------------------------------------------ float <-> int16
@@ -300,8 +295,8 @@ cdef void _init_tables() noexcept:
 _init_tables()
 
 
-def ulaw_encode(buf) -> bytes:
-    """PCM16 -> G.711 mu-law bytes (one per sample), ITU-T G.191 reference mapping."""
+cdef bytes _g711_encode(object buf, const uint8_t *table, int shift, int bias):
+    """PCM16 -> one G.711 byte per sample through ``table[(x >> shift) + bias]``."""
     cdef const unsigned char[::1] v = pcm_bytes(buf)
     cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
     cdef const unsigned char *src = _ptr(v)
@@ -309,44 +304,38 @@ def ulaw_encode(buf) -> bytes:
     cdef unsigned char *dst = _out(out)
     with nogil:
         for i in range(n):
-            dst[i] = _ULAW_ENC[(ve_ld16(src, i) >> 2) + 8192]
+            dst[i] = table[(ve_ld16(src, i) >> shift) + bias]
     return out
+
+
+cdef bytes _g711_decode(object buf, const int16_t *table):
+    """G.711 bytes (any count) -> PCM16 through ``table``."""
+    cdef const unsigned char[::1] v = pcm_bytes(buf)
+    cdef Py_ssize_t i, n = v.shape[0]
+    cdef const unsigned char *src = _ptr(v)
+    out = PyBytes_FromStringAndSize(NULL, 2 * n)
+    cdef unsigned char *dst = _out(out)
+    with nogil:
+        for i in range(n):
+            ve_st16(dst, i, table[src[i]])
+    return out
+
+
+def ulaw_encode(buf) -> bytes:
+    """PCM16 -> G.711 mu-law bytes (one per sample), ITU-T G.191 reference mapping."""
+    return _g711_encode(buf, _ULAW_ENC, 2, 8192)
 
 
 def alaw_encode(buf) -> bytes:
     """PCM16 -> G.711 A-law bytes (one per sample), ITU-T G.191 reference mapping."""
-    cdef const unsigned char[::1] v = pcm_bytes(buf)
-    cdef Py_ssize_t i, n = _samples(v, 2, "PCM16 input")
-    cdef const unsigned char *src = _ptr(v)
-    out = PyBytes_FromStringAndSize(NULL, n)
-    cdef unsigned char *dst = _out(out)
-    with nogil:
-        for i in range(n):
-            dst[i] = _ALAW_ENC[(ve_ld16(src, i) >> 4) + 2048]
-    return out
+    return _g711_encode(buf, _ALAW_ENC, 4, 2048)
 
 
 def ulaw_decode(buf) -> bytes:
     """G.711 mu-law bytes -> PCM16 (any byte count)."""
-    cdef const unsigned char[::1] v = pcm_bytes(buf)
-    cdef Py_ssize_t i, n = v.shape[0]
-    cdef const unsigned char *src = _ptr(v)
-    out = PyBytes_FromStringAndSize(NULL, 2 * n)
-    cdef unsigned char *dst = _out(out)
-    with nogil:
-        for i in range(n):
-            ve_st16(dst, i, _ULAW_DEC[src[i]])
-    return out
+    return _g711_decode(buf, _ULAW_DEC)
 
 
 def alaw_decode(buf) -> bytes:
     """G.711 A-law bytes -> PCM16 (any byte count)."""
-    cdef const unsigned char[::1] v = pcm_bytes(buf)
-    cdef Py_ssize_t i, n = v.shape[0]
-    cdef const unsigned char *src = _ptr(v)
-    out = PyBytes_FromStringAndSize(NULL, 2 * n)
-    cdef unsigned char *dst = _out(out)
-    with nogil:
-        for i in range(n):
-            ve_st16(dst, i, _ALAW_DEC[src[i]])
-    return out
+    return _g711_decode(buf, _ALAW_DEC)

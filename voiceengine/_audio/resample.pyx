@@ -244,35 +244,27 @@ cdef class Resampler:
 
     # ------------------------------------------------------------------ internals
 
-    cdef int _grow_hist(self, int64_t need) except -1:
+    cdef int _grow(self, float **arrays, int64_t *cap, int64_t need) except -1:
+        """Grow each of the ``nhist`` per-channel ``arrays`` to hold ``need`` floats."""
         cdef int k
-        cdef int64_t cap
+        cdef int64_t new_cap
         cdef float *p
-        if need <= self.hcap:
+        if need <= cap[0]:
             return 0
-        cap = max(need, self.hcap + self.hcap // 2)
+        new_cap = max(need, cap[0] + cap[0] // 2)
         for k in range(self.nhist):
-            p = <float *>realloc(self.hist[k], sizeof(float) * cap)
+            p = <float *>realloc(arrays[k], sizeof(float) * new_cap)
             if p == NULL:
-                raise MemoryError("cannot grow resampler history")
-            self.hist[k] = p
-        self.hcap = cap
+                raise MemoryError("cannot grow resampler buffers")
+            arrays[k] = p
+        cap[0] = new_cap
         return 0
 
+    cdef int _grow_hist(self, int64_t need) except -1:
+        return self._grow(self.hist, &self.hcap, need)
+
     cdef int _grow_scratch(self, int64_t need) except -1:
-        cdef int k
-        cdef int64_t cap
-        cdef float *p
-        if need <= self.scap:
-            return 0
-        cap = max(need, self.scap + self.scap // 2)
-        for k in range(self.nhist):
-            p = <float *>realloc(self.scratch[k], sizeof(float) * cap)
-            if p == NULL:
-                raise MemoryError("cannot grow resampler scratch")
-            self.scratch[k] = p
-        self.scap = cap
-        return 0
+        return self._grow(self.scratch, &self.scap, need)
 
     cdef void _reset(self) noexcept:
         # history starts with tpad - 1 zeros: inputs before t = 0 are silence
@@ -432,13 +424,12 @@ cdef class Resampler:
 
     def process(self, buf) -> bytes:
         """Feed PCM16 ``buf``; return the PCM16 output it makes available now."""
-        cdef const unsigned char[::1] mv
-        if type(buf) is bytes:
-            return self._process(<const unsigned char *>PyBytes_AS_STRING(buf), PyBytes_GET_SIZE(buf))
-        mv = pcm_bytes(buf)
-        if mv.shape[0] == 0:
+        cdef const unsigned char *data
+        cdef Py_ssize_t size
+        owner = pcm_span(buf, &data, &size)  # keeps `data` valid during the call
+        if size == 0:
             return b""
-        return self._process(&mv[0], mv.shape[0])
+        return self._process(data, size)
 
     def flush(self) -> bytes:
         """Return the held-back tail (input padded with silence) and start a new stream.
@@ -535,11 +526,12 @@ def resample(buf, in_rate, out_rate, *, in_channels=1, out_channels=1) -> bytes:
     """
     cdef Resampler rs = Resampler(in_rate, out_rate, in_channels=in_channels,
                                   out_channels=out_channels)
-    cdef const unsigned char[::1] mv = pcm_bytes(buf)
-    cdef Py_ssize_t nb = mv.shape[0]
+    cdef const unsigned char *data
+    cdef Py_ssize_t nb
+    owner = pcm_span(buf, &data, &nb)
     if rs.passthrough:
-        return rs._passthrough(&mv[0], nb) if nb else b""
+        return rs._passthrough(data, nb) if nb else b""
     if nb:
-        rs._feed(&mv[0], nb)
+        rs._feed(data, nb)
     # one emission for the whole signal: same per-sample arithmetic as streaming
     return rs._flush(False)

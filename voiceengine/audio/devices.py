@@ -19,9 +19,9 @@ import asyncio
 import collections
 import importlib
 import logging
-import threading
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
+from .._audio.ring import RingBuffer
 from ..exceptions import AudioFormatError, InvalidState, VoiceEngineError
 
 __all__ = ["AudioDeviceError", "Microphone", "Speaker", "load_sounddevice"]
@@ -62,7 +62,37 @@ def _check(sample_rate: int, channels: int, frame_ms: float) -> None:
         raise ValueError(f"frame_ms must be in 1..1000, got {frame_ms!r}")
 
 
-class Microphone:
+class _Device:
+    """What both devices share: an owned PortAudio stream and its idempotent close."""
+
+    _stream: Any
+    _closed: bool
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop and close the device. Idempotent."""
+        self._closed = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Microphone(_Device):
     """Async iterator of PCM16 frames (``bytes`` of ``frame_ms``) from an input device.
 
     ``queue_frames`` bounds the frames waiting for the loop (default 50 = 1 s at 20 ms).
@@ -146,72 +176,15 @@ class Microphone:
 
     def close(self) -> None:
         """Stop and close the device; iteration ends. Idempotent."""
-        self._closed = True
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-            finally:
-                stream.close()
+        super().close()
         self._wake()
-
-    async def aclose(self) -> None:
-        self.close()
-
-    async def __aenter__(self) -> "Microphone":
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class _Readable(Protocol):
     def read_into(self, out: Any, *, pad: bool = True) -> int: ...
 
 
-class _PlaybackBuffer:
-    """A small locked FIFO for :class:`Speaker` used as a sink (``write``): the loop writes,
-    the PortAudio thread reads. Bounded: the oldest audio is dropped (counted)."""
-
-    def __init__(self, capacity: int) -> None:
-        self._data = bytearray()
-        self._lock = threading.Lock()
-        self.capacity = capacity
-        self.total_dropped = 0
-
-    @property
-    def available(self) -> int:
-        return len(self._data)
-
-    def write(self, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        with self._lock:
-            self._data += view
-            excess = len(self._data) - self.capacity
-            if excess > 0:
-                excess += excess % 2  # keep sample alignment
-                del self._data[:excess]
-                self.total_dropped += excess
-        return len(view)
-
-    def read_into(self, out: Any, *, pad: bool = True) -> int:
-        with self._lock:
-            n = min(len(out), len(self._data))
-            out[:n] = self._data[:n]
-            del self._data[:n]
-        if pad and n < len(out):
-            out[n:] = bytes(len(out) - n)
-        return n
-
-    def clear(self) -> int:
-        with self._lock:
-            n = len(self._data)
-            self._data.clear()
-        return n
-
-
-class Speaker:
+class Speaker(_Device):
     """Plays PCM16 on an output device.
 
     Two ways to feed it: pull from ``source.read_into(out, pad=True)`` (e.g. the engine's
@@ -232,9 +205,12 @@ class Speaker:
             raise TypeError("source must have read_into(out, *, pad=True) -> int")
         if prebuffer_ms < 0:
             raise ValueError("prebuffer_ms must be >= 0")
-        self._own_buffer: _PlaybackBuffer | None = None
+        self._own_buffer: RingBuffer | None = None
         if source is None:
-            source = self._own_buffer = _PlaybackBuffer(int(sample_rate * max_buffer_ms / 1000) * 2 * channels)
+            # the audio core's SPSC ring: the loop writes, the PortAudio thread reads;
+            # bounded, the oldest audio is dropped (counted in total_dropped)
+            capacity = max(2, int(sample_rate * max_buffer_ms / 1000) * 2 * channels)
+            source = self._own_buffer = RingBuffer(capacity, overflow="drop_oldest")
         self.source = source
         self.sample_rate, self.channels, self.device = sample_rate, channels, device
         self.blocksize = max(1, round(sample_rate * frame_ms / 1000))
@@ -302,25 +278,6 @@ class Speaker:
         """Drop queued audio at once (sink mode); returns the bytes dropped."""
         return self._own_buffer.clear() if self._own_buffer is not None else 0
 
-    def close(self) -> None:
-        """Stop and close the device. Idempotent."""
-        self._closed = True
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-            finally:
-                stream.close()
-
-    async def aclose(self) -> None:
-        self.close()
-
-    async def __aenter__(self) -> "Speaker":
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def played_ms(self) -> float:

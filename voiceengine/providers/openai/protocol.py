@@ -24,11 +24,10 @@ import binascii
 import json
 import logging
 import os
-import sys
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from ...exceptions import AudioFormatError
+from ..._audio.pcm import pcm16_view
 from ..types import EventType, ProviderEvent
 from .config import VOICES, OpenAIConfig
 from .decoders import GA_DECODERS, DecodeContext, Decoder, MalformedEvent, unknown
@@ -77,48 +76,9 @@ _AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 
 
 # ------------------------------------------------------------------ PCM intake
-_BYTE_FORMATS = frozenset(("B", "b", "c", "<B", "=B", "@B", "<b", "=b", "@b"))
-_INT16_NATIVE = frozenset(("h", "@h", "=h", "<h"))
-_INT16_BIG = frozenset((">h", "!h"))
-_LITTLE = sys.byteorder == "little"
-
-
-def pcm_bytes(buf: Any) -> bytes | bytearray | memoryview:
-    """View ``buf`` as PCM16 bytes without copying; the rules of ``_audio/_buffers.pxi``.
-
-    Accepts bytes, bytearray and any C-contiguous buffer of raw bytes or little-endian
-    int16 (memoryview, array('h'), numpy int16). Raises :class:`TypeError` for other item
-    types (float, int32, str, None) and :class:`AudioFormatError` for big-endian int16,
-    strided views and odd byte counts.
-    """
-    kind = type(buf)
-    if kind is bytes or kind is bytearray:
-        view: Any = buf
-    else:
-        if isinstance(buf, str) or buf is None:
-            raise TypeError(f"expected a PCM16 buffer (bytes-like or int16 array), got {kind.__name__}")
-        try:
-            view = memoryview(buf)
-        except TypeError:
-            raise TypeError(f"expected a PCM16 buffer (bytes-like or int16 array), got {kind.__name__}") from None
-        fmt = view.format
-        if fmt in _INT16_BIG:
-            raise AudioFormatError("big-endian int16 buffers are not PCM16 little-endian; byteswap first")
-        if fmt in _INT16_NATIVE:
-            if not _LITTLE and fmt != "<h":
-                raise AudioFormatError("native int16 on a big-endian host is not PCM16 little-endian")
-        elif fmt not in _BYTE_FORMATS:
-            raise TypeError(
-                f"PCM16 buffers must hold int16 or raw bytes, got item format {fmt!r} "
-                f"(itemsize {view.itemsize}); convert e.g. with numpy .astype('<i2')"
-            )
-        if not view.c_contiguous:
-            raise AudioFormatError("audio buffer must be C-contiguous (got a strided or reversed view); copy it first")
-        if view.ndim != 1 or fmt not in ("B", "<B", "=B", "@B"):
-            view = view.cast("B")
-    if len(view) & 1:
-        raise AudioFormatError(f"PCM16 needs an even byte count, got {len(view)} bytes")
-    return view
+#: ``buf`` validated as PCM16, viewed as bytes without copying: the audio core's intake,
+#: so the wire accepts exactly the buffers every other audio entry point accepts.
+pcm_bytes = pcm16_view
 
 
 if _pybase64 is not None:

@@ -195,7 +195,7 @@ class RealtimeSession:
     # ------------------------------------------------------------- input audio
     def append_audio(self, pcm: Any) -> None:
         """Queue ``input_audio_buffer.append`` for any PCM16 buffer (even byte count)."""
-        view = pcm if type(pcm) is bytes and not len(pcm) & 1 else pcm_bytes(pcm)  # validate first
+        view = pcm_bytes(pcm)  # validate first
         if len(view):  # an empty buffer is valid but not worth a frame
             eid = f"{self._prefix}{next(self._ids)}"
             pending = self._pending
