@@ -3,6 +3,7 @@
 from .base import BaseProvider, ProviderConfig
 from .registry import available, create, register
 from .types import (
+    AudioAccounting,
     AudioEncoding,
     AudioFormat,
     ConnectionChange,
@@ -14,6 +15,7 @@ from .types import (
     MessageType,
     ProviderCapabilities,
     ProviderEvent,
+    ReplaySource,
     ResponseInfo,
 )
 
@@ -21,5 +23,5 @@ __all__ = [
     "BaseProvider", "ProviderConfig", "available", "create", "register",
     "AudioEncoding", "AudioFormat", "ConnectionChange", "ConnectionState", "ErrorInfo",
     "EventType", "FunctionCall", "InterruptResult", "MessageType", "ProviderCapabilities",
-    "ProviderEvent", "ResponseInfo",
+    "ProviderEvent", "ResponseInfo", "AudioAccounting", "ReplaySource",
 ]

@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 from ..exceptions import ConfigurationError
 from ..secrets import Secret
 from .types import (
+    AudioAccounting,
     AudioFormat,
     ConnectionChange,
     ConnectionState,
@@ -32,9 +33,10 @@ from .types import (
     MessageType,
     ProviderCapabilities,
     ProviderEvent,
+    ReplaySource,
 )
 
-__all__ = ["ProviderConfig", "BaseProvider", "EventHandler", "EventIterator", "TurnDetection"]
+__all__ = ["ProviderConfig", "BaseProvider", "AudioLedger", "EventHandler", "EventIterator", "TurnDetection"]
 
 log = logging.getLogger("voiceengine.providers")
 
@@ -97,6 +99,41 @@ class ProviderConfig:
         return self.api_key.reveal() if isinstance(self.api_key, Secret) else None
 
 
+class AudioLedger:
+    """Running input-audio counters of a provider (see :class:`AudioAccounting`).
+
+    Providers call :meth:`captured` for every byte ``send_audio`` accepted, then exactly
+    one of :meth:`sent`, :meth:`replayed` or :meth:`dropped` once its fate is known;
+    until then it is *pending* (:meth:`BaseProvider._audio_pending_bytes`).
+    """
+
+    __slots__ = ("captured_bytes", "sent_bytes", "replayed_bytes", "dropped_bytes")
+
+    def __init__(self) -> None:
+        self.captured_bytes = 0
+        self.sent_bytes = 0
+        self.replayed_bytes = 0
+        self.dropped_bytes = 0
+
+    def captured(self, n: int) -> None:
+        self.captured_bytes += n
+
+    def sent(self, n: int) -> None:
+        self.sent_bytes += n
+
+    def replayed(self, n: int) -> None:
+        self.replayed_bytes += n
+
+    def dropped(self, n: int) -> None:
+        self.dropped_bytes += n
+
+    def snapshot(self, *, pending: int = 0) -> AudioAccounting:
+        return AudioAccounting(
+            captured_bytes=self.captured_bytes, sent_bytes=self.sent_bytes,
+            replayed_bytes=self.replayed_bytes, dropped_bytes=self.dropped_bytes, pending_bytes=pending,
+        )
+
+
 class _Subscriber:
     __slots__ = ("queue", "dropped")
 
@@ -153,6 +190,30 @@ class BaseProvider(abc.ABC):
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self.dropped_events = 0
         self.session_id: str | None = None
+        self.audio_ledger = AudioLedger()
+        self._replay_source: ReplaySource | None = None
+
+    # ------------------------------------------------------------ continuity
+    @property
+    def audio_accounting(self) -> AudioAccounting:
+        """Where the input audio went so far (see :class:`AudioAccounting`)."""
+        return self.audio_ledger.snapshot(pending=self._audio_pending_bytes())
+
+    def _audio_pending_bytes(self) -> int:
+        """Input audio still queued or buffered; providers that buffer override this."""
+        return 0
+
+    def set_replay_source(self, source: ReplaySource | None) -> None:
+        """Give the conversation items to replay into a fresh session after a reconnect.
+
+        ``source()`` must return wire-shaped items (``ConversationState.snapshot().items``:
+        original ``id`` and role kept). Providers call it once per outage, when the
+        connection is lost, and replay what it returned (even across several failed
+        attempts) once a new session is set up. ``None`` replays nothing.
+        """
+        if source is not None and not callable(source):
+            raise TypeError("replay source must be callable or None")
+        self._replay_source = source
 
     # ----------------------------------------------------------------- state
     @property
@@ -165,15 +226,17 @@ class BaseProvider(abc.ABC):
 
     def _set_state(
         self, state: ConnectionState, *, phase: str = "", reason: str = "", attempt: int = 0,
-        close_code: int | None = None,
+        close_code: int | None = None, **details: Any,
     ) -> None:
+        """Change state and emit CONNECTION_STATE; ``details`` are further
+        :class:`ConnectionChange` fields (``planned``, ``replayed_items``, ...)."""
         previous = self._state
         if previous is state and not phase:
             return
         self._state = state
         change = ConnectionChange(
             state=state, previous=previous, phase=phase or state.value, reason=reason,
-            attempt=attempt, close_code=close_code,
+            attempt=attempt, close_code=close_code, **details,
         )
         log.debug("%s: %s -> %s (%s) %s", self.name, previous.value, state.value, change.phase, reason)
         self._emit(ProviderEvent(type=EventType.CONNECTION_STATE, data=change, provider=self.name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = [
     "AudioEncoding",
@@ -21,6 +21,8 @@ __all__ = [
     "FunctionCall",
     "ResponseInfo",
     "ConnectionChange",
+    "AudioAccounting",
+    "ReplaySource",
     "ProviderEvent",
     "ProviderCapabilities",
     "InterruptResult",
@@ -207,8 +209,16 @@ class ResponseInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionChange:
-    """``reason`` is free text; ``phase`` is one of connected, reconnecting, restored,
-    gave_up, closed, failed."""
+    """A connection state change.
+
+    ``phase`` is one of connecting, connected, reconnecting, restored, gave_up, closed,
+    failed; ``reason`` is free text saying why (never a secret). ``planned`` marks a
+    proactive session recycle (before the provider's session limit) as opposed to a lost
+    connection. On ``restored``: ``replayed_items`` conversation items and
+    ``replayed_audio_bytes`` of buffered input audio were re-sent, ``dropped_audio_bytes``
+    could not be kept during the outage, and ``downtime_ms`` is how long the provider was
+    not usable (on the provider's clock).
+    """
 
     state: ConnectionState
     previous: ConnectionState
@@ -216,6 +226,38 @@ class ConnectionChange:
     reason: str = ""
     attempt: int = 0
     close_code: int | None = None
+    planned: bool = False
+    replayed_items: int = 0
+    replayed_audio_bytes: int = 0
+    dropped_audio_bytes: int = 0
+    downtime_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioAccounting:
+    """Where every byte of input audio handed to ``send_audio`` went (provider-rate bytes).
+
+    ``captured`` = ``sent`` (written to the connection it was sent on) + ``replayed``
+    (buffered during an outage, written after the session was restored) + ``dropped``
+    (could not be kept: buffer full, gave up, disconnected) + ``pending`` (still queued or
+    buffered). Nothing is uncounted: :attr:`balanced` is always true.
+    """
+
+    captured_bytes: int = 0
+    sent_bytes: int = 0
+    replayed_bytes: int = 0
+    dropped_bytes: int = 0
+    pending_bytes: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.captured_bytes == (self.sent_bytes + self.replayed_bytes + self.dropped_bytes
+                                       + self.pending_bytes)
+
+
+#: Returns the conversation items (wire shape, for ``conversation.item.create``, with
+#: their original ``id`` and role) to replay into a fresh session after a reconnect.
+ReplaySource = Callable[[], Sequence[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
