@@ -83,3 +83,9 @@ def __getattr__(name: str) -> object:
 
         return provider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# Scrub keys from every voiceengine.* / websockets.* logger that importing created, even
+# before the first Secret exists (Secret re-scans when it is created).
+from .secrets import install_scrubbing_filter as _install_scrubbing_filter  # noqa: E402
+
+_install_scrubbing_filter()

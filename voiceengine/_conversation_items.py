@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 _TEXT_PARTS = frozenset(("input_text", "text", "output_text"))
 _AUDIO_PARTS = frozenset(("input_audio", "audio", "output_audio"))
+_FINAL_STATUS = frozenset(("completed", "incomplete", "cancelled", "failed"))
+_MAX_ORPHANS = 64  # items whose deltas arrived before the item itself (bounded, oldest dropped)
 
 
 class _ItemEvents(_ItemOrder):
@@ -28,6 +30,7 @@ class _ItemEvents(_ItemOrder):
     """
 
     _pending_input_transcripts: collections.OrderedDict[str, str]
+    _orphans: collections.OrderedDict[str, _Rec]
     _turns: collections.deque[_TurnRec]
     _speaking: str | None
 
@@ -45,13 +48,17 @@ class _ItemEvents(_ItemOrder):
         if not item_id:
             return
         rec = self._recs.get(item_id)
+        # a known id is a duplicated event, a reordered one, or an item replayed into a
+        # restored session: update it in place, never a second item, never a new turn
+        new = rec is None
         if rec is None:
             rec = self._insert(item_id, self._declared_prev(item, event))
             self._gone.pop(item_id, None)
         self._fill(rec, item, event)
         if rec.role == "user" and rec.type == "message":
             if not rec.has_audio:
-                self._text_turn(rec.id)
+                if new:
+                    self._text_turn(rec.id)
             elif self._turns and self._turns[-1].user_item_id == rec.id:
                 self._spoken_ms(self._turns[-1])  # VAD timing arrived before the item
 
@@ -85,7 +92,12 @@ class _ItemEvents(_ItemOrder):
 
     def _fill(self, rec: _Rec, item: Mapping[str, Any], event: ProviderEvent) -> None:
         rec.type = str(item.get("type") or rec.type)
-        for name in ("role", "status", "name", "call_id", "arguments", "output"):
+        status = item.get("status")
+        stale = status == "in_progress" and rec.status in _FINAL_STATUS
+        if status is not None and not stale:
+            rec.status = str(status)
+        # a late/duplicated "added" must not reopen a finished item nor roll back its arguments
+        for name in ("role", "name", "call_id") if stale else ("role", "name", "call_id", "arguments", "output"):
             value = item.get(name)
             if value is not None:
                 setattr(rec, name, value if isinstance(value, str) else str(value))
@@ -94,6 +106,7 @@ class _ItemEvents(_ItemOrder):
         if isinstance(content, (list, tuple)):
             texts: list[str] = []
             transcripts: list[str] = []
+            audio = False
             for part in content:
                 if not isinstance(part, Mapping):
                     continue
@@ -101,27 +114,49 @@ class _ItemEvents(_ItemOrder):
                 if kind in _TEXT_PARTS and part.get("text") is not None:
                     texts.append(str(part["text"]))
                 elif kind in _AUDIO_PARTS:
-                    rec.has_audio = True
+                    audio = True
                     if part.get("transcript") is not None:
                         transcripts.append(str(part["transcript"]))
+            if rec.has_audio and not audio and texts:
+                # our own snapshot replayed into a restored session: audio became text (the
+                # transcript, cut where heard). Keep the audio item as it was (transcript,
+                # audio_ms, truncation): taking the text would double it on the next replay.
+                texts = []
+            rec.has_audio = rec.has_audio or audio
+            final = status in _FINAL_STATUS
             # an in-progress item carries empty content: never wipe accumulated deltas
             if texts and ("".join(texts) or rec.text is None):
                 rec.text = ["".join(texts)]
+                rec.text_final = rec.text_final or final
             if transcripts and ("".join(transcripts) or rec.transcript is None):
                 rec.transcript = ["".join(transcripts)]
-        if rec.role == "user" and rec.transcript is None:
+                rec.transcript_final = rec.transcript_final or final
+        if rec.role == "user" and not rec.transcript_final:
             pending = self._pending_input_transcripts.pop(rec.id, None)
             if pending is not None:
                 rec.transcript = [pending]
+                rec.transcript_final = True
         self._touch(rec)
 
     # ---------------------------------------------------------- text / audio
     def _rec_for(self, event: ProviderEvent) -> _Rec | None:
-        return self._recs.get(event.item_id) if event.item_id else None
+        item_id = event.item_id
+        if not item_id:
+            return None
+        rec = self._recs.get(item_id)
+        if rec is None and item_id not in self._gone:
+            # a delta ahead of its item (reordered events): park it on an orphan record the
+            # item adopts when it is added (out-of-band items never are: bounded, evicted)
+            rec = self._orphans.get(item_id)
+            if rec is None:
+                rec = self._orphans[item_id] = _Rec(item_id, -1, _ABSENT)
+                while len(self._orphans) > _MAX_ORPHANS:
+                    self._orphans.popitem(last=False)
+        return rec
 
     def _on_transcript_delta(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
+        if rec is not None and isinstance(event.data, str) and not rec.transcript_final:
             rec.has_audio = True
             if rec.transcript is None:
                 rec.transcript = []
@@ -132,11 +167,12 @@ class _ItemEvents(_ItemOrder):
         rec = self._rec_for(event)
         if rec is not None and isinstance(event.data, str):
             rec.transcript = [event.data]
+            rec.transcript_final = True
             self._touch(rec)
 
     def _on_text_delta(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
+        if rec is not None and isinstance(event.data, str) and not rec.text_final:
             if rec.text is None:
                 rec.text = []
             rec.text.append(event.data)
@@ -147,6 +183,7 @@ class _ItemEvents(_ItemOrder):
         rec = self._rec_for(event)
         if rec is not None and isinstance(event.data, str):
             rec.text = [event.data]
+            rec.text_final = True
             self._touch(rec)
 
     def _on_audio_delta(self, event: ProviderEvent) -> None:
@@ -166,7 +203,7 @@ class _ItemEvents(_ItemOrder):
 
     def _on_input_transcript_delta(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str):
+        if rec is not None and isinstance(event.data, str) and not rec.transcript_final:
             if rec.transcript is None:
                 rec.transcript = []
             rec.transcript.append(event.data)
@@ -183,6 +220,7 @@ class _ItemEvents(_ItemOrder):
                 self._pending_input_transcripts.popitem(last=False)
             return
         rec.transcript = [event.data]
+        rec.transcript_final = True
         self._touch(rec)
 
     def _on_truncated(self, event: ProviderEvent) -> None:

@@ -25,7 +25,7 @@ class _Rec:
     __slots__ = (
         "id", "type", "role", "text", "transcript", "status", "audio_bytes", "spoken_ms",
         "truncated_at_ms", "name", "call_id", "arguments", "output", "has_audio", "prev",
-        "seq", "rank", "root_seq", "response_id", "view",
+        "seq", "rank", "root_seq", "response_id", "view", "transcript_final", "text_final",
     )
 
     def __init__(self, item_id: str, seq: int, prev: Any) -> None:
@@ -50,6 +50,53 @@ class _Rec:
         self.root_seq: tuple[int, ...] = (seq,)
         self.response_id: str | None = None
         self.view: ConversationItem | None = None
+        # set by a *_done event: later deltas of that item (duplicated or reordered server
+        # events) must not grow the final text again
+        self.transcript_final = False
+        self.text_final = False
+
+    def adopt(self, orphan: "_Rec") -> None:
+        """Take over the content an orphan record gathered before this item was added."""
+        if self.transcript is None and orphan.transcript is not None:
+            self.transcript, self.transcript_final = orphan.transcript, orphan.transcript_final
+        if self.text is None and orphan.text is not None:
+            self.text, self.text_final = orphan.text, orphan.text_final
+        self.audio_bytes += orphan.audio_bytes
+        if self.truncated_at_ms is None:
+            self.truncated_at_ms = orphan.truncated_at_ms
+        self.has_audio = self.has_audio or orphan.has_audio
+        self.response_id = self.response_id or orphan.response_id
+
+
+class RecentIds:
+    """A bounded set of recently seen ids (oldest forgotten first), to spot duplicates."""
+
+    __slots__ = ("_ids", "limit")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.limit = limit
+
+    def seen(self, key: str) -> bool:
+        """Whether ``key`` was seen recently; remembers it either way."""
+        if key in self._ids:
+            return True
+        self._ids[key] = None
+        if len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+        return False
+
+    def add(self, key: str) -> None:
+        self.seen(key)
+
+    def clear(self) -> None:
+        self._ids.clear()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 class _ItemOrder:
@@ -64,6 +111,7 @@ class _ItemOrder:
     _order: tuple[_Rec, ...] | None
     _items_view: tuple[ConversationItem, ...] | None
     _gone: collections.OrderedDict[str, None]
+    _orphans: collections.OrderedDict[str, _Rec]
     _seq: int
 
     def _insert(self, item_id: str, prev: Any) -> _Rec:
@@ -71,6 +119,9 @@ class _ItemOrder:
             prev = _ABSENT
         rec = _Rec(item_id, self._seq, prev)
         self._seq += 1
+        orphan = self._orphans.pop(item_id, None)
+        if orphan is not None:  # content deltas that raced ahead of the item
+            rec.adopt(orphan)
         self._recs[item_id] = rec
         self._changed(structure=True)
         while len(self._recs) > self.max_items:

@@ -16,8 +16,9 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from ._conversation_order import RecentIds
 from .pipeline import Transcript, _guard, _maybe_await
-from .providers.types import ConnectionChange, EventType, FunctionCall, ProviderEvent, ResponseInfo
+from .providers.types import ConnectionChange, ErrorInfo, EventType, FunctionCall, ProviderEvent, ResponseInfo
 
 if TYPE_CHECKING:  # annotations only: VoiceEngine owns these objects
     from .engine_config import VoiceEngineConfig
@@ -49,9 +50,14 @@ class _EngineHandlers:
     _playback: Playback | None
     _sink: Any
     _tasks: set[asyncio.Task[Any]]
-    _dropped_responses: set[str]
-    _oob_responses: set[str]
+    _dropped_responses: RecentIds
+    _oob_responses: RecentIds
+    _seen_events: RecentIds
+    _ended_responses: RecentIds
+    _overflowed_responses: RecentIds
     _response_id: str | None
+    _response_at_loss: str | None
+    _callback_tasks: int
 
     if TYPE_CHECKING:
         async def _interrupt(self, t0: float, reason: str) -> InterruptResult: ...
@@ -68,11 +74,20 @@ class _EngineHandlers:
 
     def _on_provider_event(self, event: ProviderEvent) -> None:
         etype = event.type
+        raw = event.raw
+        if raw is not None:
+            event_id = raw.get("event_id")
+            # one wire message may yield several events (same raw): key on the type too
+            if isinstance(event_id, str) and self._seen_events.seen(f"{etype.value}:{event_id}"):
+                self._metrics.duplicate_events += 1  # a server event delivered twice: fold it once
+                return
+        overflow = False
         if etype is EventType.AUDIO_DELTA:
             if event.response_id in self._dropped_responses or event.response_id in self._oob_responses:
                 return  # late audio of an interrupted (or out-of-band) response: never played
-            if self._playback is not None:
-                self._playback.write(event.item_id, event.response_id, event.data)
+            if self._playback is not None and event.data is not None:
+                stored = self._playback.write(event.item_id, event.response_id, event.data)
+                overflow = stored < len(event.data)
                 self._metrics.received(event.response_id, len(event.data))
         self.state.apply(event)
         self.events.emit(event)
@@ -80,6 +95,23 @@ class _EngineHandlers:
         handler = _HANDLERS.get(etype)
         if handler is not None:
             handler(self, event)
+        if overflow:
+            self._playback_overflow(event)
+
+    def _playback_overflow(self, event: ProviderEvent) -> None:
+        # the ring keeps what it holds and refuses the rest (drop_newest, counted in the
+        # ring's counters); the app hears about it once per response, not once per delta
+        key = event.response_id or "<no response>"
+        if key in self._overflowed_responses:
+            return
+        self._overflowed_responses.add(key)
+        self._metrics.playback_overflows += 1
+        capacity = self._playback.ring.capacity if self._playback is not None else 0
+        info = ErrorInfo(message=f"playback buffer full ({capacity} bytes): reply audio dropped",
+                         code="playback_overflow", type="client_error", remote=False)
+        log.warning("playback buffer overflow in response %s", event.response_id)
+        self._emit(EventType.ERROR, info, error=info, response_id=event.response_id, item_id=event.item_id)
+        self._fire("on_error", info)
 
     def _h_response_started(self, event: ProviderEvent) -> None:
         info = event.data if isinstance(event.data, ResponseInfo) else None
@@ -93,6 +125,12 @@ class _EngineHandlers:
     def _h_response_done(self, event: ProviderEvent) -> None:
         info = event.data if isinstance(event.data, ResponseInfo) else ResponseInfo(response_id=event.response_id)
         rid = event.response_id or info.response_id
+        if rid is not None:
+            if rid in self._ended_responses:
+                return  # already ended (e.g. the engine ended it when the connection was lost)
+            self._ended_responses.add(rid)
+        if info.reason == "connection_lost":
+            self._metrics.responses_lost += 1
         self._fire("on_response_done", info)
         if rid in self._oob_responses:
             return
@@ -163,8 +201,35 @@ class _EngineHandlers:
 
     def _h_connection(self, event: ProviderEvent) -> None:
         change = event.data
-        if isinstance(change, ConnectionChange) and change.phase in ("reconnecting",):
+        if not isinstance(change, ConnectionChange):
+            return
+        phase = change.phase
+        if phase == "reconnecting":
             self._metrics.reconnects += 1
+            if change.attempt <= 1:
+                self._response_at_loss = self._response_id
+        elif phase in ("restored", "gave_up", "failed"):
+            if phase == "restored":
+                self._metrics.restores += 1
+            elif phase == "gave_up":
+                self._metrics.gave_up += 1
+            self._end_lost_response(change)
+
+    def _end_lost_response(self, change: ConnectionChange) -> None:
+        """The provider reports a response cut by the connection loss as RESPONSE_DONE
+        failed/connection_lost; should it not have, end it here so the engine never keeps
+        waiting for a response that no longer exists (its received audio still plays)."""
+        lost = self._response_at_loss if change.phase == "restored" else self._response_id
+        self._response_at_loss = None
+        if lost is None or lost != self._response_id or lost in self._ended_responses:
+            return
+        info = ResponseInfo(response_id=lost, status="failed", reason="connection_lost")
+        log.info("response %s ended by the connection loss (%s)", lost, change.phase)
+        self._on_provider_event(ProviderEvent(
+            type=EventType.RESPONSE_DONE, data=info, provider=self._provider.name,
+            session_id=self._provider.session_id, response_id=lost,
+            raw={"type": "response.done", "synthetic": True, "source": "engine"},
+        ))
 
     # ----------------------------------------------------------------- playback
     def _on_playback_start(self) -> None:
@@ -192,7 +257,23 @@ class _EngineHandlers:
             log.exception("%s callback raised", name)
             return
         if inspect.isawaitable(result):
-            self._spawn(_guard(result, name))
+            if self._callback_tasks >= self.config.max_pending_callbacks:
+                # a slow async callback (e.g. on every audio delta) must not grow tasks forever
+                if inspect.iscoroutine(result):
+                    result.close()
+                self._metrics.callbacks_dropped += 1
+                if self._metrics.callbacks_dropped in (1, 10, 100, 1000, 10000):
+                    log.warning("%s: %d async callback call(s) skipped (too many pending)", name,
+                                self._metrics.callbacks_dropped)
+                return
+            self._callback_tasks += 1
+            self._spawn(self._run_callback(result, name))
+
+    async def _run_callback(self, awaitable: Awaitable[Any], name: str) -> None:
+        try:
+            await _guard(awaitable, name)
+        finally:
+            self._callback_tasks -= 1
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

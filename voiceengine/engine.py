@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any, Mapping
 
+from ._conversation_order import RecentIds
 from ._engine_handlers import _EngineHandlers
 from .engine_config import VoiceEngineConfig
 from .events import EventBus
@@ -28,7 +29,7 @@ from .metrics import EngineMetrics, MetricsCollector
 from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _maybe_await
 from .providers.base import BaseProvider
 from .providers.registry import create as create_provider
-from .providers.types import EventType, InterruptResult
+from .providers.types import AudioAccounting, EventType, InterruptResult
 from .state import ConversationState
 
 __all__ = ["VoiceEngine", "VoiceEngineConfig", "Transcript"]
@@ -71,10 +72,20 @@ class VoiceEngine(_EngineHandlers):
         self._ready = asyncio.Event()
         self._connected = False
         self._closed = False
-        self._dropped_responses: set[str] = set()
-        self._oob_responses: set[str] = set()
+        # bounded id sets: only recent responses/events can still be referred to
+        self._dropped_responses = RecentIds(256)
+        self._oob_responses = RecentIds(256)
+        self._seen_events = RecentIds(1024)
+        self._ended_responses = RecentIds(256)
+        self._overflowed_responses = RecentIds(64)
         self._response_id: str | None = None
+        self._response_at_loss: str | None = None
+        self._callback_tasks = 0
         self._barge_in_at: float | None = None
+        # input audio accounting: providers already left behind, plus where the current one
+        # stood when the engine took it (an app may have used it before)
+        self._retired_audio = AudioAccounting()
+        self._audio_base = self._provider.audio_accounting
 
     # ---------------------------------------------------------------- provider
     def _resolve(self, provider: str | BaseProvider) -> BaseProvider:
@@ -111,7 +122,13 @@ class VoiceEngine(_EngineHandlers):
             m.input_delay_ms = self._input.delay_ms
         m.context_injected = self.injector.stats["injected"]
         m.context_expired = self.injector.stats["expired"]
+        m.audio = self.audio_accounting
         return m.snapshot()
+
+    @property
+    def audio_accounting(self) -> AudioAccounting:
+        """Input audio accounting summed over every provider this engine used."""
+        return _acc_sum(self._retired_audio, _acc_sum(self._provider.audio_accounting, self._audio_base, -1))
 
     @property
     def is_connected(self) -> bool:
@@ -140,20 +157,41 @@ class VoiceEngine(_EngineHandlers):
 
     async def _attach(self, provider: BaseProvider) -> None:
         provider.on_event(None, self._on_provider_event)
+        # after a reconnect the provider re-creates the conversation from our state, with
+        # the original ids and roles (see ConversationState.snapshot)
+        provider.set_replay_source(self._replay_items)
         try:
             await provider.connect()
         except BaseException:
-            provider.remove_event_handler(None, self._on_provider_event)
+            self._detach(provider)
             raise
 
-    def _build_pipelines(self, *, force: bool = False) -> None:
+    def _detach(self, provider: BaseProvider) -> None:
+        provider.remove_event_handler(None, self._on_provider_event)
+        if provider._replay_source == self._replay_items:
+            provider.set_replay_source(None)
+
+    def _replay_items(self) -> tuple[dict[str, Any], ...]:
+        return self.state.snapshot().items
+
+    def _build_pipelines(self, *, force: bool = False) -> list[memoryview]:
+        """(Re)build the audio paths for the current provider. Returns input frames carried
+        over from the previous input pipeline (to send to the new provider)."""
         cfg = self.config
         in_fmt, out_fmt = self._provider.get_audio_format()
-        self._input = InputPipeline(provider_rate=in_fmt.sample_rate, frame_ms=cfg.frame_ms)
+        carried: list[memoryview] = []
+        old_input = self._input
+        if old_input is None or old_input.provider_rate != in_fmt.sample_rate:
+            self._input = InputPipeline(provider_rate=in_fmt.sample_rate, frame_ms=cfg.frame_ms)
+            if old_input is not None:
+                # a partial frame of the old rate: resample it into the new pipeline, never lose it
+                rest = b"".join(bytes(f) for f in self._flush_input(old_input))
+                if rest:
+                    carried = self._input.push(rest, old_input.provider_rate, 1)
         out_rate = cfg.output_sample_rate or getattr(self._sink, "sample_rate", None) or out_fmt.sample_rate
         out_ch = cfg.output_channels or getattr(self._sink, "channels", None) or 1
         if self._playback is not None and self._playback.in_rate == out_fmt.sample_rate and not force:
-            return
+            return carried
         old = self._playback
         self._playback = Playback(
             in_rate=out_fmt.sample_rate, out_rate=out_rate, out_channels=out_ch,
@@ -165,13 +203,26 @@ class VoiceEngine(_EngineHandlers):
         if old is not None:
             self._spawn(old.aclose())
         self._playback.start()
+        return carried
 
     async def disconnect(self) -> None:
         """Stop listening and playback, disconnect the provider. The engine can reconnect."""
         if not self._connected:
             return
         self._connected = False
+        self._ready.set()  # wake send_audio() callers waiting on a switch: they see "not connected"
         self._ready.clear()
+        await self._teardown()
+        if self._input is not None:
+            # the last partial frame goes to the provider, which accounts for it (sent or dropped)
+            await self._send_rest(self._flush_input(self._input))
+        try:
+            await self._provider.disconnect()
+        finally:
+            self._detach(self._provider)
+            await self._close_sink()
+
+    async def _teardown(self) -> None:
         await self.stop_listening()
         await self.injector.aclose()
         self.injector = self._new_injector()
@@ -182,11 +233,12 @@ class VoiceEngine(_EngineHandlers):
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _send_rest(self, frames: list[memoryview]) -> None:
         try:
-            await self._provider.disconnect()
-        finally:
-            self._provider.remove_event_handler(None, self._on_provider_event)
-            await self._close_sink()
+            await self._send_frames(frames, wait=False)
+        except Exception as exc:  # the provider is gone already: counted, not silent
+            log.info("input audio not sent at disconnect: %s", exc)
 
     def _new_injector(self) -> ContextInjector:
         old = self.injector
@@ -222,17 +274,36 @@ class VoiceEngine(_EngineHandlers):
             try:
                 await old.disconnect()
             finally:
-                old.remove_event_handler(None, self._on_provider_event)
+                self._detach(old)
+        else:
+            self._detach(old)
+        # the old provider's audio is settled (disconnect drops what it still held)
+        self._retired_audio = _acc_sum(self._retired_audio, _acc_sum(old.audio_accounting, self._audio_base, -1))
+        self._audio_base = new.audio_accounting
         self._provider = new
         self.injector.auto_response = self._auto_response(new)
         self.state.clear()
+        self._response_id = self._response_at_loss = None
         if was_connected:
-            await self._attach(new)
-            for item in items:
-                # ids belong to the old provider's session: let the new one assign its own
-                await new.add_item({k: v for k, v in item.items() if k != "id"})
-            self._build_pipelines()
+            try:
+                await self._attach(new)
+                for item in items:
+                    # ids belong to the old provider's session: let the new one assign its own
+                    # (a reconnect of the *same* provider keeps them, see _attach)
+                    await new.add_item({k: v for k, v in item.items() if k != "id"})
+            except BaseException:
+                # the engine is now disconnected (connect() retries with the new provider);
+                # waiting send_audio() calls wake up and raise InvalidState
+                self._connected = False
+                self._ready.set()
+                self._ready.clear()
+                await self._teardown()
+                self._detach(new)
+                raise
+            carried = self._build_pipelines()
             self._ready.set()
+            if carried:
+                await self._send_frames(carried)
         self._metrics.provider_switches += 1
         self._emit(EventType.PROVIDER_SWITCHED, {"from": old.name, "to": new.name, "items": len(items)})
         return old
@@ -244,23 +315,51 @@ class VoiceEngine(_EngineHandlers):
             raise InvalidState("send_audio() before connect()")
         if not self._ready.is_set():
             await self._ready.wait()  # a provider switch is in progress
-        assert self._input is not None
-        rate = sample_rate or self.config.input_sample_rate or self._input.provider_rate
+            if not self._connected:
+                raise InvalidState("the engine disconnected while send_audio() waited for a provider switch")
+        pipeline = self._input_pipeline()
+        rate = sample_rate or self.config.input_sample_rate or pipeline.provider_rate
         ch = channels or self.config.input_channels
-        frames = self._input.push(audio, rate, ch)
+        frames = pipeline.push(audio, rate, ch)
         return await self._send_frames(frames)
 
-    async def _send_frames(self, frames: list[memoryview]) -> int:
-        send = self._provider.send_audio
-        for frame in frames:
-            await send(frame)
+    async def _send_frames(self, frames: list[memoryview], *, wait: bool = True) -> int:
+        for index, frame in enumerate(frames):
+            if wait and not self._ready.is_set():
+                # a switch started while these frames were being sent: the rest goes to
+                # the new provider rather than to one that is disconnecting
+                await self._ready.wait()
+            if wait and not self._connected:
+                self._unsent(frames[index:])
+                raise InvalidState("the engine disconnected while sending audio")
+            try:
+                await self._provider.send_audio(frame)
+            except BaseException:
+                self._unsent(frames[index:])
+                raise
             self._metrics.sent(frame.nbytes)
         return len(frames)
+
+    def _input_pipeline(self) -> InputPipeline:
+        if self._input is None:  # built by connect(); gone after disconnect()
+            raise InvalidState("the engine is not connected")
+        return self._input
+
+    def _flush_input(self, pipeline: InputPipeline) -> list[memoryview]:
+        """The pipeline's remainder; a half sample it had to drop is counted as unsent."""
+        before = pipeline.dropped_bytes
+        frames = pipeline.flush()
+        self._metrics.audio_unsent_bytes += pipeline.dropped_bytes - before
+        return frames
+
+    def _unsent(self, frames: list[memoryview]) -> None:
+        """Audio no provider took (the caller gets the exception): counted, never silent."""
+        self._metrics.audio_unsent_bytes += sum(f.nbytes for f in frames)
 
     async def commit(self, *, respond: bool = True) -> None:
         """End the user's turn (manual turn detection): flush, commit, then reply."""
         if self._input is not None:
-            await self._send_frames(self._input.flush())
+            await self._send_frames(self._flush_input(self._input))
         self._metrics.speech_ended()
         await self._provider.commit_audio()
         await self.injector.end_of_turn(respond=respond)
@@ -312,14 +411,13 @@ class VoiceEngine(_EngineHandlers):
             async for buf in _aiter(source):
                 await self.send_audio(buf, sample_rate=rate, channels=ch)
             # a finite source ended: close the user's turn
-            assert self._input is not None
-            await self._send_frames(self._input.flush())
+            await self._send_frames(self._flush_input(self._input_pipeline()))
             if self._provider.config.turn_detection is None:
                 await self.commit()
             elif self.config.end_silence_ms:
-                rate_out = self._input.provider_rate
+                rate_out = self._input_pipeline().provider_rate
                 await self.send_audio(bytes(rate_out * 2 * self.config.end_silence_ms // 1000))
-                await self._send_frames(self._input.flush())
+                await self._send_frames(self._flush_input(self._input_pipeline()))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -357,8 +455,6 @@ class VoiceEngine(_EngineHandlers):
         if callable(sink_clear):
             await _maybe_await(sink_clear())
         latency = time.perf_counter() - t0
-        if len(self._dropped_responses) > 256:  # bounded: only recent responses can still send deltas
-            self._dropped_responses.clear()
         if self._response_id is not None:
             self._dropped_responses.add(self._response_id)
         if track is not None and track.response_id:
@@ -398,3 +494,10 @@ class VoiceEngine(_EngineHandlers):
     def __repr__(self) -> str:
         return f"<VoiceEngine provider={self._provider.name!r} connected={self._connected}>"
 
+
+def _acc_sum(a: AudioAccounting, b: AudioAccounting, sign: int = 1) -> AudioAccounting:
+    return AudioAccounting(
+        captured_bytes=a.captured_bytes + sign * b.captured_bytes, sent_bytes=a.sent_bytes + sign * b.sent_bytes,
+        replayed_bytes=a.replayed_bytes + sign * b.replayed_bytes,
+        dropped_bytes=a.dropped_bytes + sign * b.dropped_bytes, pending_bytes=a.pending_bytes + sign * b.pending_bytes,
+    )

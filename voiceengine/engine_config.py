@@ -35,6 +35,9 @@ class VoiceEngineConfig:
     ``auto_response``: whether the service replies by itself at the end of a user turn
     (None: true exactly when turn detection is on). ``end_silence_ms``: silence appended
     after a finite source (a WAV file) so server VAD sees the end of the utterance.
+    ``event_queue_size``: the bus's default stream buffer; ``max_pending_callbacks``: async app
+    callbacks (``on_*`` returning awaitables) running at once, beyond which calls are skipped
+    and counted in ``EngineMetrics.callbacks_dropped`` (a slow callback must not grow memory).
     """
 
     provider_config: ProviderConfig | None = None
@@ -57,8 +60,13 @@ class VoiceEngineConfig:
     auto_response: bool | None = None
     end_silence_ms: int = 800
     event_queue_size: int = 1024
+    max_pending_callbacks: int = 1024
 
     def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):  # never keep the key in clear (repr, pickle)
+            object.__setattr__(self, "api_key", Secret(self.api_key))
+        elif self.api_key is not None and not isinstance(self.api_key, Secret):
+            raise ConfigurationError("api_key must be a str, a Secret or None")
         if not 1.0 <= self.frame_ms <= 1000.0:
             raise ConfigurationError("frame_ms must be in 1..1000")
         for name in ("input_sample_rate", "output_sample_rate"):
@@ -71,6 +79,8 @@ class VoiceEngineConfig:
             raise ConfigurationError("playback_speed must be > 0 or None")
         if self.prebuffer_ms < 0 or self.end_silence_ms < 0 or self.playback_buffer_ms < 1000:
             raise ConfigurationError("prebuffer_ms, end_silence_ms >= 0 and playback_buffer_ms >= 1000 required")
+        if self.event_queue_size < 1 or self.max_pending_callbacks < 1:
+            raise ConfigurationError("event_queue_size and max_pending_callbacks must be >= 1")
 
     def provider_fields(self, name: str) -> dict[str, Any]:
         fields: dict[str, Any] = {k: v for k, v in (("api_key", self.api_key), ("instructions", self.instructions),

@@ -14,9 +14,11 @@ Design constraints (the bus carries ~50 audio deltas per second per session):
 * A handler that raises is logged (the first time with a traceback, then once per power of
   ten with a count) and counted in :attr:`EventBus.handler_errors`; other subscribers and the
   emitter never see the exception.
-* Each :class:`EventStream` has its own bounded buffer; when full it drops the OLDEST event,
-  counts it in :attr:`EventStream.dropped` and logs once per power of ten. A slow stream never
-  stalls :meth:`~EventBus.emit`.
+* Each :class:`EventStream` has its own bounded buffer. When full, ``overflow="drop_oldest"``
+  (the default) drops the OLDEST event, counts it in :attr:`EventStream.dropped` and logs once
+  per power of ten; ``overflow="raise"`` ends the stream instead and its next ``__anext__``
+  raises :class:`~voiceengine.exceptions.LimitExceeded` (for consumers that must not miss an
+  event). Either way a slow stream never stalls :meth:`~EventBus.emit` nor grows memory.
 
 The bus is single-threaded (the event loop's thread); from other threads use
 :meth:`EventBus.emit_threadsafe`.
@@ -30,10 +32,10 @@ import inspect
 import logging
 from typing import Any, Awaitable, Callable, Iterable
 
-from .exceptions import InvalidState
+from .exceptions import InvalidState, LimitExceeded
 from .providers.types import EventType, ProviderEvent
 
-__all__ = ["EventBus", "EventStream", "Subscription", "Handler", "Predicate"]
+__all__ = ["EventBus", "EventStream", "Subscription", "Handler", "Predicate", "OVERFLOW_POLICIES"]
 
 log = logging.getLogger("voiceengine.events")
 
@@ -41,6 +43,9 @@ Handler = Callable[[ProviderEvent], "Awaitable[Any] | Any"]
 Predicate = Callable[[ProviderEvent], bool]
 
 _EMPTY: tuple["Subscription", ...] = ()
+
+#: What a full :class:`EventStream` does with a new event (see :meth:`EventBus.stream`).
+OVERFLOW_POLICIES = ("drop_oldest", "raise")
 
 
 def _normalize_types(types: Any) -> frozenset[EventType] | None:
@@ -96,19 +101,28 @@ class Subscription:
 
 
 class EventStream:
-    """An ``async for`` view of the bus with its own bounded, drop-oldest buffer.
+    """An ``async for`` view of the bus with its own bounded buffer.
 
     Single consumer. Iteration ends after :meth:`aclose` (or the bus closing) once the
     buffered events are consumed. Use ``async with bus.stream(...) as s`` to unsubscribe
-    deterministically.
+    deterministically. ``overflow``: ``"drop_oldest"`` (count in :attr:`dropped`) or
+    ``"raise"`` (the stream ends at the first overflow: the next ``__anext__`` raises
+    :class:`~voiceengine.exceptions.LimitExceeded`, later ones end the iteration; the
+    events buffered before the overflow stay readable with :meth:`get_nowait`).
     """
 
-    __slots__ = ("_buffer", "maxsize", "dropped", "_next_report", "_waiter", "_closed", "_subscription")
+    __slots__ = ("_buffer", "maxsize", "dropped", "_next_report", "_waiter", "_closed", "_subscription",
+                 "overflow", "overflowed", "_raise_pending")
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, overflow: str = "drop_oldest") -> None:
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
         self._buffer: collections.deque[ProviderEvent] = collections.deque()
         self.maxsize = maxsize
+        self.overflow = overflow
         self.dropped = 0
+        self.overflowed = False  # "raise" policy: the buffer overflowed and the stream ended
+        self._raise_pending = False
         self._next_report = 1
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
@@ -118,6 +132,14 @@ class EventStream:
     def _push(self, event: ProviderEvent) -> None:
         buffer = self._buffer
         if len(buffer) >= self.maxsize:
+            if self.overflow == "raise":
+                # the consumer asked to be told rather than lose events silently: stop
+                # receiving (no growth) and surface a typed error on its next read
+                self.dropped += 1
+                self.overflowed = self._raise_pending = True
+                log.warning("event stream overflowed (buffer %d): ended with LimitExceeded", self.maxsize)
+                self.close()
+                return
             buffer.popleft()
             self.dropped += 1
             if self.dropped >= self._next_report:
@@ -152,6 +174,12 @@ class EventStream:
         return self
 
     async def __anext__(self) -> ProviderEvent:
+        if self._raise_pending:
+            self._raise_pending = False
+            raise LimitExceeded(f"event stream overflowed its buffer of {self.maxsize} events "
+                                "(overflow='raise')", limit=self.maxsize, size=self.maxsize + 1)
+        if self.overflowed:
+            raise StopAsyncIteration
         while not self._buffer:
             if self._closed:
                 raise StopAsyncIteration
@@ -180,7 +208,8 @@ class EventStream:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<EventStream pending={len(self._buffer)} dropped={self.dropped} closed={self._closed}>"
+        return (f"<EventStream pending={len(self._buffer)} dropped={self.dropped} overflow={self.overflow} "
+                f"closed={self._closed}>")
 
 
 class EventBus:
@@ -261,13 +290,17 @@ class EventBus:
         return removed
 
     def stream(self, types: Any = None, *, predicate: Predicate | None = None,
-               maxsize: int | None = None) -> EventStream:
-        """A new :class:`EventStream` receiving matching events from now on."""
+               maxsize: int | None = None, overflow: str = "drop_oldest") -> EventStream:
+        """A new :class:`EventStream` receiving matching events from now on.
+
+        ``maxsize`` bounds its buffer (default ``queue_size``); ``overflow`` says what a full
+        buffer does: ``"drop_oldest"`` or ``"raise"`` (see :class:`EventStream`).
+        """
         if maxsize is not None and (not isinstance(maxsize, int) or maxsize < 1):
             raise ValueError("maxsize must be an int >= 1 or None")
         if predicate is not None and not callable(predicate):
             raise TypeError("predicate must be callable or None")
-        stream = EventStream(maxsize or self.queue_size)
+        stream = EventStream(maxsize or self.queue_size, overflow)
         sub = Subscription(self, None, _normalize_types(types), predicate, False, 1, stream)
         stream._subscription = sub
         self._add(sub)

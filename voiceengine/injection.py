@@ -427,7 +427,8 @@ class ContextInjector:
 
     async def _run(self) -> None:
         wake = self._wake
-        assert wake is not None
+        if wake is None:  # start() creates it before the task; guard against misuse anyway
+            raise RuntimeError("ContextInjector._run() started before start()")
         while True:
             await self._pump(None)
             now = self._clock()

@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
+from .providers.types import AudioAccounting
+
 __all__ = ["TurnMetrics", "EngineMetrics", "MetricsCollector"]
 
 
@@ -41,7 +43,16 @@ class TurnMetrics:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineMetrics:
-    """A snapshot of :attr:`VoiceEngine.metrics`. Byte counts are provider-rate PCM16."""
+    """A snapshot of :attr:`VoiceEngine.metrics`. Byte counts are provider-rate PCM16.
+
+    ``audio_*_bytes``: where the input audio went (``provider.audio_accounting`` summed over
+    every provider the engine used, e.g. across :meth:`~VoiceEngine.switch_provider`).
+    ``reconnects`` counts ``reconnecting`` phases (attempts), ``restores`` sessions restored,
+    ``gave_up`` outages the provider gave up on, ``responses_lost`` responses ended by a lost
+    connection. ``duplicate_events``: server events seen twice (same event id), dropped.
+    ``playback_overflows``: responses whose audio overflowed the playback buffer (one ERROR
+    each). ``callbacks_dropped``: async app callbacks skipped because too many were pending.
+    """
 
     turns: int
     interrupts: int
@@ -63,6 +74,27 @@ class EngineMetrics:
     first_audio_played_ms_p50: float | None
     interrupt_latency_ms_p50: float | None
     last_turn: TurnMetrics | None
+    # input audio accounting, summed over every provider the engine used (provider-rate
+    # bytes): captured == sent + replayed + dropped + pending at every moment
+    audio_captured_bytes: int = 0
+    audio_sent_bytes: int = 0
+    audio_replayed_bytes: int = 0
+    audio_dropped_bytes: int = 0
+    audio_pending_bytes: int = 0
+    #: input audio the engine accepted but no provider took (it raised; the caller was told)
+    audio_unsent_bytes: int = 0
+    restores: int = 0
+    gave_up: int = 0
+    responses_lost: int = 0
+    duplicate_events: int = 0
+    playback_overflows: int = 0
+    callbacks_dropped: int = 0
+
+    @property
+    def audio_balanced(self) -> bool:
+        """``captured == sent + replayed + dropped + pending`` (always true)."""
+        return self.audio_captured_bytes == (self.audio_sent_bytes + self.audio_replayed_bytes
+                                             + self.audio_dropped_bytes + self.audio_pending_bytes)
 
 
 def _p50(values: Iterable[float | None]) -> float | None:
@@ -113,6 +145,14 @@ class MetricsCollector:
         self.ring_underruns = 0
         self.ring_overruns = 0
         self.ring_dropped = 0
+        self.audio = AudioAccounting()  # set by the engine before each snapshot
+        self.audio_unsent_bytes = 0
+        self.restores = 0
+        self.gave_up = 0
+        self.responses_lost = 0
+        self.duplicate_events = 0
+        self.playback_overflows = 0
+        self.callbacks_dropped = 0
         self._speech_end: float | None = None
         self._current: _Turn | None = None
         self.turns: deque[TurnMetrics] = deque(maxlen=history)
@@ -208,4 +248,10 @@ class MetricsCollector:
             first_audio_played_ms_p50=_p50(t.first_audio_played_ms for t in turns),
             interrupt_latency_ms_p50=_p50(t.interrupt_latency_ms for t in turns),
             last_turn=turns[-1] if turns else None,
+            audio_captured_bytes=self.audio.captured_bytes, audio_sent_bytes=self.audio.sent_bytes,
+            audio_replayed_bytes=self.audio.replayed_bytes, audio_dropped_bytes=self.audio.dropped_bytes,
+            audio_pending_bytes=self.audio.pending_bytes, audio_unsent_bytes=self.audio_unsent_bytes,
+            restores=self.restores, gave_up=self.gave_up, responses_lost=self.responses_lost,
+            duplicate_events=self.duplicate_events, playback_overflows=self.playback_overflows,
+            callbacks_dropped=self.callbacks_dropped,
         )

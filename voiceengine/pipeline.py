@@ -56,6 +56,8 @@ class InputPipeline:
         self.chunker = Chunker.from_ms(frame_ms, provider_rate, 1)
         self._resampler: Resampler | None = None
         self._key: tuple[int, int] | None = None
+        #: bytes that could not be sent: half a sample left when the stream ended mid-sample
+        self.dropped_bytes = 0
 
     @property
     def delay_ms(self) -> float:
@@ -99,10 +101,26 @@ class InputPipeline:
         frames = self._drain_resampler()
         if self._resampler is not None:
             self._resampler.reset()
+        if self.chunker.pending % 2:
+            frames += self._drop_half_sample()
         rest = self.chunker.flush(pad=False)
         if rest is not None and len(rest):
             frames.append(rest)
         return frames
+
+    def _drop_half_sample(self) -> list[memoryview]:
+        """The stream ended mid-sample: keep the whole samples, drop (and count) the odd byte.
+
+        The chunker only gives carried bytes back as whole samples, so the sample is
+        completed with a zero byte and then cut off; that byte never reaches a frame.
+        """
+        self.dropped_bytes += 1
+        frames = self.chunker.push(b"\0")
+        if frames:  # the completed sample closed a frame: it is that frame's last sample
+            frames[-1] = frames[-1][:-2]
+            return [f for f in frames if len(f)]
+        rest = self.chunker.flush(pad=False)
+        return [rest[:-2]] if rest is not None and len(rest) > 2 else []
 
     def reset(self) -> None:
         self.chunker.reset()

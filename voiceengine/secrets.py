@@ -19,7 +19,9 @@ class Secret:
     ``repr``/``str``/``format`` show ``Secret('***')``; pickling refuses, so a config
     holding a key cannot be written to disk or sent to another process by accident.
     Every live secret is registered with :class:`SecretScrubbingFilter` so that a log
-    record that still contains it (e.g. a third-party library logging headers) is masked.
+    record that still contains it (e.g. a third-party library logging headers) is masked;
+    creating one attaches that filter to every ``voiceengine.*``/``websockets.*`` logger
+    (see :func:`install_scrubbing_filter`).
     """
 
     __slots__ = ("_value", "__weakref__")
@@ -32,6 +34,7 @@ class Secret:
         self._value = value
         if value:
             _registry.add(self)
+            install_scrubbing_filter()
 
     def reveal(self) -> str:
         return self._value
@@ -91,39 +94,95 @@ def scrub(text: str) -> str:
     return pattern.sub(_MASK, text)
 
 
-class SecretScrubbingFilter(logging.Filter):
-    """Masks live secrets (and ``Authorization`` header values) in a log record."""
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
-    _AUTH = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*['\"]?\s*(?:bearer|basic)\s+)([^\s'\",)]+)")
+
+class SecretScrubbingFilter(logging.Filter):
+    """Masks live secrets (and ``Authorization``/``api-key`` header values) in a log record.
+
+    Covers the message (then formatted, ``args`` dropped), the traceback of ``exc_info``
+    (formatted into ``exc_text``; ``exc_info`` is dropped when it had to be masked, since
+    the exception object itself still holds the secret), ``stack_info`` and string
+    ``extra=`` attributes (what a JSON formatter would dump).
+    """
+
+    _AUTH = re.compile(
+        r"(?i)((?:authorization['\"]?\s*[:=,]\s*['\"]?\s*(?:bearer|basic)\s+)"
+        r"|(?:api-key['\"]?\s*[:=,]\s*['\"]?\s*))([^\s'\",)]+)"
+    )
+
+    def _clean(self, text: str) -> str:
+        return self._AUTH.sub(lambda m: m.group(1) + _MASK, scrub(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is the logging module's business
             return True
-        cleaned = self._AUTH.sub(lambda m: m.group(1) + _MASK, scrub(message))
+        cleaned = self._clean(message)
         if cleaned != message:
             record.msg = cleaned
             record.args = None
+        if record.exc_info or record.exc_text:
+            self._clean_exception(record)
+        if record.stack_info:
+            record.stack_info = self._clean(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS and isinstance(value, str):
+                masked = self._clean(value)
+                if masked != value:
+                    setattr(record, name, masked)
         return True
+
+    def _clean_exception(self, record: logging.LogRecord) -> None:
+        text = record.exc_text
+        if not text and record.exc_info and record.exc_info[0] is not None:
+            # What a handler's Formatter would produce; only kept if something is masked,
+            # so a custom formatException still applies to clean records.
+            text = logging.Formatter().formatException(record.exc_info)
+        if not text:
+            return
+        masked = self._clean(text)
+        if masked != text:
+            record.exc_text = masked
+            record.exc_info = None
 
 
 _installed: set[str] = set()
 _install_lock = threading.Lock()
+_NAMESPACES = ("voiceengine", "websockets")
+_scanned_loggers = -1
+
+
+def _has_scrubber(logger: logging.Logger) -> bool:
+    return any(isinstance(f, SecretScrubbingFilter) for f in logger.filters)
 
 
 def install_scrubbing_filter(*logger_names: str) -> None:
     """Attach one :class:`SecretScrubbingFilter` to each named logger (idempotent).
 
     Logger filters only see records logged on that very logger, not on its children, so
-    the defaults name each logger websockets actually logs on.
+    without names this attaches to ``voiceengine``, ``websockets`` and every existing
+    logger below them. :class:`Secret` calls it whenever a secret is created, so every
+    ``voiceengine.*``/``websockets.*`` logger that exists by the time a key is wrapped
+    (all of them once the package is imported) scrubs it.
     """
-    names = logger_names or (
-        "voiceengine", "websockets", "websockets.client", "websockets.server", "websockets.protocol",
-    )
+    global _scanned_loggers
     with _install_lock:
+        if logger_names:
+            names = list(logger_names)
+        else:
+            loggers = logging.root.manager.loggerDict
+            if len(loggers) == _scanned_loggers:  # nothing new since the last scan
+                return
+            _scanned_loggers = len(loggers)
+            names = list(_NAMESPACES) + ["websockets.client", "websockets.server", "websockets.protocol"]
+            names += [n for n in list(loggers) if n.startswith(tuple(ns + "." for ns in _NAMESPACES))]
         for name in names:
             if name in _installed:
                 continue
-            logging.getLogger(name).addFilter(SecretScrubbingFilter())
+            logger = logging.getLogger(name)
+            if not _has_scrubber(logger):
+                logger.addFilter(SecretScrubbingFilter())
             _installed.add(name)

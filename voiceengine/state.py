@@ -9,6 +9,14 @@ when the structure changes), items may arrive in any order and the final order i
 an orphan moves behind its predecessor as soon as that arrives. Deleting an item keeps
 the visible order of the others (its followers take its place).
 
+Idempotence: events for a known item id update it in place. A duplicated or reordered
+``added``/``done`` never creates a second item, never reopens a finished one and never
+wipes content; deltas after the item's ``*_done`` are ignored (the done text is final);
+deltas ahead of their item are parked (bounded) until it arrives; a server event seen
+twice (same ``raw["event_id"]``) is folded once. An item replayed into a restored session
+(our own :meth:`ConversationState.snapshot`, where audio became text) keeps its
+transcript, ``audio_ms`` and truncation.
+
 Truncation: the server cuts the audio and drops its own transcript, but it never says
 which words were heard. :class:`ConversationItem` keeps the whole transcript plus
 ``truncated_at_ms``; :attr:`ConversationItem.heard_transcript` estimates the heard part
@@ -30,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ._conversation_items import _ItemEvents
-from ._conversation_order import _Rec
+from ._conversation_order import RecentIds, _Rec
 from ._snapshot import replay_items
 from .providers.types import AudioFormat, EventType, ProviderEvent, ResponseInfo
 
@@ -202,6 +210,9 @@ class ConversationState(_ItemEvents):
         self._order: tuple[_Rec, ...] | None = ()
         self._items_view: tuple[ConversationItem, ...] | None = ()
         self._gone: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._orphans: collections.OrderedDict[str, _Rec] = collections.OrderedDict()
+        self._seen_events = RecentIds(1024)
+        self.duplicate_events = 0
         self._pending_input_transcripts: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._seq = 0
         self._turns: collections.deque[_TurnRec] = collections.deque(maxlen=max_turns)
@@ -272,6 +283,8 @@ class ConversationState(_ItemEvents):
         """Forget every item and turn (counters are kept)."""
         self._recs.clear()
         self._gone.clear()
+        self._orphans.clear()
+        self._seen_events.clear()
         self._pending_input_transcripts.clear()
         self._turns.clear()
         self._speaking = None
@@ -283,6 +296,12 @@ class ConversationState(_ItemEvents):
         """Fold one event. Events of other types, and malformed payloads, are ignored."""
         handler = self._dispatch.get(event.type)
         if handler is None:
+            return
+        raw = event.raw
+        if raw is not None and isinstance(raw.get("event_id"), str) and self._seen_events.seen(raw["event_id"]):
+            # the same server event twice (a duplicated frame): folding it again would
+            # double deltas, turns or audio; the server's event ids are unique
+            self.duplicate_events += 1
             return
         try:
             handler(event)
@@ -310,12 +329,19 @@ class ConversationState(_ItemEvents):
         return None
 
     def _on_speech_started(self, event: ProviderEvent) -> None:
-        self._speaking = "user"
-        turn = self._new_turn("speech", "listening")
+        last = self._turns[-1] if self._turns else None
+        if (last is not None and last.trigger == "speech" and last.speech_started_at is None
+                and event.item_id and last.user_item_id == event.item_id):
+            turn = last  # the stop of this very speech raced ahead of its start (reordered events)
+        else:
+            self._speaking = "user"
+            turn = self._new_turn("speech", "listening")
         turn.speech_started_at = self._clock()
         turn.user_item_id = event.item_id
         if isinstance(event.data, Mapping) and event.data.get("audio_start_ms") is not None:
             turn.audio_start_ms = int(event.data["audio_start_ms"])
+        turn.view = None
+        self._spoken_ms(turn)
 
     def _on_speech_stopped(self, event: ProviderEvent) -> None:
         if self._speaking == "user":

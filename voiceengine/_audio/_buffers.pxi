@@ -32,7 +32,7 @@ cdef extern from *:
 #: True in the bounds-checked debug build (VOICEENGINE_DEBUG_BUILD=1 at build time)
 DEBUG_BUILD = bool(VOICEENGINE_DEBUG_BUILD)
 
-_BYTE_FORMATS = frozenset(("B", "c", "<B", "=B", "@B"))  # int8 ("b") is audio of the wrong width: TypeError
+_BYTE_FORMATS = frozenset(("B", "c", "<B", "=B", "@B", "<c", "=c", "@c"))  # "<c": ctypes c_char arrays  # int8 ("b") is audio of the wrong width: TypeError
 _INT16_NATIVE = frozenset(("h", "@h", "=h", "<h"))
 _INT16_BIG = frozenset((">h", "!h"))
 
@@ -51,7 +51,9 @@ cdef object checked_view(object buf, frozenset native, frozenset big, str kind, 
         raise TypeError(f"expected a {kind} buffer (bytes-like or array), got {type(buf).__name__}")
     try:
         view = memoryview(buf)
-    except TypeError:
+    except (TypeError, ValueError, BufferError):
+        # ValueError/BufferError: a released memoryview, or an exporter that refuses
+        # (numpy datetime64): not a usable buffer either, same documented TypeError
         raise TypeError(f"expected a {kind} buffer (bytes-like or array), got {type(buf).__name__}") from None
     fmt = view.format
     if fmt in big:
@@ -64,6 +66,11 @@ cdef object checked_view(object buf, frozenset native, frozenset big, str kind, 
             f"{kind} buffers must hold {kind} samples or raw bytes, got item format {fmt!r} "
             f"(itemsize {view.itemsize}); convert e.g. with numpy .astype('{dtype}')"
         )
+    if view.nbytes == 0:
+        # Empty input is valid whatever its shape: memoryview calls an empty reversed
+        # view non-contiguous and refuses to cast a zero in the shape ((0, 2) arrays).
+        # Writable, so read_into's writable intake takes it too.
+        return memoryview(bytearray())
     if not view.c_contiguous:
         raise AudioFormatError("audio buffer must be C-contiguous (got a strided or reversed view); copy it first")
     if view.ndim != 1 or fmt not in ("B", "<B", "=B", "@B"):

@@ -95,12 +95,16 @@ cdef class Chunker:
             raise TypeError(f"sample_rate must be an int, got {type(sample_rate).__name__}")
         if not 1 <= sample_rate <= 384000:
             raise ConfigurationError(f"sample_rate must be in 1..384000, got {sample_rate}")
+        if not isinstance(channels, int):  # before `in`: a numpy array would raise ValueError there
+            raise TypeError(f"channels must be an int, got {type(channels).__name__}")
         if channels not in (1, 2) or isinstance(channels, bool):
             raise ConfigurationError(f"channels must be 1 or 2, got {channels!r}")
         if isinstance(frame_ms, bool) or not isinstance(frame_ms, (int, float)):
             raise TypeError(f"frame_ms must be a number, got {type(frame_ms).__name__}")
         if not frame_ms > 0:  # also rejects NaN
             raise ConfigurationError(f"frame_ms must be > 0, got {frame_ms}")
+        if frame_ms > MAX_FRAME_BYTES * 1000:  # before float math: a huge int would overflow it
+            raise ConfigurationError(f"frame_ms={frame_ms} is too long")
         exact = sample_rate * frame_ms / 1000.0
         if exact > MAX_FRAME_BYTES:
             raise ConfigurationError(f"frame_ms={frame_ms} is too long")
@@ -131,6 +135,9 @@ cdef class Chunker:
         cdef Py_ssize_t n, fb = self._fb, total, nframes, off, i, first, k
         cdef bint immutable
         cdef object owner = None, base, storage, frames, fr
+        if self._carry == NULL:
+            # Chunker.__new__ without __init__: frame size 0, `total // fb` would trap (SIGFPE)
+            raise InvalidState("Chunker.__init__ was not called")
         if type(buf) is bytearray and not borrow:
             # Copied below before any Python code runs, so it cannot be resized in
             # between: read it in place without the buffer-export cost.

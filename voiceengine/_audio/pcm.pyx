@@ -165,7 +165,10 @@ def apply_gain(buf, gain_db) -> bytes:
     cdef double g, x
     if not isinstance(gain_db, Real) or isinstance(gain_db, bool):
         raise TypeError(f"gain_db must be a real number, got {type(gain_db).__name__}")
-    db = float(gain_db)
+    try:
+        db = float(gain_db)
+    except OverflowError:  # an int/Fraction beyond float range: the infinity of its sign
+        db = INFINITY if gain_db > 0 else -INFINITY
     if isnan(db) or db == INFINITY:
         raise ValueError(f"gain_db must be finite or -inf, got {gain_db!r}")
     g = 0.0 if db == -INFINITY else pow(10.0, db / 20.0)

@@ -104,7 +104,7 @@ cdef inline unsigned char[::1] _writable_bytes(object out):
     cdef object view
     try:
         view = memoryview(out)
-    except TypeError:
+    except (TypeError, ValueError, BufferError):  # e.g. a released memoryview
         raise TypeError(f"out must be a writable buffer (bytearray, memoryview, int16 array), "
                         f"got {type(out).__name__}") from None
     if view.readonly:
@@ -290,6 +290,9 @@ cdef class RingBuffer:
         return k
 
     cdef inline void _enter(self, ve_flag_t *busy, str side) except *:
+        if self._data == NULL:
+            # RingBuffer.__new__ without __init__: capacity 0, `pos % cap` would trap (SIGFPE)
+            raise InvalidState("RingBuffer.__init__ was not called")
         if ve_xchg_acq(busy, 1):
             raise InvalidState(f"RingBuffer is single-producer/single-consumer: concurrent {side} calls")
 

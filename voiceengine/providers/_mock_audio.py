@@ -1,25 +1,33 @@
-"""Mock audio (private to :mod:`voiceengine.providers.mock`): speech synthesis and input.
+"""Mock audio (private to :mod:`voiceengine.providers.mock`): speech synthesis, input, outages.
 
 :func:`synthesize_speech` makes deterministic, speech-like PCM16 (a harmonic tone burst
 per word); :class:`_MockAudioInput` takes the app's input audio and runs the energy VAD
 that stands in for the server's turn detection (speech started/stopped, commit, reply).
+It also simulates lost connections (``inject_disconnect``) with the OpenAI provider's
+continuity contract: replayed items, a bounded input-audio backlog, exact accounting.
 """
 
 from __future__ import annotations
 
 import array
+import asyncio
+import collections
 import functools
+import logging
 import math
 import sys
 import zlib
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..exceptions import AudioFormatError
-from .types import ErrorInfo, EventType, ProviderEvent
+from .types import ConnectionState, ErrorInfo, EventType, ProviderEvent, ReplaySource
 
 if TYPE_CHECKING:
     from ._mock_responses import _Resp
+    from .base import AudioLedger
     from .mock import MockConfig
+
+log = logging.getLogger("voiceengine.providers.mock")
 
 SAMPLE_RATE = 24000
 _BYTES_PER_MS = SAMPLE_RATE * 2 // 1000  # 48: 24 kHz mono PCM16
@@ -69,10 +77,21 @@ def _pcm_view(audio: Any) -> memoryview:
 
 
 class _MockAudioInput:
-    """Input audio and the energy VAD of :class:`~voiceengine.providers.mock.MockProvider`
-    (a mixin; ``MockProvider`` sets up the state and provides what is declared below)."""
+    """Input audio, the energy VAD and simulated outages of
+    :class:`~voiceengine.providers.mock.MockProvider` (a mixin; ``MockProvider`` sets up the
+    state and provides what is declared below)."""
 
     config: MockConfig
+    audio_ledger: AudioLedger
+    _state: ConnectionState
+    _backlog: collections.deque[bytes]
+    _backlog_bytes: int
+    _outage_dropped: int
+    _replay_source: ReplaySource | None
+    _queue: collections.deque[Mapping[str, Any]]
+    _playing: Any
+    _connections: int
+    session_id: str | None
     _session: dict[str, Any]
     _conv: list[str]
     _active: _Resp | None
@@ -96,12 +115,74 @@ class _MockAudioInput:
         def _stop_active(self) -> _Resp | None: ...
         def _emit_cancelled(self, resp: _Resp, reason: str) -> None: ...
         def _request_response(self, options: Mapping[str, Any]) -> None: ...
+        def _set_state(self, state: ConnectionState, *, phase: str = "", reason: str = "", attempt: int = 0,
+                       close_code: int | None = None, **details: Any) -> None: ...
+        async def _cancel_tasks(self) -> None: ...
+        async def _tick(self) -> None: ...
+        def _info(self, resp: _Resp, status: str, reason: str | None = None) -> Any: ...
+        def _reset_session(self) -> None: ...
+        def _session_dict(self) -> dict[str, Any]: ...
+        def _add(self, item: Mapping[str, Any], previous_item_id: str | None, *, check: bool = True) -> str | None: ...
+        def _start_next(self) -> None: ...
 
     async def send_audio(self, audio: Any) -> None:
-        """Append PCM16 24 kHz mono; runs the energy VAD when turn detection is on."""
+        """Append PCM16 24 kHz mono; runs the energy VAD when turn detection is on.
+
+        While reconnecting (:meth:`MockProvider.inject_disconnect`) the audio goes to a
+        bounded backlog instead (``reconnect_audio_buffer_ms``, oldest dropped), replayed
+        into the restored session. Every byte is accounted in :attr:`audio_ledger`.
+        """
         view = _pcm_view(audio)
+        if self._state is ConnectionState.RECONNECTING:
+            self._record("call", "send_audio", {"bytes": len(view), "backlog": True})
+            self.audio_ledger.captured(len(view))
+            self._backlog_add(bytes(view))
+            return
         self._require_connected()
         self._record("call", "send_audio", {"bytes": len(view)})
+        self.audio_ledger.captured(len(view))
+        self.audio_ledger.sent(len(view))
+        self._feed(view)
+
+    # -------------------------------------------------------- outage backlog
+    def _backlog_add(self, pcm: bytes) -> None:
+        backlog = self._backlog
+        backlog.append(pcm)
+        self._backlog_bytes += len(pcm)
+        limit = self.config.reconnect_audio_buffer_ms * _BYTES_PER_MS
+        excess = self._backlog_bytes - limit
+        while excess > 0:
+            # the newest speech matters most: drop the OLDEST audio, counted as dropped
+            head = backlog[0]
+            cut = min(len(head), excess)
+            if cut == len(head):
+                backlog.popleft()
+            else:
+                backlog[0] = head[cut:]
+            self._backlog_bytes -= cut
+            self._outage_dropped += cut
+            self.audio_ledger.dropped(cut)
+            excess -= cut
+
+    def _backlog_take(self) -> list[bytes]:
+        chunks = list(self._backlog)
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        return chunks
+
+    def _backlog_drop(self) -> int:
+        """Drop the whole backlog (gave up, failed, disconnected); returns the bytes dropped."""
+        n = sum(len(c) for c in self._backlog_take())
+        if n:
+            self.audio_ledger.dropped(n)
+            self._outage_dropped += n
+        return n
+
+    def _audio_pending_bytes(self) -> int:
+        return self._backlog_bytes
+
+    def _feed(self, view: Any) -> None:
+        """Input audio reaching the (mock) server: the buffer and the VAD."""
         self._buffer_bytes += len(view)
         if self._session["turn_detection"] is None:
             self._timeline_bytes += len(view)
@@ -118,6 +199,108 @@ class _MockAudioInput:
             self._timeline_bytes += _VAD_FRAME_BYTES
             self._vad_frame(voiced, self._timeline_bytes // _BYTES_PER_MS)
         self._vad_carry = bytes(data[usable:])  # counted on the timeline once its frame completes
+
+    # ------------------------------------------------------------ continuity
+    async def inject_disconnect(
+        self, reason: str = "injected disconnect", *, close_code: int = 1006, reconnect: bool = False,
+        downtime_ms: float = 0.0, resume: asyncio.Event | None = None, failed_attempts: int = 0,
+    ) -> None:
+        """Simulate a lost connection, with the OpenAI provider's continuity contract.
+
+        The active response is lost: reported once as RESPONSE_DONE ``failed`` /
+        ``connection_lost`` (never re-requested; queued requests are dropped). Without
+        ``reconnect`` the state becomes ERROR (``failed``). With it: the replay source
+        (:meth:`set_replay_source`) is called once, CONNECTION_STATE ``reconnecting`` (attempt
+        1..n), then the outage lasts ``downtime_ms`` and until ``resume`` is set (audio sent
+        meanwhile goes to the bounded backlog); ``failed_attempts`` attempts fail first and
+        after ``max_reconnect_attempts`` failures the mock gives up (``gave_up``, backlog
+        dropped). On success a fresh session: SESSION_CREATED, SESSION_UPDATED (config plus
+        every ``update_session`` so far), each replayed item re-created with its id
+        (ITEM_ADDED/ITEM_DONE), the backlog audio, then ``restored`` with the
+        :class:`ConnectionChange` details.
+        """
+        self._record("call", "inject_disconnect", {"reason": reason, "close_code": close_code,
+                                                    "reconnect": reconnect, "downtime_ms": downtime_ms,
+                                                    "failed_attempts": failed_attempts})
+        self._require_connected()
+        if downtime_ms < 0 or failed_attempts < 0:
+            raise ValueError("downtime_ms and failed_attempts must be >= 0")
+        lost = self._stop_active()
+        self._queue.clear()
+        self._playing = None
+        await self._cancel_tasks()
+        if lost is not None:
+            # a response cut by the loss ends here; asking again is the app's call (a
+            # duplicate reply is worse than none)
+            self._ev(EventType.RESPONSE_DONE, self._info(lost, "failed", "connection_lost"), response_id=lost.id)
+        if not reconnect:
+            self._set_state(ConnectionState.ERROR, phase="failed", reason=reason, close_code=close_code)
+            return
+        items = self._replay_snapshot()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._outage_dropped = 0
+        limit = self.config.max_reconnect_attempts
+        attempt = 0
+        while True:
+            if attempt >= limit:
+                self._backlog_drop()
+                self._set_state(ConnectionState.ERROR, phase="gave_up", attempt=attempt,
+                                reason=f"{reason}: {attempt} reconnect attempt(s) failed" if attempt else reason,
+                                dropped_audio_bytes=self._outage_dropped,
+                                downtime_ms=(loop.time() - started) * 1000.0)
+                return
+            attempt += 1
+            self._set_state(ConnectionState.RECONNECTING, phase="reconnecting", attempt=attempt,
+                            reason=reason if attempt == 1 else f"attempt {attempt - 1} failed",
+                            close_code=close_code if attempt == 1 else None)
+            if attempt == 1:
+                if downtime_ms:
+                    await asyncio.sleep(downtime_ms / 1000.0)
+                if resume is not None:
+                    await resume.wait()
+            await self._tick()
+            if self._state is not ConnectionState.RECONNECTING:
+                return  # disconnect() (or another fault) ended the outage meanwhile
+            if attempt > failed_attempts:
+                break
+        self._restore(items, reason, attempt, (loop.time() - started) * 1000.0)
+
+    def _replay_snapshot(self) -> list[Mapping[str, Any]]:
+        """The replay source's items, taken once per outage (when the connection is lost)."""
+        source = self._replay_source
+        if source is None:
+            return []
+        try:
+            return [dict(item) for item in source()]
+        except Exception:
+            log.exception("mock: the replay source raised; restoring an empty conversation")
+            return []
+
+    def _restore(self, items: list[Mapping[str, Any]], reason: str, attempt: int, downtime_ms: float) -> None:
+        # synchronous from here to "restored": no app call can interleave with the replay
+        self._connections += 1
+        self._reset_session()
+        self.session_id = f"sess_mock{self.config.seed}_{self._connections}"
+        self._ev(EventType.SESSION_CREATED, {"session": self._session_dict()})
+        self._ev(EventType.SESSION_UPDATED, {"session": self._session_dict()})
+        replayed = 0
+        for item in items:
+            if not isinstance(item.get("type"), str):
+                self._error("invalid_value", "a replayed item has no 'type'", param="item.type",
+                            request_type="conversation.item.create")
+                continue
+            if self._add(item, None, check=False) is not None:
+                replayed += 1
+        audio = 0
+        for chunk in self._backlog_take():
+            self._feed(memoryview(chunk))
+            self.audio_ledger.replayed(len(chunk))
+            audio += len(chunk)
+        self._set_state(ConnectionState.CONNECTED, phase="restored", reason=reason, attempt=attempt,
+                        replayed_items=replayed, replayed_audio_bytes=audio,
+                        dropped_audio_bytes=self._outage_dropped, downtime_ms=downtime_ms)
+        self._start_next()
 
     def _vad_option(self, name: str, default: Any) -> Any:
         td = self._session["turn_detection"]

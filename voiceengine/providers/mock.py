@@ -18,6 +18,12 @@ Timing: ``latency_ms`` is slept before every event of a response (0 = just yield
 loop). Control acknowledgements (VAD events, item added, truncated, deleted, errors) are
 emitted synchronously inside the call that causes them.
 
+Outages: ``inject_disconnect(reconnect=True)`` follows the continuity contract of the OpenAI
+provider (docs/reliability.md): the response cut by the loss ends as RESPONSE_DONE
+``failed``/``connection_lost``, phases ``reconnecting`` then ``restored`` (or ``gave_up``),
+the items of the replay source re-created with their ids, input audio sent meanwhile kept in
+a bounded backlog and replayed, every byte counted in ``audio_ledger``.
+
 Client-side rules mirror the OpenAI provider: never two responses at once (requests are
 queued), ``interrupt(played_ms)`` truncates the current audio item at the played position
 clamped to the audio sent (> 0), deletes it at 0, cancels only an active response and
@@ -60,6 +66,7 @@ class MockConfig(ProviderConfig):
     ``responses`` are used in turn (cycling): a ``str`` is spoken; a mapping may hold
     ``"text"`` and/or ``"function_call": {"name": ..., "arguments": str | mapping}``.
     ``input_transcripts`` are the scripted user transcriptions (cycling; empty: none).
+    ``reconnect_audio_buffer_ms``: input audio kept during a simulated outage (0: none).
     """
 
     latency_ms: float = 0.0
@@ -74,6 +81,7 @@ class MockConfig(ProviderConfig):
     vad_prefix_ms: int = 300
     max_queued_responses: int = 8
     history_size: int = 100_000
+    reconnect_audio_buffer_ms: int = 3000
 
     def __post_init__(self) -> None:
         ProviderConfig.__post_init__(self)  # zero-arg super() breaks in slotted dataclasses
@@ -83,6 +91,8 @@ class MockConfig(ProviderConfig):
             raise ConfigurationError("audio_ms_per_char must be > 0, word_gap_ms and vad_silence_ms >= 0")
         if self.max_queued_responses < 0 or self.history_size < 1:
             raise ConfigurationError("max_queued_responses must be >= 0 and history_size >= 1")
+        if self.reconnect_audio_buffer_ms < 0:
+            raise ConfigurationError("reconnect_audio_buffer_ms must be >= 0")
         entries = (self.responses,) if isinstance(self.responses, (str, Mapping)) else tuple(self.responses)
         if not entries:
             raise ConfigurationError("responses must not be empty")
@@ -134,6 +144,10 @@ class MockProvider(_MockResponses, BaseProvider):
         self.history: list[MockRecord] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connections = 0
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog_bytes = 0
+        self._outage_dropped = 0
+        self._session_options: dict[str, Any] = {}  # update_session() so far: re-applied on restore
         self._reset_session()
 
     # ----------------------------------------------------------- bookkeeping
@@ -145,6 +159,7 @@ class MockProvider(_MockResponses, BaseProvider):
             "instructions": cfg.instructions, "voice": cfg.voice, "turn_detection": cfg.turn_detection,
             "tools": list(cfg.tools), "output_modalities": list(cfg.output_modalities),
             "transcription_model": cfg.transcription_model, "temperature": cfg.temperature,
+            **self._session_options,
         }
         self._conv: list[str] = []  # the server-side conversation, in order
         self._conv_audio_ms: dict[str, int] = {}
@@ -221,6 +236,7 @@ class MockProvider(_MockResponses, BaseProvider):
             return
         self._set_state(ConnectionState.CONNECTING)
         self._connections += 1
+        self._session_options = {}  # a new connection by the app starts from the config
         self._reset_session()
         self.session_id = f"sess_mock{self.config.seed}_{self._connections}"
         await self._tick()
@@ -233,6 +249,7 @@ class MockProvider(_MockResponses, BaseProvider):
         self._record("call", "disconnect")
         self._stop_active()
         self._queue.clear()
+        self._backlog_drop()  # audio kept for a restore that will not happen: dropped, counted
         await self._cancel_tasks()
         if self._state is not ConnectionState.CLOSED:
             self._set_state(ConnectionState.CLOSED, phase="closed", reason="client disconnect")
@@ -269,30 +286,6 @@ class MockProvider(_MockResponses, BaseProvider):
             self._set_state(ConnectionState.ERROR, phase="failed", reason=code)
         return event
 
-    async def inject_disconnect(self, reason: str = "injected disconnect", *, close_code: int = 1006,
-                                reconnect: bool = False) -> None:
-        """Simulate a dropped connection: the active response is lost (no RESPONSE_DONE).
-
-        ``reconnect``: RECONNECTING then CONNECTED (phase ``restored``) on a new, empty
-        session, as after a real reconnect; otherwise the state becomes ERROR (``failed``).
-        """
-        self._record("call", "inject_disconnect", {"reason": reason, "close_code": close_code,
-                                                    "reconnect": reconnect})
-        self._stop_active()
-        self._queue.clear()
-        await self._cancel_tasks()
-        if not reconnect:
-            self._set_state(ConnectionState.ERROR, phase="failed", reason=reason, close_code=close_code)
-            return
-        self._set_state(ConnectionState.RECONNECTING, phase="reconnecting", reason=reason, attempt=1,
-                        close_code=close_code)
-        await self._tick()
-        self._connections += 1
-        self._reset_session()
-        self.session_id = f"sess_mock{self.config.seed}_{self._connections}"
-        self._ev(EventType.SESSION_CREATED, {"session": self._session_dict()})
-        self._set_state(ConnectionState.CONNECTED, phase="restored", reason=reason, attempt=1)
-
     # ------------------------------------------------------------------ items
     async def send_text(self, text: str, *, role: str = "user", respond: bool = True) -> str:
         if not isinstance(text, str):
@@ -312,8 +305,9 @@ class MockProvider(_MockResponses, BaseProvider):
         self._record("call", "add_item", {"item": dict(item), "previous_item_id": previous_item_id})
         return self._add(item, previous_item_id) or ""
 
-    def _add(self, item: Mapping[str, Any], previous_item_id: str | None) -> str | None:
-        self._require_connected()
+    def _add(self, item: Mapping[str, Any], previous_item_id: str | None, *, check: bool = True) -> str | None:
+        if check:
+            self._require_connected()
         item_id = str(item.get("id") or self._new_id("item"))
         if item_id in self._conv:
             self._error("invalid_value", f"item {item_id} already exists", param="item.id",
@@ -411,6 +405,7 @@ class MockProvider(_MockResponses, BaseProvider):
         self._require_connected()
         self._record("call", "update_session", dict(options))
         self._session.update(options)
+        self._session_options.update(options)
         self._ev(EventType.SESSION_UPDATED, {"session": self._session_dict()})
 
     # ------------------------------------------------------------------ info

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Coroutine
 
@@ -28,6 +30,14 @@ log = logging.getLogger("voiceengine.testing.server")
 
 _INTERRUPT_TYPES = frozenset({"response.cancel", "conversation.item.truncate"})
 _MUTATORS = frozenset({FaultKind.DUPLICATE_EVENT, FaultKind.OUT_OF_ORDER, FaultKind.BAD_BASE64_AUDIO})
+
+
+_BLOCKING = frozenset({FaultKind.CLOSE, FaultKind.TCP_RESET, FaultKind.SESSION_EXPIRED, FaultKind.HALF_OPEN})
+
+
+def _blocks(fault: Fault) -> bool:
+    """True when ``fault`` keeps the client message that triggered it from being handled."""
+    return fault.kind in _BLOCKING or (fault.kind is FaultKind.ERROR_EVENT and fault.close_after)
 
 
 def _dumps(ev: Any) -> str:
@@ -55,6 +65,8 @@ class FakeConnection:
         self._mutators: list[Fault] = []
         self._held: dict[str, Any] | None = None
         self._pending: deque[dict[str, Any]] = deque()
+        self._stalled_in: deque[str | bytes] = deque()  # client messages held by a stall
+        self._draining = False  # handling what a stall held: new messages queue behind it
 
     # ------------------------------------------------------------ task ownership
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -80,11 +92,22 @@ class FakeConnection:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def abort(self) -> None:
-        """Drop the TCP connection at once (no close frame)."""
+        """Drop the TCP connection at once (no close frame; the peer normally sees a FIN)."""
         self.closing = True
         self._closed.set()
         self._write_ok.set()
         self.ws.transport.abort()
+
+    def reset(self) -> None:
+        """Abort the TCP connection with an RST: SO_LINGER on with a 0 s timeout makes the
+        kernel discard unsent data and answer with a reset instead of the FIN handshake."""
+        sock = self.ws.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:  # pragma: no cover - the socket is already gone
+                pass
+        self.abort()
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -111,14 +134,14 @@ class FakeConnection:
             async for message in self.ws:
                 if self.closing:
                     break
-                if self.stalled:
-                    continue  # a stalled server reads and drops: the socket stays healthy
                 await self._on_message(message)
         except ConnectionClosed:
             pass
         finally:
             self.closing = True
             self._closed.set()
+            while self._stalled_in:  # read but never handled: the connection ended first
+                self.session.record_ignored(self._stalled_in.popleft())
             if self.session.closed_code is None and self.ws.close_code is not None:
                 self.session.closed_code = self.ws.close_code
             await self._cancel_tasks()
@@ -138,16 +161,35 @@ class FakeConnection:
             await asyncio.sleep(poll)
 
     # ------------------------------------------------------------ inbound
-    async def _on_message(self, message: str | bytes) -> None:
+    async def _on_message(self, message: str | bytes, *, held: bool = False) -> None:
         book, idx, sess = self.server.faults, self.index, self.session
+        if not held and (self.stalled or self._draining):
+            # a stalled server keeps reading (the socket stays healthy, pings are answered)
+            # but handles nothing until the stall ends: like a busy server, it delays client
+            # messages, it does not lose them
+            self._stalled_in.append(message)
+            return
         etype = FakeSession.peek_type(message)
         if etype is not None:
             fired = book.match_client_event(idx, etype)
             if etype in _INTERRUPT_TYPES and sess.active_responses:
                 fired += book.match_simple(idx, Trigger.DURING_INTERRUPT)
+            if any(_blocks(f) for f in fired):
+                # recorded first: the close handshake below may outlive the client's wait
+                sess.record_ignored(message)
+                for f in fired:
+                    await self.execute(f)
+                return
             for f in fired:
                 await self.execute(f)
-            if self.closing or self.stalled:
+            if self.closing:
+                sess.record_ignored(message)  # it arrived, but the connection went away meanwhile
+                return
+            if self.stalled:  # a stall fired on this very message: handled when it ends
+                if held:
+                    self._stalled_in.appendleft(message)
+                else:
+                    self._stalled_in.append(message)
                 return
         before = sess.interrupts
         sess.receive(message)
@@ -265,6 +307,9 @@ class FakeConnection:
             self._mutators.append(fault)
         elif kind is FaultKind.CLOSE:
             await self._close(fault.close_code, fault.close_reason)
+        elif kind is FaultKind.TCP_RESET:
+            self.session.closed_code = 1006
+            self.reset()
         elif kind is FaultKind.MALFORMED_JSON:
             text = fault.payload if isinstance(fault.payload, str) else '{"type":"response.output_audio.delta","event_id":'
             if await self._send_raw(text):
@@ -319,6 +364,16 @@ class FakeConnection:
         else:  # handshake kinds arrive here only through IMMEDIATE on a live session: nothing to do
             log.debug("fault %s ignored on an open connection", kind.value)
 
+    async def _unstall(self) -> None:
+        """Handle the messages the stall held, in order; new ones queue behind them meanwhile."""
+        self.stalled = False
+        self._draining = True
+        try:
+            while self._stalled_in and not self.closing and not self.stalled:
+                await self._on_message(self._stalled_in.popleft(), held=True)
+        finally:
+            self._draining = False
+
     def _hold_writes(self, duration_s: float | None, *, unstall: bool) -> None:
         self._write_ok.clear()
         if duration_s is None:
@@ -327,9 +382,9 @@ class FakeConnection:
         async def release() -> None:
             await asyncio.sleep(duration_s)
             if not self.half_open:
-                if unstall:
-                    self.stalled = False
                 self._write_ok.set()
                 self._wake.set()
+                if unstall:
+                    await self._unstall()
 
         self.spawn(release())

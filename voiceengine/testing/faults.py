@@ -21,12 +21,18 @@ Triggers (``count`` = N, ``event_type`` = X/Y, both optional):
 Counting starts when the fault is armed; ``times`` says how often it fires (None = always;
 for handshake faults: how many connections it hits). Handshake kinds (``REJECT_HANDSHAKE``,
 ``HANDSHAKE_TIMEOUT``) always act at the handshake, whatever the trigger.
+
+Chaining: ``then`` holds faults armed the moment this one fires. That is how a handshake
+fault reaches a *later* phase: ``Fault(kind=CLOSE, close_code=1006, trigger=MID_RESPONSE,
+then=(Fault(kind=REJECT_HANDSHAKE, status_code=503),))`` drops the connection mid-response
+and refuses the client's next handshake.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -37,6 +43,9 @@ class FaultKind(enum.Enum):
     """What goes wrong."""
 
     CLOSE = "close"                      # close with ``close_code``; 1006 = abrupt TCP drop, no close frame
+                                         # (the socket is closed: the peer normally sees a FIN)
+    TCP_RESET = "tcp_reset"              # abort with SO_LINGER 0: the peer sees an RST (ECONNRESET),
+                                         # no close frame, no FIN
     MALFORMED_JSON = "malformed_json"    # a text frame that is not JSON (``payload`` str overrides)
     UNKNOWN_EVENT = "unknown_event"      # a well-formed event of a type the API does not define
     MALFORMED_EVENT = "malformed_event"  # a known type with required fields missing (``payload`` overrides)
@@ -44,7 +53,8 @@ class FaultKind(enum.Enum):
     DUPLICATE_EVENT = "duplicate_event"  # the next server event (of ``target_type`` if set) is sent twice
     OUT_OF_ORDER = "out_of_order"        # the next two server events are sent swapped
     STALL = "stall"                      # stop sending and handling for ``duration_s`` (None = for good);
-                                         # the socket stays open and still answers pings
+                                         # the socket stays open and still answers pings; client
+                                         # messages are held and handled in order when it ends
     HALF_OPEN = "half_open"              # stop reading and writing entirely (no pongs, no close frame)
     OVERSIZED_MESSAGE = "oversized_message"  # one message of ``size_bytes`` bytes
     REJECT_HANDSHAKE = "reject_handshake"    # HTTP ``status_code`` instead of 101
@@ -101,8 +111,12 @@ class Fault:
     close_after: bool = False           # ERROR_EVENT: close with close_code after the error
     payload: Any = None
     label: str = ""
+    then: tuple["Fault", ...] = ()      # faults armed when this one fires (see the module docstring)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "then", tuple(self.then))
+        if not all(isinstance(f, Fault) for f in self.then):
+            raise TypeError("then must hold Fault objects")
         if not isinstance(self.kind, FaultKind):
             raise TypeError("kind must be a FaultKind")
         if not isinstance(self.trigger, Trigger):
@@ -151,6 +165,8 @@ class FaultBook:
         self._armed: list[ArmedFault] = []
         self._counters: dict[tuple[int, int], int] = {}
         self.fired: list[tuple[int | None, Fault]] = []
+        #: ``time.monotonic()`` (the asyncio loop clock) at each entry of ``fired``
+        self.fired_at: list[float] = []
         for f in faults:
             self.add(f)
 
@@ -170,13 +186,20 @@ class FaultBook:
         self._armed.clear()
         self._counters.clear()
 
+    def record_fired(self, session: int | None, fault: Fault) -> None:
+        """Note that ``fault`` fired and arm its ``then`` follow-ups."""
+        self.fired.append((session, fault))
+        self.fired_at.append(time.monotonic())
+        for follow_up in fault.then:
+            self.add(follow_up)
+
     def _consume(self, armed: ArmedFault, session: int | None) -> Fault:
         if armed.remaining is not None:
             armed.remaining -= 1
             if armed.remaining <= 0:
                 self._armed.remove(armed)
                 self._counters = {k: v for k, v in self._counters.items() if k[0] != armed.id}
-        self.fired.append((session, armed.fault))
+        self.record_fired(session, armed.fault)
         return armed.fault
 
     def _targets(self, session: int | None) -> list[ArmedFault]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from .audio import alaw_decode, bytes_per_ms, ulaw_decode
@@ -38,6 +39,7 @@ class InputAudioMixin:
         _turns: int
         _inband: str | None
         interrupts: int
+        ignored: Any  # deque of client events that arrived but were never handled
         _item_audio: dict[str, bytes]
         new_id: Callable[[str], str]
         emit: Callable[..., dict[str, Any]]
@@ -46,6 +48,36 @@ class InputAudioMixin:
         last_item_id: Callable[[], str | None]
         public_item: Callable[..., dict[str, Any]]
         _start_response: Callable[..., str]
+
+    @property
+    def input_audio_bytes(self) -> int:
+        """Decoded bytes of every ``input_audio_buffer.append`` handled (accepted) so far."""
+        return self._input_bytes_total
+
+    @property
+    def ignored_audio_bytes(self) -> int:
+        """Decoded bytes of the ``input_audio_buffer.append`` messages in ``ignored``."""
+        return sum(int(ev.get("audio_bytes", 0)) for ev in self.ignored)
+
+    def record_ignored(self, data: str | bytes) -> None:
+        """Note a client message that arrived but was not handled (see ``ignored``); appends
+        get an ``audio_bytes`` field (their decoded size, kept even when payloads are not)."""
+        try:
+            ev = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            ev = None
+        if not isinstance(ev, dict):
+            ev = {"type": None, "raw_bytes": len(data)}
+        elif ev.get("type") == "input_audio_buffer.append":
+            audio = ev.get("audio")
+            try:
+                n = len(binascii.a2b_base64(audio)) if isinstance(audio, str) else 0
+            except (binascii.Error, ValueError):
+                n = 0
+            ev = {**ev, "audio_bytes": n}
+            if not self.config.record_audio_payloads:
+                ev["audio"] = ""
+        self.ignored.append(ev)
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:

@@ -155,7 +155,7 @@ class FakeRealtimeServer:
                     and (fault.session_index is None or c.index == fault.session_index)]
             if live:
                 conn = live[-1]
-                self.faults.fired.append((conn.index, fault))
+                self.faults.record_fired(conn.index, fault)
                 conn.spawn(conn.execute(fault))
                 if fault.times == 1:
                     return
@@ -176,6 +176,16 @@ class FakeRealtimeServer:
     def errors(self) -> list[dict[str, Any]]:
         """``error`` events sent, across sessions."""
         return [e for s in self.sessions for e in s.errors]
+
+    @property
+    def input_audio_bytes(self) -> int:
+        """Input audio bytes the server accepted (handled appends), across sessions."""
+        return sum(s.input_audio_bytes for s in self.sessions)
+
+    @property
+    def ignored_audio_bytes(self) -> int:
+        """Input audio bytes that arrived but were not handled (stalls, fault triggers)."""
+        return sum(s.ignored_audio_bytes for s in self.sessions)
 
     @property
     def session(self) -> FakeSession:

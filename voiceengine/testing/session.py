@@ -47,6 +47,9 @@ class FakeSession(InputAudioMixin):
         self.sent: deque[dict[str, Any]] = deque(maxlen=cap)
         self.errors: deque[dict[str, Any]] = deque(maxlen=cap)
         self.faulty_sent: deque[str] = deque(maxlen=cap)   # raw texts of injected bad messages
+        # client messages that arrived but were never handled (a stall, or the message that
+        # triggered a fault closing the connection): for exact accounting of what got through
+        self.ignored: deque[dict[str, Any]] = deque(maxlen=cap)
         self.request_headers: dict[str, str] = {}
         self.closed_code: int | None = None
         self.session: dict[str, Any] = default_session(config, self.id, model or config.model,

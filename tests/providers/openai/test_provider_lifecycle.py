@@ -137,11 +137,15 @@ async def test_bad_server_input_never_kills_the_receive_loop(kind: FaultKind) ->
 
 
 async def test_oversized_message_is_a_typed_error() -> None:
+    # Issue 5: 1009 from our max_size is a typed ERROR, then the session is restored.
     async with running(FAST, max_size_bytes=64 * 1024) as (server, provider, rec):
         server.inject(Fault(kind=FaultKind.OVERSIZED_MESSAGE, size_bytes=200 * 1024))
-        final = await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.state is ConnectionState.ERROR)
-        assert final.data.close_code == 1009
-        assert any(e.error.code == "message_too_big" for e in rec.errors())
+        restored = await rec.wait_phase("restored")
+        reconnecting = [e.data for e in rec.of(EventType.CONNECTION_STATE) if e.data.phase == "reconnecting"]
+        assert reconnecting[0].close_code == 1009
+        assert restored.data.state is ConnectionState.CONNECTED
+        too_big = [e.error for e in rec.errors() if e.error.code == "message_too_big"]
+        assert len(too_big) == 1 and too_big[0].type == "client_error" and too_big[0].remote
 
 
 async def test_canary_key_never_logged_or_shown(caplog: pytest.LogCaptureFixture) -> None:

@@ -157,12 +157,13 @@ async def test_gives_up_after_max_reconnect_attempts() -> None:
         assert "503" in gave_up.data.reason
 
 
-async def test_fatal_handshake_during_reconnect_gives_up_at_once() -> None:
+async def test_fatal_handshake_during_reconnect_fails_at_once() -> None:
+    # Issue 5: a fatal refusal is "failed" (no further attempt), "gave_up" is for exhausted attempts.
     async with running(FAST, max_reconnect_attempts=5) as (server, provider, rec):
         server.inject(Fault(kind=FaultKind.REJECT_HANDSHAKE, status_code=401, trigger=Trigger.ON_CONNECT, times=None))
         server.inject(Fault(kind=FaultKind.CLOSE, close_code=1011))
-        gave_up = await rec.wait_phase("gave_up")
-        assert "401" in gave_up.data.reason
+        failed = await rec.wait_phase("failed")
+        assert "401" in failed.data.reason and failed.data.state is ConnectionState.ERROR
         assert server.handshakes == 2
 
 
@@ -174,19 +175,22 @@ async def test_no_reconnect_when_disabled() -> None:
         assert server.handshakes == 1
 
 
-async def test_audio_while_reconnecting_is_dropped_and_counted() -> None:
+async def test_audio_while_reconnecting_is_buffered_and_replayed() -> None:
+    # Issue 5: audio sent while reconnecting is kept (bounded) and replayed after the restore.
     async with running(FAST) as (server, provider, rec):
         provider.reconnect_delays = lambda config: itertools.repeat(0.2)  # stay in RECONNECTING a while
         server.inject(Fault(kind=FaultKind.CLOSE, close_code=1006))
         await rec.wait_phase("reconnecting")
         assert provider.state is ConnectionState.RECONNECTING
         await provider.send_audio(b"\0\0" * 480)  # neither raises nor blocks
-        assert provider.stats["audio_bytes_dropped"] == 960
+        assert provider.audio_accounting.pending_bytes == 960
         # a control call waits for the reconnect instead of failing
         await provider.send_text("back")
         assert provider.state is ConnectionState.CONNECTED
         await rec.wait(response_done)
         assert server.sessions[1].has_item(rec.of(EventType.ITEM_ADDED)[-1].item_id)
+        accounting = provider.audio_accounting
+        assert accounting.replayed_bytes == 960 and accounting.dropped_bytes == 0 and accounting.balanced
 
 
 async def test_handshake_timeout_is_typed() -> None:

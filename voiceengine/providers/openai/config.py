@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -18,6 +19,18 @@ _AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
+def _is_loopback(host: str | None) -> bool:
+    """``localhost`` or a loopback IP literal (127.0.0.0/8, ::1); never a DNS lookup."""
+    if not host:
+        return False
+    if host.lower() in _LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpenAIConfig(ProviderConfig):
     """Settings of :class:`~voiceengine.providers.openai.OpenAIProvider`.
@@ -28,6 +41,16 @@ class OpenAIConfig(ProviderConfig):
     for loopback hosts. ``max_size_bytes`` bounds one inbound message (a whole reply's
     audio can arrive in one ``response.output_audio.done``-adjacent burst: keep it MiB-sized,
     never unlimited).
+
+    Continuity and limits (see docs/reliability.md):
+
+    * ``reconnect_audio_buffer_ms`` (3000): input audio kept while the connection is being
+      restored; the oldest is dropped beyond it (0 keeps nothing).
+    * ``session_limit_s`` (None = :attr:`effective_session_limit_s`: 3600, or 1800 with
+      ``azure_deployment``), ``recycle_margin_s`` (120), ``recycle`` (True): a planned
+      reconnect ``recycle_margin_s`` before the server's session limit.
+    * ``max_audio_delta_bytes`` (1 MiB decoded): a bigger audio delta is dropped.
+    * ``max_response_audio_s`` (600): a response with more audio is cancelled.
     """
 
     url: str = DEFAULT_URL
@@ -48,7 +71,12 @@ class OpenAIConfig(ProviderConfig):
     reconnect: bool = True
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 8.0
-    session_limit_s: float = 60 * 60.0
+    session_limit_s: float | None = None
+    recycle_margin_s: float = 120.0
+    recycle: bool = True
+    reconnect_audio_buffer_ms: int = 3000
+    max_audio_delta_bytes: int = 1024 * 1024
+    max_response_audio_s: float = 600.0
     allow_insecure: bool = False
 
     def __post_init__(self) -> None:
@@ -58,11 +86,16 @@ class OpenAIConfig(ProviderConfig):
         parts = urlsplit(self.url)
         if parts.scheme not in ("ws", "wss"):
             raise ConfigurationError(f"url must be ws:// or wss://, got scheme {parts.scheme!r}")
-        if parts.scheme == "ws" and (parts.hostname or "") not in _LOOPBACK and not self.allow_insecure:
-            raise ConfigurationError(
-                "plain ws:// is only allowed to a loopback host (the key would travel in clear); "
-                "use wss:// or set allow_insecure=True"
-            )
+        if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+            # The key would travel in clear: never with a key, even when allow_insecure.
+            if self.key:
+                raise ConfigurationError(
+                    "plain ws:// with an API key is only allowed to a loopback host (the key would "
+                    "travel in clear); use wss://"
+                )
+            if not self.allow_insecure:
+                raise ConfigurationError("plain ws:// is only allowed to a loopback host; use wss:// "
+                                         "or set allow_insecure=True (without a key)")
         if self.voice is not None and self.voice not in VOICES:
             raise ConfigurationError(f"voice must be one of {VOICES}, got {self.voice!r}")
         for name in ("input_audio_format", "output_audio_format"):
@@ -70,12 +103,32 @@ class OpenAIConfig(ProviderConfig):
                 raise ConfigurationError(f"{name} must be one of {_AUDIO_FORMATS}")
         if self.max_size_bytes < 1024 or self.max_queue_messages < 1:
             raise ConfigurationError("max_size_bytes must be >= 1024 and max_queue_messages >= 1")
-        if self.session_limit_s <= 0 or self.backoff_initial_s <= 0 or self.backoff_max_s < self.backoff_initial_s:
-            raise ConfigurationError("session_limit_s, backoff_initial_s must be > 0 and backoff_max_s >= initial")
+        if self.session_limit_s is not None and not self.session_limit_s > 0:
+            raise ConfigurationError("session_limit_s must be > 0 or None")
+        if not self.backoff_initial_s > 0 or self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigurationError("backoff_initial_s must be > 0 and backoff_max_s >= backoff_initial_s")
+        if not 0 <= self.recycle_margin_s < self.effective_session_limit_s:
+            raise ConfigurationError("recycle_margin_s must be >= 0 and below the session limit")
+        if type(self.reconnect_audio_buffer_ms) is not int or self.reconnect_audio_buffer_ms < 0:
+            raise ConfigurationError("reconnect_audio_buffer_ms must be an int >= 0")
+        if self.max_audio_delta_bytes < 2 or not self.max_response_audio_s > 0:
+            raise ConfigurationError("max_audio_delta_bytes must be >= 2 and max_response_audio_s > 0")
+
+    @property
+    def effective_session_limit_s(self) -> float:
+        """The session limit in force: ``session_limit_s``, else 3600 s (1800 s on Azure)."""
+        if self.session_limit_s is not None:
+            return float(self.session_limit_s)
+        return 1800.0 if self.azure_deployment else 3600.0
+
+    @property
+    def input_bytes_per_ms(self) -> int:
+        """Input audio bytes per millisecond (PCM16 24 kHz: 48; G.711 8 kHz: 8)."""
+        return 48 if self.input_audio_format == "audio/pcm" else 8
 
     @property
     def is_loopback(self) -> bool:
-        return (urlsplit(self.url).hostname or "") in _LOOPBACK
+        return _is_loopback(urlsplit(self.url).hostname)
 
     def replace(self, **changes: Any) -> "OpenAIConfig":
         import dataclasses

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import ssl
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -228,6 +229,9 @@ def handshake_error(exc: BaseException) -> ConnectionFailed:
         return ConnectionFailed(f"handshake failed: {scrub(str(exc))}", code="handshake_failed", retryable=True)
     if isinstance(exc, ConnectionClosed):
         return ConnectionFailed("connection closed during the handshake", code="closed", retryable=True)
+    if isinstance(exc, ssl.SSLCertVerificationError):  # the default context verifies: never retry blindly
+        return ConnectionFailed(f"TLS certificate verification failed: {scrub(str(exc.verify_message or exc))}",
+                                code="tls_verify_failed", retryable=False, fatal=True)
     if isinstance(exc, OSError):
         return ConnectionFailed(f"cannot connect: {type(exc).__name__}: {scrub(str(exc))}", code="os_error",
                                 retryable=True)
@@ -269,10 +273,12 @@ async def open_connection(config: OpenAIConfig, **overrides: Any) -> ClientConne
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloseInfo:
-    """How a connection ended: the close code received (1006 when none) and reason."""
+    """How a connection ended: the close code (1006 when none) and reason; ``local`` when
+    this side started the close (message too big, keepalive timeout, a planned recycle)."""
 
     code: int | None
     reason: str = ""
+    local: bool = False
 
     @property
     def reconnectable(self) -> bool:
@@ -289,7 +295,7 @@ def close_info(connection: ClientConnection, exc: BaseException | None = None) -
         # When we started the close (message too big, keepalive timeout, protocol error),
         # our code says what happened; the peer's echo, if any, only repeats it.
         if exc.sent is not None and (exc.rcvd is None or exc.rcvd_then_sent is False):
-            return CloseInfo(code=int(exc.sent.code), reason=scrub(exc.sent.reason)[:200])
+            return CloseInfo(code=int(exc.sent.code), reason=scrub(exc.sent.reason)[:200], local=True)
         if exc.rcvd is not None:
             return CloseInfo(code=int(exc.rcvd.code), reason=scrub(exc.rcvd.reason)[:200])
         return CloseInfo(code=1006, reason="")

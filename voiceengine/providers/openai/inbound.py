@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..types import EventType, FunctionCall, ProviderEvent
+from ..types import ErrorInfo, EventType, FunctionCall, ProviderEvent
 from .errors import SESSION_EXPIRED
 
 if TYPE_CHECKING:
     from .session import RealtimeSession
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "check_audio_limits"]
 
 _log = logging.getLogger("voiceengine.providers.openai.session")
+
+#: output audio bytes per second by format (PCM16 24 kHz; G.711 8 kHz)
+BYTES_PER_SECOND = {"audio/pcm": 48000, "audio/pcmu": 8000, "audio/pcma": 8000}
 
 
 def on_session_created(self: RealtimeSession, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
@@ -60,6 +63,7 @@ def on_response_started(self: RealtimeSession, event: ProviderEvent, msg: Any) -
 
 def on_response_done(self: RealtimeSession, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
     self._active.pop(event.response_id, None)  # type: ignore[arg-type]
+    self._response_audio.pop(event.response_id, None)  # type: ignore[arg-type]
     if not self._active:
         self._cancel_sent = self._server_cancelling = False
     self._release()
@@ -148,6 +152,41 @@ def _with_call(event: ProviderEvent, call: FunctionCall, name: str) -> ProviderE
     return ProviderEvent(type=event.type, data=named, timestamp=event.timestamp, provider=event.provider,
                          session_id=event.session_id, item_id=event.item_id, response_id=event.response_id,
                          raw=event.raw)
+
+
+def _limit_error(self: RealtimeSession, message: str, code: str, event: ProviderEvent) -> ProviderEvent:
+    # The peer's data broke the limit: a client-side verdict on a remote cause.
+    info = ErrorInfo(message=message, code=code, type="client_error", remote=True)
+    return ProviderEvent(type=EventType.ERROR, provider=self.provider_name, session_id=self.session_id,
+                         error=info, item_id=event.item_id, response_id=event.response_id)
+
+def check_audio_limits(self: RealtimeSession, event: ProviderEvent) -> list[ProviderEvent] | None:
+    """Enforce ``max_audio_delta_bytes`` and ``max_response_audio_s``; the events to
+    return instead of ``event`` when it is refused, else ``None``."""
+    n_bytes = len(event.data)
+    if n_bytes > self.config.max_audio_delta_bytes:
+        self.limit_drops += 1
+        return [_limit_error(
+            self, f"audio delta of {n_bytes} bytes exceeds max_audio_delta_bytes "
+            f"({self.config.max_audio_delta_bytes}); dropped", "audio_delta_too_large", event)]
+    response_id = event.response_id
+    if response_id is None:
+        return None
+    total = self._response_audio.get(response_id, 0) + n_bytes
+    limit = self.config.max_response_audio_s * BYTES_PER_SECOND[self.config.output_audio_format]
+    if total <= limit:
+        self._response_audio[response_id] = total
+        if len(self._response_audio) > 64:
+            del self._response_audio[next(iter(self._response_audio))]
+        return None
+    # Over the limit: cancel it, and drop this and every later delta of it.
+    self.limit_drops += 1
+    if not self.cancel_response():
+        self._mark_cancelled()
+    self._cancelled.add(response_id)
+    return [_limit_error(
+        self, f"response {response_id} exceeded max_response_audio_s ({self.config.max_response_audio_s:g} s); "
+        "cancelled", "response_audio_limit", event)]
 
 
 HANDLERS: dict[EventType, Any] = {

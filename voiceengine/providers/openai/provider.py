@@ -5,15 +5,19 @@ Each method hands the call to the connection's sans-I/O
 encodes) and queues what the session produced for the writer task; see :mod:`.shell` for
 the I/O model (one reader task, one writer task, bounded outbound queue).
 
-Reconnects: after a close with a code in
-:data:`~voiceengine.providers.openai.connection.RECONNECTABLE_CLOSE_CODES` (or after a
-``session_expired`` error), a fresh ``RealtimeSession`` replays the session config
-(``start()`` plus every ``update_session`` so far) and ``_replay_items_on_reconnect``
-replays the items given by :meth:`~OpenAIProvider.set_replay_source`. Delays come from
-``reconnect_delays`` (a replaceable policy, :func:`.connection.backoff` by default). The
-provider gives up after ``config.max_reconnect_attempts`` consecutive attempts that did
-not yield a connection lasting ``stable_after_s``; it never reconnects after a fatal
-error (``invalid_api_key``, a 401/403 handshake, ...).
+Reconnects and continuity (docs/reliability.md): after a reconnectable loss (close 1001,
+1005, 1006, 1011, 1012, 1013, 1015; 1009 from our ``max_size``; ``session_expired``; a
+handshake timeout or retryable status; a keepalive timeout) a fresh ``RealtimeSession``
+replays the session config (``start()`` plus every ``update_session`` so far), the items
+of :meth:`~OpenAIProvider.set_replay_source` (called once per outage) and the input audio
+buffered meanwhile (``reconnect_audio_buffer_ms``), then CONNECTION_STATE ``restored``.
+Delays come from ``reconnect_delays`` (:func:`.connection.backoff` by default) slept on
+``clock``. The provider gives up (``gave_up``) after ``config.max_reconnect_attempts``
+consecutive attempts that did not yield a connection lasting ``stable_after_s``; it never
+reconnects after a fatal error (``invalid_api_key``, a 401/403 handshake, close 1008, ...):
+``failed``. A response lost with the connection ends with a synthetic RESPONSE_DONE
+(``failed``/``connection_lost``) and is not re-requested. Sessions are recycled
+``recycle_margin_s`` before the session limit (planned reconnect).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ...exceptions import LimitExceeded
 from ..types import (
+    ReplaySource,
     AudioEncoding,
     AudioFormat,
     ConnectionState,
@@ -30,7 +35,8 @@ from ..types import (
     ProviderCapabilities,
 )
 from .config import VOICES, OpenAIConfig
-from .shell import RealtimeShell, ReplaySource
+from .protocol import pcm_bytes
+from .shell import RealtimeShell
 
 if TYPE_CHECKING:
     from .session import RealtimeSession
@@ -48,7 +54,8 @@ class OpenAIProvider(RealtimeShell):
     """The OpenAI Realtime (GA) provider.
 
     ``OpenAIProvider(config, *, reconnect_delays=None, stable_after_s=10.0,
-    send_timeout_s=None)``; the keyword options are described on :class:`.shell.RealtimeShell`.
+    send_timeout_s=None, clock=None)``; the keyword options are described on
+    :class:`.shell.RealtimeShell`.
     """
 
     name = "openai"
@@ -58,12 +65,14 @@ class OpenAIProvider(RealtimeShell):
         """Enqueue PCM16 audio at 24 kHz mono (any buffer). Never waits.
 
         Raises :class:`~voiceengine.exceptions.LimitExceeded` when the outbound queue is
-        full (the network is not keeping up), ``AudioFormatError``/``TypeError`` for bad
-        buffers, ``InvalidState`` when not connected. While reconnecting the audio is
-        dropped and counted in ``stats["audio_bytes_dropped"]``.
+        full (the network is not keeping up; the audio is not taken), ``AudioFormatError``/
+        ``TypeError`` for bad buffers, ``InvalidState`` when not connected. While the
+        connection is being restored the audio is kept in a bounded backlog
+        (``config.reconnect_audio_buffer_ms``, oldest dropped first) and sent after the
+        replay; see :attr:`audio_accounting`.
         """
-        if not self._ready.is_set() and self._state is ConnectionState.RECONNECTING:
-            self._audio_while_disconnected(audio)
+        if not self._ready.is_set() and self._buffering:
+            self._buffer_audio(audio)
             return
         session = self._usable_session()
         queue = self._outq
@@ -72,16 +81,13 @@ class OpenAIProvider(RealtimeShell):
                 f"outbound queue full ({self._max_queue} messages): audio refused", limit=self._max_queue,
                 size=queue.qsize(),
             )
-        session.append_audio(audio)
-        self._flush()
-
-    def _audio_while_disconnected(self, audio: Any) -> None:
-        """Hook: audio sent while reconnecting. Dropped and counted here."""
-        try:
-            size = memoryview(audio).nbytes
-        except TypeError:
-            raise TypeError(f"audio must be a PCM16 buffer, got {type(audio).__name__}") from None
-        self.stats["audio_bytes_dropped"] += size
+        view = pcm_bytes(audio)  # validate before anything is counted
+        if not len(view):
+            return
+        self._flush()  # keep wire order = call order
+        pcm = bytes(view)  # ours: kept until written, so a lost connection can re-send it
+        self.audio_ledger.captured(len(pcm))
+        self._queue_audio(session, pcm, replay=False)
 
     async def commit_audio(self) -> None:
         await self._control(lambda s: s.commit_audio())
@@ -149,5 +155,5 @@ class OpenAIProvider(RealtimeShell):
             text_output=True, audio_output=True, function_calling=True, truncation=True,
             item_deletion=True, out_of_band_responses=True, per_response_instructions=True,
             session_update=True, server_interruption=True, voices=VOICES,
-            max_session_s=self.config.session_limit_s,
+            max_session_s=self.config.effective_session_limit_s,
         )

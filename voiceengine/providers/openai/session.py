@@ -37,7 +37,7 @@ from ...exceptions import LimitExceeded
 from ..types import ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent
 from .config import OpenAIConfig
 from .decoders import DecodeContext
-from .inbound import HANDLERS
+from .inbound import BYTES_PER_SECOND, HANDLERS, check_audio_limits
 from .protocol import (
     MAX_ID_LENGTH,
     make_codec,
@@ -51,7 +51,6 @@ __all__ = ["RealtimeSession"]
 
 log = logging.getLogger("voiceengine.providers.openai.session")
 
-_BYTES_PER_SECOND = {"audio/pcm": 48000, "audio/pcmu": 8000, "audio/pcma": 8000}
 _DROPPABLE = (EventType.AUDIO_DELTA, EventType.TRANSCRIPT_DELTA)
 
 
@@ -110,6 +109,8 @@ class RealtimeSession:
         self.dropped_deltas = 0
         #: duplicate events suppressed (ITEM_ADDED seen twice, FUNCTION_CALL per call_id)
         self.duplicates = 0
+        #: audio deltas refused by max_audio_delta_bytes / max_response_audio_s
+        self.limit_drops = 0
         self._reset_connection_state()
 
     def _reset_connection_state(self) -> None:
@@ -131,6 +132,7 @@ class RealtimeSession:
         self._call_names: dict[str, str] = {}  # function_call item id -> name (beta lacks it)
         self._deferred_calls: dict[str, FunctionCall] = {}  # item id -> call waiting for its name
         self._calls_done = _BoundedSet(self._max_items)
+        self._response_audio: dict[str, int] = {}  # response id -> audio bytes received
         self.session_id: str | None = None
         self.session_ready = False
         #: the server said session_expired: the connection is about to close (1001)
@@ -195,14 +197,22 @@ class RealtimeSession:
     # ------------------------------------------------------------- input audio
     def append_audio(self, pcm: Any) -> None:
         """Queue ``input_audio_buffer.append`` for any PCM16 buffer (even byte count)."""
+        text = self.encode_audio(pcm)
+        if text is not None:
+            self._out.append(text)
+
+    def encode_audio(self, pcm: Any) -> str | None:
+        """The ``input_audio_buffer.append`` text for ``pcm`` (validated), returned instead of
+        queued, so the shell can track the audio it carries; ``None`` for an empty buffer."""
         view = pcm_bytes(pcm)  # validate first
-        if len(view):  # an empty buffer is valid but not worth a frame
-            eid = f"{self._prefix}{next(self._ids)}"
-            pending = self._pending
-            pending[eid] = "input_audio_buffer.append"
-            if len(pending) > self._max_pending:
-                pending.popitem(last=False)
-            self._out.append(self.codec.append_pcm(view, eid))
+        if not len(view):  # an empty buffer is valid but not worth a frame
+            return None
+        eid = f"{self._prefix}{next(self._ids)}"
+        pending = self._pending
+        pending[eid] = "input_audio_buffer.append"
+        if len(pending) > self._max_pending:
+            pending.popitem(last=False)
+        return self.codec.append_pcm(view, eid)
 
     def commit_audio(self) -> None:
         eid = self._next_id()
@@ -332,7 +342,7 @@ class RealtimeSession:
     def received_ms(self, item_id: str, content_index: int = 0) -> int:
         """Milliseconds of audio received for an item's content part (floor)."""
         n_bytes = self._audio.get(item_id, {}).get(content_index, 0)
-        return n_bytes * 1000 // _BYTES_PER_SECOND[self.config.output_audio_format]
+        return n_bytes * 1000 // BYTES_PER_SECOND[self.config.output_audio_format]
 
     @property
     def current_item(self) -> tuple[str, int] | None:
@@ -413,10 +423,27 @@ class RealtimeSession:
                 self.dropped_deltas += 1
                 return []
             if kind is EventType.AUDIO_DELTA and msg is not None:
+                refused = check_audio_limits(self, event)
+                if refused is not None:
+                    return refused
                 self._account_audio(event.item_id, msg.get("content_index", 0), len(event.data))
             return [event]
         handler = HANDLERS.get(kind)
         return handler(self, event, msg) if handler is not None else [event]
+
+    def lost_responses(self) -> list[str | None]:
+        """Responses that die with this connection: the active ones (by id), the one
+        requested and not yet started (``None``), then each queued request (``None``)."""
+        lost: list[str | None] = list(self._active)
+        if self._inflight is not None:
+            lost.append(None)
+        lost.extend(None for _ in self._queue)
+        return lost
+
+    @property
+    def idle(self) -> bool:
+        """No response requested, active or queued."""
+        return not self.response_active and not self._queue
 
     def _account_audio(self, item_id: str | None, content_index: int, n_bytes: int) -> None:
         if item_id is None:

@@ -19,20 +19,25 @@ refused with ``LimitExceeded`` when it is full, control calls wait for room up t
 ``send_timeout_s``. Messages the session produces on its own while reading (e.g. a gated
 ``response.create`` released by ``response.done``) are never refused, so the queue may
 exceed its bound by the few messages of one step.
+
+Continuity (outages, restore, audio backlog, recycling) lives in :mod:`.continuity`;
+the close-code table and guarantees are in docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from ...clock import SYSTEM_CLOCK, Clock
 from ...exceptions import ConnectionFailed, InvalidState, LimitExceeded
 from ..base import BaseProvider
-from ..types import ConnectionState, ErrorInfo, EventType, ProviderEvent
+from ..types import ConnectionState, ErrorInfo, EventType, ProviderEvent, ReplaySource
+from .backlog import OutboundAudio
 from .config import OpenAIConfig
+from .continuity import ContinuityMixin
 from .connection import (
     BackoffPolicy,
     ClientConnection,
@@ -46,13 +51,13 @@ from .connection import (
 if TYPE_CHECKING:
     from .session import RealtimeSession
 
-__all__ = ["RealtimeShell", "ReplaySource"]
+__all__ = ["RealtimeShell", "ReplaySource"]  # ReplaySource: re-exported for compatibility
 
 log = logging.getLogger("voiceengine.providers.openai")
 
-#: Returns the conversation items (wire shape, for ``conversation.item.create``) to
-#: replay into a fresh session after a reconnect.
-ReplaySource = Callable[[], Sequence[Mapping[str, Any]]]
+#: slack over ``close_timeout_s`` before the transport is aborted: websockets' own close
+#: timeout does not cover a write buffer that a half-open peer never drains
+_CLOSE_SLACK_S = 0.05
 
 
 @dataclass(slots=True, kw_only=True)
@@ -65,12 +70,23 @@ class _Outcome:
     fatal: ErrorInfo | None = None
     expired: bool = False  # session_expired was received
     timeout: bool = False  # no session.created in time
+    planned: bool = False  # we closed it to recycle the session
+    planned_reason: str = ""
+
+    @property
+    def too_big(self) -> bool:
+        """websockets closed it (1009) because an inbound message exceeded max_size."""
+        return self.close.code == 1009 and self.close.local
 
     @property
     def reconnectable(self) -> bool:
-        return self.fatal is None and (self.close.reconnectable or self.expired or self.timeout)
+        if self.fatal is not None:
+            return False
+        return self.planned or self.close.reconnectable or self.too_big or self.expired or self.timeout
 
     def describe(self) -> str:
+        if self.planned:
+            return self.planned_reason
         if self.fatal is not None:
             return f"fatal error {self.fatal.code}"
         if self.timeout:
@@ -80,13 +96,16 @@ class _Outcome:
             text += f" ({self.close.reason})"
         return text + (" after session_expired" if self.expired else "")
 
-class RealtimeShell(BaseProvider):
+
+class RealtimeShell(ContinuityMixin, BaseProvider):
     """Connection lifecycle, reader/writer tasks, reconnects and the outbound queue.
 
     ``reconnect_delays`` replaces the backoff policy (``config -> iterator of delays``);
     ``stable_after_s`` is how long a connection must last for its reconnect counter to
     reset; ``send_timeout_s`` bounds how long control calls wait for queue space or for a
-    reconnect in progress (default ``config.connect_timeout_s``).
+    reconnect in progress (default ``config.connect_timeout_s``); ``clock`` runs the long
+    timers (backoff sleeps, the stable-connection timer, session recycling; default
+    :data:`~voiceengine.clock.SYSTEM_CLOCK`, a :class:`~voiceengine.clock.VirtualClock` in tests).
     """
 
     config: OpenAIConfig
@@ -98,6 +117,7 @@ class RealtimeShell(BaseProvider):
         reconnect_delays: BackoffPolicy | None = None,
         stable_after_s: float = 10.0,
         send_timeout_s: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not isinstance(config, OpenAIConfig):
             raise TypeError(f"{type(self).__name__} needs an OpenAIConfig, got {type(config).__name__}")
@@ -105,15 +125,18 @@ class RealtimeShell(BaseProvider):
         self.reconnect_delays: BackoffPolicy = reconnect_delays or backoff
         self.stable_after_s = stable_after_s
         self.send_timeout_s = config.connect_timeout_s if send_timeout_s is None else send_timeout_s
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._max_queue = config.max_queue_messages
         self._session: RealtimeSession | None = None
         self._ws: ClientConnection | None = None
-        self._outq: asyncio.Queue[str | asyncio.Future[None]] | None = None
+        self._outq: asyncio.Queue[str | OutboundAudio | asyncio.Future[None]] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._connect_waiter: asyncio.Future[None] | None = None
         self._space = asyncio.Event()  # set when the queue has room or the connection changed
-        self._ready = asyncio.Event()  # set while a session is usable (connected, set up)
+        # set while a session is usable, and once the provider is over for good (so waiters
+        # wake and see the state); cleared while connecting or restoring
+        self._ready = asyncio.Event()
         self._closing = False
         self._failures = 0  # consecutive reconnect attempts without a stable connection
         self._conn_ready = False
@@ -121,13 +144,11 @@ class RealtimeShell(BaseProvider):
         self._fatal: ErrorInfo | None = None
         self._expired = False
         self._session_options: dict[str, Any] = {}
-        self._replay_source: ReplaySource | None = None
-        #: counters for diagnostics; ``audio_bytes_dropped`` counts audio refused while
-        #: reconnecting (the reliability layer buffers it instead).
+        #: counters for diagnostics (audio figures: :attr:`audio_accounting`)
         self.stats: dict[str, int] = {
             "messages_sent": 0, "messages_received": 0, "connections": 0, "reconnects": 0,
-            "audio_bytes_dropped": 0,
         }
+        self._init_continuity()
 
     # ------------------------------------------------------------- lifecycle
     async def connect(self) -> None:
@@ -135,7 +156,8 @@ class RealtimeShell(BaseProvider):
 
         Raises :class:`ConnectionFailed` (``status_code`` for a refused handshake,
         ``fatal``/``retryable`` set) on handshake failure or when the session is not set
-        up within ``config.connect_timeout_s``. A no-op when already connected.
+        up within ``config.connect_timeout_s``. A no-op when already connected. Cancelling
+        it leaves nothing running (no task, no socket).
         """
         if self._reader is not None and not self._reader.done():
             if self._state is ConnectionState.CONNECTED:
@@ -144,6 +166,7 @@ class RealtimeShell(BaseProvider):
         if self._state is ConnectionState.CONNECTING:
             raise InvalidState("connect() is already in progress")
         await self._teardown()  # leftovers of a previous connection that ended by itself
+        self._end_outage()
         self._closing = False
         self._fatal = None
         self._failures = 0
@@ -185,10 +208,13 @@ class RealtimeShell(BaseProvider):
 
     async def disconnect(self) -> None:
         """Close the session: nothing more is sent, the socket is closed within
-        ``close_timeout_s``, every task is cancelled and awaited, ``events()`` ends. Idempotent.
+        ``close_timeout_s`` (+0.1 s) even if the peer never answers, every task is cancelled
+        and awaited, pending input audio is counted dropped, ``events()`` ends. Idempotent.
         """
         self._closing = True
         await self._teardown()
+        self._end_outage()
+        self._ready.set()  # wake control calls waiting for a restore: they see CLOSED
         if self._state is not ConnectionState.CLOSED:
             self._set_state(ConnectionState.CLOSED, phase="closed", reason="disconnect() called")
         self._close_event_streams()
@@ -200,24 +226,26 @@ class RealtimeShell(BaseProvider):
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionFailed("disconnect() called during connect()", code="closed",
                                                   retryable=False))
-        writer, reader, ws = self._writer, self._reader, self._ws
+        writer, reader, recycler, ws = self._writer, self._reader, self._recycler, self._ws
         current = asyncio.current_task()
-        for task in (writer, reader):
-            if task is not None and task is not current and not task.done():
-                task.cancel()
-        if ws is not None:
-            await self._close_socket(ws)
-        tasks = [t for t in (writer, reader) if t is not None and t is not current]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        self._writer = self._reader = None
-        self._drop_connection()
+        tasks = [t for t in (writer, recycler, reader) if t is not None and t is not current]
+        for task in tasks:
+            task.cancel()
+        try:
+            if ws is not None:
+                await self._close_socket(ws)
+        finally:
+            # Even when cancelled itself, wait for the tasks it cancelled: none may outlive it.
+            if tasks:
+                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        self._writer = self._reader = self._recycler = None
+        self._drop_connection(keep_audio=False)
 
     async def _close_socket(self, ws: ClientConnection) -> None:
-        # ws.close() is bounded by close_timeout itself; the outer timeout guards against
-        # a transport that never reports its loss. Any failure: abort, the socket is gone.
+        # websockets bounds the closing handshake by close_timeout, but not a write buffer
+        # that a half-open peer never drains: abort just after the timeout in every case.
         try:
-            async with asyncio.timeout(self.config.close_timeout_s + 0.5):
+            async with asyncio.timeout(self.config.close_timeout_s + _CLOSE_SLACK_S):
                 await ws.close()
         except asyncio.CancelledError:
             ws.transport.abort()
@@ -225,17 +253,25 @@ class RealtimeShell(BaseProvider):
         except Exception:
             ws.transport.abort()
 
-    def _drop_connection(self) -> None:
+    def _drop_connection(self, *, keep_audio: bool) -> None:
+        """Forget the connection; unwritten audio goes back to the backlog (or is dropped)."""
         self._ready.clear()
         self._conn_ready = False
         queue, self._outq = self._outq, None
         self._ws = None
         self._session = None  # its state (active response, items) died with the connection
+        leftovers: list[OutboundAudio] = []
+        if self._writing is not None:  # taken by the writer, not (known to be) written
+            leftovers.append(self._writing)
+            self._writing = None
         if queue is not None:
             while not queue.empty():
                 item = queue.get_nowait()
-                if isinstance(item, asyncio.Future) and not item.done():
+                if isinstance(item, OutboundAudio):
+                    leftovers.append(item)
+                elif isinstance(item, asyncio.Future) and not item.done():
                     item.cancel()
+        self._recover_audio(leftovers, keep=keep_audio)
         self._space.set()  # wake senders so they re-check the (new) state
 
     # ---------------------------------------------------------------- reader
@@ -249,14 +285,19 @@ class RealtimeShell(BaseProvider):
                 if self._closing:
                     return
                 if first and not outcome.ready:
+                    self._end_outage()
                     self._fail_connect(outcome)
                     return
                 first = False
                 if outcome.ready and outcome.uptime_s >= self.stable_after_s:
                     self._failures = 0
+                if outcome.too_big:
+                    self._emit_error(f"a server message exceeded max_size_bytes ({self.config.max_size_bytes})",
+                                     code="message_too_big", remote=True)
                 if not outcome.reconnectable or not self.config.reconnect:
                     self._finish(outcome)
                     return
+                self._take_replay_items()
                 current = await self._reopen(outcome)
         except asyncio.CancelledError:
             raise
@@ -272,6 +313,7 @@ class RealtimeShell(BaseProvider):
         self._outq = asyncio.Queue()
         self._conn_ready = False
         self._expired = False
+        self._speaking = False
         self._space.set()
         self.stats["connections"] += 1
         session.start()
@@ -302,17 +344,27 @@ class RealtimeShell(BaseProvider):
                     outcome.fatal = self._fatal
                     break
         finally:
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
+            was_ready = self._ready.is_set() or self._outage is not None
+            self._ready.clear()  # from now on control calls wait and audio is buffered
+            if not self._closing and was_ready:
+                self._begin_outage()
+            writer, recycler = self._writer, self._recycler
+            self._writer = self._recycler = None
+            for task in (writer, recycler):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (writer, recycler) if t is not None), return_exceptions=True)
             await self._close_socket(ws)
             outcome.ready = self._conn_ready
-            outcome.uptime_s = time.monotonic() - self._ready_at if self._conn_ready else 0.0
+            outcome.uptime_s = self.clock.monotonic() - self._ready_at if self._conn_ready else 0.0
             outcome.expired = self._expired
+            outcome.planned, self._recycling = self._recycling, False
+            outcome.planned_reason = self._recycle_reason()
             if outcome.close.code is None:
                 outcome.close = close_info(ws)
-            self._drop_connection()
+            if not self._closing:
+                self._report_lost_responses(session)
+            self._drop_connection(keep_audio=not self._closing and self._buffering)
         return outcome
 
     def _handle_message(self, session: RealtimeSession, message: str | bytes, *, reconnected: bool) -> None:
@@ -329,22 +381,24 @@ class RealtimeShell(BaseProvider):
                 log.exception("openai: failed to process %s", event.type.name)
             self._emit(event)
         self._flush()
+        self._activity.set()
 
     def _observe(self, session: RealtimeSession, event: ProviderEvent, *, reconnected: bool) -> None:
-        """Shell-side reactions to a few events (readiness, fatal errors, expiry)."""
+        """Shell-side reactions to a few events (readiness, fatal errors, expiry, speech)."""
         if event.type is EventType.SESSION_CREATED and not self._conn_ready:
             self._conn_ready = True
-            self._ready_at = time.monotonic()
+            self._ready_at = self.clock.monotonic()
             self.session_id = session.session_id or event.session_id
             if reconnected:
-                self._replay_items_on_reconnect(session)
-                self._flush()
+                self._restore_into(session)
             self._after_sent(self._session_set_up, reconnected)
         elif event.type is EventType.ERROR and event.error is not None:
             if event.error.fatal:
                 self._fatal = event.error
             elif event.error.code == "session_expired":
                 self._expired = True
+        else:
+            self._note_speech(event)
 
     def _after_sent(self, callback: Callable[[bool], None], arg: bool) -> None:
         """Call ``callback(arg)`` once everything queued so far has been written."""
@@ -360,13 +414,12 @@ class RealtimeShell(BaseProvider):
         self._outq.put_nowait(barrier)
 
     def _session_set_up(self, reconnected: bool) -> None:
-        self._ready.set()
         if reconnected:
-            self.stats["reconnects"] += 1
-            self._set_state(ConnectionState.CONNECTED, phase="restored", reason="session restored",
-                            attempt=self._failures)
+            self._restored()
         else:
+            self._ready.set()
             self._set_state(ConnectionState.CONNECTED, phase="connected")
+        self._start_recycler()
         waiter = self._connect_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -388,6 +441,7 @@ class RealtimeShell(BaseProvider):
     async def _reopen(self, outcome: _Outcome) -> ClientConnection | None:
         """Reconnect attempts until one handshake succeeds; ``None`` when giving up."""
         reason = outcome.describe()
+        planned = outcome.planned
         delays: Iterator[float] = self.reconnect_delays(self.config)
         while True:
             self._failures += 1
@@ -396,21 +450,18 @@ class RealtimeShell(BaseProvider):
                                attempt=self._failures - 1, close_code=outcome.close.code)
                 return None
             self._set_state(ConnectionState.RECONNECTING, phase="reconnecting", reason=reason,
-                            attempt=self._failures, close_code=outcome.close.code)
-            await asyncio.sleep(max(0.0, next(delays)))
+                            attempt=self._failures, close_code=outcome.close.code, planned=planned)
+            await self.clock.sleep(max(0.0, next(delays)))
             try:
                 return await open_connection(self.config)
             except ConnectionFailed as exc:
-                if exc.fatal:
-                    self._terminal(ConnectionState.ERROR, phase="gave_up", reason=exc.message,
+                if exc.fatal:  # 401/403/other 4xx, a redirect: retrying cannot help
+                    self._terminal(ConnectionState.ERROR, phase="failed", reason=exc.message,
                                    attempt=self._failures)
                     return None
                 reason = exc.message
 
     def _finish(self, outcome: _Outcome) -> None:
-        if outcome.close.code == 1009:  # websockets refused an inbound message over max_size
-            self._emit_error(f"a server message exceeded max_size_bytes ({self.config.max_size_bytes})",
-                             code="message_too_big", remote=True)
         if outcome.fatal is not None:
             self._terminal(ConnectionState.ERROR, phase="failed", reason=f"fatal error: {outcome.fatal.code}")
         elif outcome.close.code == 1000:
@@ -421,10 +472,12 @@ class RealtimeShell(BaseProvider):
 
     def _terminal(self, state: ConnectionState, **change: Any) -> None:
         """The connection is over for good: say so, then end ``events()`` iterators."""
+        self._end_outage()  # pending audio is dropped (counted) before the final event
         self._set_state(state, **change)
         waiter = self._connect_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionFailed(f"session not set up: {change.get('reason', '')}", code="closed"))
+        self._ready.set()  # wake control calls waiting for a restore: they see the state
         self._close_event_streams()
 
     def _emit_error(self, message: str, *, code: str, fatal: bool = False, remote: bool = False) -> None:
@@ -432,7 +485,9 @@ class RealtimeShell(BaseProvider):
         self._emit(ProviderEvent(type=EventType.ERROR, error=info, provider=self.name, session_id=self.session_id))
 
     # ---------------------------------------------------------------- writer
-    async def _write_loop(self, ws: ClientConnection, queue: asyncio.Queue[str | asyncio.Future[None]]) -> None:
+    async def _write_loop(self, ws: ClientConnection,
+                          queue: asyncio.Queue[str | OutboundAudio | asyncio.Future[None]]) -> None:
+        ledger = self.audio_ledger
         try:
             while True:
                 item = await queue.get()
@@ -442,7 +497,19 @@ class RealtimeShell(BaseProvider):
                     if not item.done():
                         item.set_result(None)
                     continue
-                await ws.send(item)
+                if isinstance(item, OutboundAudio):
+                    # Until send() returns it counts as pending; if the connection dies
+                    # first, _drop_connection moves it back to the backlog.
+                    self._writing = item
+                    await ws.send(item.text)
+                    self._writing = None
+                    self._queued_audio -= item.nbytes
+                    if item.replay:
+                        ledger.replayed(item.nbytes)
+                    else:
+                        ledger.sent(item.nbytes)
+                else:
+                    await ws.send(item)
                 self.stats["messages_sent"] += 1
         except ConnectionClosed:
             return  # the reader sees the close and decides what happens next
@@ -485,8 +552,8 @@ class RealtimeShell(BaseProvider):
                     raise InvalidState("openai provider is still reconnecting") from None
                 continue
             queue = self._outq
-            if queue is not None and queue.qsize() < self._max_queue:
-                break
+            if queue is None or queue.qsize() < self._max_queue:
+                break  # (no queue: over for good; _usable_session says so)
             self._space.clear()
             try:
                 async with asyncio.timeout_at(deadline):
@@ -498,29 +565,5 @@ class RealtimeShell(BaseProvider):
         session = self._usable_session()
         result = call(session)
         self._flush()
+        self._activity.set()
         return result
-
-    # -------------------------------------------------------------- replay
-    def set_replay_source(self, source: ReplaySource | None) -> None:
-        """Give the items to replay into a fresh session after a reconnect (or ``None``).
-
-        ``source()`` is called once per reconnect, after ``session.created``, and must
-        return wire-shaped items (e.g. ``ConversationState.snapshot().items``).
-        """
-        if source is not None and not callable(source):
-            raise TypeError("replay source must be callable or None")
-        self._replay_source = source
-
-    def _replay_items_on_reconnect(self, session: RealtimeSession) -> int:
-        """Queue the replay source's items into ``session``; returns how many."""
-        if self._replay_source is None:
-            return 0
-        try:
-            items = list(self._replay_source())
-        except Exception as exc:
-            log.exception("openai: replay source raised")
-            self._emit_error(f"replay source raised {type(exc).__name__}", code="replay_failed")
-            return 0
-        if items:
-            session.replay_items(items)
-        return len(items)

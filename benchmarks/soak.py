@@ -1,0 +1,396 @@
+"""Soak: many VoiceEngine sessions through the fake Realtime server, in one process.
+
+::
+
+    python -m benchmarks.soak                      # 1000 sessions, 24 h of audio, 50 at a time
+    python -m benchmarks.soak --sessions 20 --concurrency 5 --audio-hours 0.1 --json out.json
+
+Each session is a :class:`~voiceengine.engine.VoiceEngine` (unpaced playback) over an
+:class:`~voiceengine.providers.openai.OpenAIProvider` connected to one
+:class:`~voiceengine.testing.FakeRealtimeServer` (``speed=inf``: replies are not paced)
+on 127.0.0.1. Sessions stream their share of the audio as fast as the stack accepts it,
+in turns (manual commits or server VAD), get replies, some barge-ins, some function calls
+and some injected faults (a 1006 drop or a ``session_expired``), and each one crosses the
+60-minute session limit on a shared :class:`~voiceengine.clock.VirtualClock` (server
+expiry; the provider's proactive recycle when the provider takes ``clock=``), so the long
+timers run in milliseconds.
+
+Measured: RSS growth after warm-up = RSS with no session alive after the last session
+minus the same after the warm-up sessions (which all finish before the others start), each
+read after ``gc.collect()`` and glibc ``malloc_trim(0)`` so the allocator's cached pages do
+not pass for a leak (the untrimmed figures are reported too); RSS with sessions alive
+(checkpoints every ``--checkpoint-every`` finished sessions, and a 1 s sampler for the peak);
+event-loop lag (a 10 ms sleeper's overshoot), sessions/s, audio s/s, CPU seconds, errors,
+reconnect/restore counts, audio accounting per session, tasks left at the end.
+
+Exit status 1 when RSS growth exceeds ``--max-growth-mb`` (5), a session failed, an audio
+accounting is unbalanced or a task is left behind; 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import psutil  # type: ignore[import-untyped]
+
+from benchmarks.soak_probes import ClockDriver, LagMonitor, RssProbe, RssSample
+from benchmarks.soak_session import (
+    SessionPlan,
+    SessionResult,
+    merge_counters,
+    plan_sessions,
+    provider_takes_clock,
+    run_session,
+)
+from voiceengine.clock import VirtualClock
+from voiceengine.testing import FakeRealtimeServer, FakeServerConfig, ResponseContext, ScriptedResponse
+from voiceengine.testing.config import FunctionCallScript
+
+__all__ = ["SoakConfig", "SoakReport", "run_soak", "main"]
+
+_REPLIES = ("Okay.", "Sure, I can help with that.", "Let me check that for you right now.",
+            "Got it, thanks.", "That is a good question, here is a short answer.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SoakConfig:
+    """Soak settings (see the module docstring and ``--help``)."""
+
+    sessions: int = 1000
+    concurrency: int = 50
+    audio_hours: float = 24.0
+    seed: int = 1
+    fault_every: int = 10
+    warmup_sessions: int | None = None  # None: min(100, sessions // 5)
+    checkpoint_every: int | None = None  # None: max(1, sessions // 20); RSS with sessions alive
+    max_growth_mb: float = 5.0
+    virtual_clock: bool = True
+    epochs: bool = True  # cross the 60-minute limit in every session
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_sessions if self.warmup_sessions is not None else min(100, self.sessions // 5)
+
+    @property
+    def checkpoint(self) -> int:
+        return self.checkpoint_every if self.checkpoint_every is not None else max(1, self.sessions // 20)
+
+
+@dataclass(slots=True, kw_only=True)
+class SoakReport:
+    """Figures of one soak run (``to_json()`` for the JSON file)."""
+
+    config: dict[str, Any]
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    sessions_done: int = 0
+    sessions_failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    audio_s: float = 0.0
+    server_decoded_audio_s: float = 0.0
+    sessions_per_s: float = 0.0
+    audio_s_per_s: float = 0.0
+    rss_start_mb: float = 0.0
+    rss_warmup_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    rss_growth_mb: float = math.nan
+    rss_raw_growth_mb: float = math.nan
+    rss_warmup_trimmed_mb: float = math.nan
+    rss_end_trimmed_mb: float = math.nan
+    rss_live_max_mb: float = math.nan
+    rss_checkpoints: list[tuple[int, float]] = field(default_factory=list)
+    lag: dict[str, float] = field(default_factory=dict)
+    unbalanced: list[int] = field(default_factory=list)
+    ledger_active_sessions: int = 0
+    leftover_tasks: list[str] = field(default_factory=list)
+    phases: dict[str, int] = field(default_factory=dict)
+    planned_restores: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    responses: int = 0
+    responses_failed: int = 0
+    interrupts: int = 0
+    function_calls: int = 0
+    faults_injected: int = 0
+    epochs: int = 0
+    sessions_without_epoch: int = 0
+    limit_retries: int = 0
+    flow_waits: int = 0
+    logged_errors: dict[str, int] = field(default_factory=dict)
+    provider_clock: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+class _ErrorCounter(logging.Handler):
+    """Counts ERROR records of the library (a handler that raised, a task that failed): each
+    one is a bug the soak must report even when the session itself carried on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = f"{record.name}: {record.getMessage()[:80]}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+def _script(ctx: ResponseContext) -> ScriptedResponse:
+    """Replies: after a tool output a plain answer; every 7th reply (by session, turn) calls a tool."""
+    if ctx.last_function_output is not None:
+        return ScriptedResponse(text="It is twenty one degrees.")
+    if (ctx.session_index * 31 + ctx.index) % 7 == 3:
+        return ScriptedResponse(text="Checking.", function_calls=(
+            FunctionCallScript(name="get_weather", arguments={"city": "Paris"}),))
+    return ScriptedResponse(text=_REPLIES[(ctx.session_index + ctx.index) % len(_REPLIES)])
+
+
+def server_config(clock: VirtualClock | None) -> FakeServerConfig:
+    """The fake server as the soak runs it: unpaced, bounded bookkeeping, no payload recording."""
+    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    return FakeServerConfig(
+        speed=math.inf, responses=_script, record_audio_payloads=False, max_recorded_events=64,
+        max_recorded_sessions=1, max_history_items=32, close_timeout_s=1.0, **extra,
+    )
+
+
+async def run_soak(cfg: SoakConfig, *, progress: bool = False) -> SoakReport:
+    """Run the soak in the current event loop and return its report."""
+    return await _Soak(cfg, progress=progress).run()
+
+
+class _Soak:
+    """One soak run: the sessions, the probes, the clock driver and the live-session table."""
+
+    def __init__(self, cfg: SoakConfig, *, progress: bool) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.report = SoakReport(config=asdict(cfg))
+        self.plans = plan_sessions(sessions=cfg.sessions, audio_hours=cfg.audio_hours, seed=cfg.seed,
+                                   fault_every=cfg.fault_every)
+        self.vc = VirtualClock() if cfg.virtual_clock else None
+        self.report.provider_clock = self.vc is not None and provider_takes_clock()
+        self.live: dict[int, Any] = {}
+        self.results: list[SessionResult] = []
+        self.lag = LagMonitor()
+        self.rss = RssProbe(lag=self.lag, counts=lambda: (len(self.results), len(self.live)))
+        self.driver = ClockDriver(self.vc) if self.vc is not None and cfg.epochs else None
+        if self.driver is not None:
+            self.driver.on_epoch = self._on_epoch
+        self.checkpoints: list[tuple[int, float]] = []
+        self.quiescent: list[RssSample] = []
+        self.t0 = 0.0
+
+    async def run(self) -> SoakReport:
+        report, proc = self.report, psutil.Process()
+        errors = _ErrorCounter()
+        lib_logger = logging.getLogger("voiceengine")
+        lib_logger.addHandler(errors)
+        cpu0 = sum(proc.cpu_times()[:2])
+        self.t0 = time.perf_counter()
+        report.rss_start_mb = self.rss.read(collect=True).rss_mb
+        try:
+            async with FakeRealtimeServer(server_config(self.vc)) as server:
+                await self._sessions(server)
+        finally:
+            lib_logger.removeHandler(errors)
+        report.wall_s = time.perf_counter() - self.t0
+        report.cpu_s = sum(proc.cpu_times()[:2]) - cpu0
+        report.epochs = self.driver.epochs if self.driver is not None else 0
+        report.logged_errors = dict(sorted(errors.counts.items(), key=lambda kv: -kv[1])[:20])
+        await asyncio.sleep(0)  # let done-callbacks of finished tasks run
+        current = asyncio.current_task()
+        report.leftover_tasks = sorted(t.get_name() for t in asyncio.all_tasks() if t is not current)
+        _summarize(report, self.cfg, self.results, self.checkpoints, self.quiescent, self.rss, self.lag)
+        return report
+
+    async def _sessions(self, server: FakeRealtimeServer) -> None:
+        self.lag.start()
+        self.rss.start()
+        if self.driver is not None:
+            self.driver.start()
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        clock = self.vc if self.report.provider_clock else None
+
+        async def one(plan: SessionPlan) -> None:
+            async with sem:
+                res = await run_session(plan, server=server, clock=clock, track=self._track,
+                                        on_midpoint=self._on_midpoint)
+            self.results.append(res)
+            self._checkpoint()
+
+        try:
+            # One task per session, gated by the semaphore: plans start in order. The warm-up
+            # sessions all finish before the rest start, so the baseline is a quiescent reading
+            # (no session alive), like the final one: growth compares like with like.
+            warm = min(self.cfg.warmup, len(self.plans))
+            await asyncio.gather(*(one(p) for p in self.plans[:warm]))
+            self.quiescent.append(self.rss.read(collect=True, trim=True))
+            await asyncio.gather(*(one(p) for p in self.plans[warm:]))
+            self.quiescent.append(self.rss.read(collect=True, trim=True))
+        finally:
+            if self.driver is not None:
+                await self.driver.stop()
+            await self.rss.stop()
+            await self.lag.stop()
+
+    def _checkpoint(self) -> None:
+        n, cfg = len(self.results), self.cfg
+        if n == cfg.warmup or n % cfg.checkpoint == 0 or n == cfg.sessions:
+            sample = self.rss.read(collect=True)
+            self.checkpoints.append((n, round(sample.rss_mb, 2)))
+            if self.progress:
+                print(f"  {n:5d}/{cfg.sessions} sessions  rss {sample.rss_mb:7.1f} MB  live {len(self.live):3d}"
+                      f"  {time.perf_counter() - self.t0:6.1f} s", file=sys.stderr, flush=True)
+
+    def _track(self, state: Any, alive: bool) -> None:
+        if alive:
+            self.live[state.plan.index] = state
+        else:
+            self.live.pop(state.plan.index, None)
+
+    def _on_midpoint(self, state: Any) -> None:
+        # a session half-way through that has not crossed the limit yet asks for a jump
+        if self.driver is not None and state.r.epochs_seen == 0:
+            self.driver.request_epoch()
+
+    def _on_epoch(self) -> None:
+        for state in self.live.values():
+            state.r.epochs_seen += 1
+
+
+def _summarize(report: SoakReport, cfg: SoakConfig, results: Sequence[SessionResult],
+               checkpoints: list[tuple[int, float]], quiescent: Sequence[RssSample], rss: RssProbe,
+               lag: LagMonitor) -> None:
+    report.rss_peak_mb = rss.peak_mb
+    report.rss_checkpoints = checkpoints
+    if len(quiescent) == 2:
+        warm, end = quiescent
+        report.rss_warmup_mb, report.rss_end_mb = warm.rss_mb, end.rss_mb
+        report.rss_raw_growth_mb = end.rss_mb - warm.rss_mb
+        if warm.trimmed_mb is not None and end.trimmed_mb is not None:
+            report.rss_warmup_trimmed_mb, report.rss_end_trimmed_mb = warm.trimmed_mb, end.trimmed_mb
+            report.rss_growth_mb = end.trimmed_mb - warm.trimmed_mb
+        else:  # no malloc_trim: the raw figure, allocator caching included
+            report.rss_growth_mb = report.rss_raw_growth_mb
+    live_after = [mb for n, mb in checkpoints if n > cfg.warmup]
+    report.rss_live_max_mb = max(live_after, default=math.nan)
+    report.lag = lag.summary()
+    report.sessions_done = len(results)
+    bad = [r for r in results if not r.ok]
+    report.sessions_failed = len(bad)
+    report.failures = [f"session {r.index}: {r.failure}" for r in bad[:20]]
+    report.audio_s = sum(r.audio_bytes for r in results) / 48000.0
+    report.server_decoded_audio_s = sum(r.server_decoded_bytes for r in results) / 48000.0
+    report.sessions_per_s = len(results) / report.wall_s if report.wall_s else 0.0
+    report.audio_s_per_s = report.audio_s / report.wall_s if report.wall_s else 0.0
+    report.unbalanced = sorted(r.index for r in results if not r.balanced)
+    report.ledger_active_sessions = sum(r.ledger_active for r in results)
+    report.phases = merge_counters(results, "phases")
+    report.error_codes = merge_counters(results, "error_codes")
+    for name in ("responses", "responses_failed", "interrupts", "function_calls", "faults_injected",
+                 "planned_restores", "limit_retries", "flow_waits"):
+        setattr(report, name, sum(getattr(r, name) for r in results))
+    report.sessions_without_epoch = sum(1 for r in results if r.epochs_seen == 0) if cfg.epochs else 0
+    problems = report.problems
+    if report.sessions_done != cfg.sessions:
+        problems.append(f"{cfg.sessions - report.sessions_done} sessions did not finish")
+    if bad:
+        problems.append(f"{len(bad)} sessions failed")
+    if report.unbalanced:
+        problems.append(f"{len(report.unbalanced)} sessions with unbalanced audio accounting")
+    if report.logged_errors:
+        problems.append(f"{sum(report.logged_errors.values())} ERROR log records from the library")
+    if report.leftover_tasks:
+        problems.append(f"{len(report.leftover_tasks)} tasks left: {report.leftover_tasks[:5]}")
+    if not math.isfinite(report.rss_growth_mb):
+        problems.append("RSS growth not measured")
+    elif report.rss_growth_mb > cfg.max_growth_mb:
+        problems.append(f"RSS grew {report.rss_growth_mb:.2f} MB after warm-up (limit {cfg.max_growth_mb} MB)")
+
+
+def format_report(r: SoakReport) -> str:
+    """The summary table printed at the end of a run."""
+    lag = r.lag
+    rows = [
+        ("sessions (done / failed)", f"{r.sessions_done} / {r.sessions_failed}"),
+        ("audio streamed", f"{r.audio_s / 3600:.2f} h ({r.audio_s:.0f} s; server decoded {r.server_decoded_audio_s:.0f} s)"),
+        ("wall / CPU time", f"{r.wall_s:.1f} s / {r.cpu_s:.1f} s"),
+        ("sessions/s, audio s/s", f"{r.sessions_per_s:.2f}, {r.audio_s_per_s:.0f}"),
+        ("RSS start / warm-up / end / peak", f"{r.rss_start_mb:.1f} / {r.rss_warmup_mb:.1f} / {r.rss_end_mb:.1f} / "
+                                             f"{r.rss_peak_mb:.1f} MB (warm-up, end: no session alive)"),
+        ("RSS after malloc_trim warm-up / end", f"{r.rss_warmup_trimmed_mb:.1f} / {r.rss_end_trimmed_mb:.1f} MB"),
+        ("RSS growth after warm-up", f"{r.rss_growth_mb:+.2f} MB (untrimmed {r.rss_raw_growth_mb:+.2f} MB)"),
+        ("RSS max with sessions alive", f"{r.rss_live_max_mb:.1f} MB"),
+        ("loop lag p50 / p99 / max", f"{lag.get('p50_ms', math.nan):.2f} / {lag.get('p99_ms', math.nan):.2f} / "
+                                     f"{lag.get('max_ms', math.nan):.2f} ms ({int(lag.get('samples', 0))} samples)"),
+        ("responses (failed), interrupts", f"{r.responses} ({r.responses_failed}), {r.interrupts}"),
+        ("function calls, faults injected", f"{r.function_calls}, {r.faults_injected}"),
+        ("limit epochs (sessions missed)", f"{r.epochs} ({r.sessions_without_epoch}); provider clock: {r.provider_clock}"),
+        ("connection phases", ", ".join(f"{k} {v}" for k, v in r.phases.items()) or "-"),
+        ("planned restores (recycles)", str(r.planned_restores)),
+        ("error codes", ", ".join(f"{k} {v}" for k, v in r.error_codes.items()) or "-"),
+        ("accounting (ledger active / unbalanced)", f"{r.ledger_active_sessions} / {len(r.unbalanced)}"),
+        ("outbound queue: full retries / flow waits", f"{r.limit_retries} / {r.flow_waits}"),
+        ("tasks left", str(len(r.leftover_tasks))),
+        ("library ERROR log records", str(sum(r.logged_errors.values()))),
+        ("result", "OK" if r.ok else "FAIL: " + "; ".join(r.problems)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[SoakConfig, str | None, bool]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--audio-hours", type=float, default=24.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--fault-every", type=int, default=10, help="a fault in every N-th session (0: none)")
+    p.add_argument("--warmup", type=int, default=None, help="sessions before the RSS baseline (default min(100, N/5))")
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--max-growth-mb", type=float, default=5.0)
+    p.add_argument("--no-virtual-clock", action="store_true", help="real time only (no expiry epochs)")
+    p.add_argument("--json", dest="json_path", default=None, help="write the report here")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    if a.sessions < 1 or a.concurrency < 1 or not a.audio_hours > 0:
+        p.error("--sessions, --concurrency must be >= 1 and --audio-hours > 0")
+    cfg = SoakConfig(sessions=a.sessions, concurrency=a.concurrency, audio_hours=a.audio_hours, seed=a.seed,
+                     fault_every=a.fault_every, warmup_sessions=a.warmup, checkpoint_every=a.checkpoint_every,
+                     max_growth_mb=a.max_growth_mb, virtual_clock=not a.no_virtual_clock,
+                     epochs=not a.no_virtual_clock)
+    return cfg, a.json_path, a.quiet
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg, json_path, quiet = _parse(argv)
+    if not quiet:
+        print(f"soak: {cfg.sessions} sessions, {cfg.audio_hours} h of audio, {cfg.concurrency} concurrent, "
+              f"seed {cfg.seed}", file=sys.stderr, flush=True)
+    report = asyncio.run(run_soak(cfg, progress=not quiet))
+    print(format_report(report))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump(report.to_json(), fh, indent=2)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

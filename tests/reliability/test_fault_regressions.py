@@ -1,0 +1,57 @@
+"""Directed reproductions of what the random episodes found, so each stays fixed.
+
+Each test names the episode seed that first showed the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from reliability_harness import Harness, accounting_problems, eventually, lost_items, server_config, state_problems
+from voiceengine.providers import EventType
+from voiceengine.testing import FakeRealtimeServer, Fault, FaultKind, Trigger
+
+
+def _alive_tasks() -> list[str]:
+    me = asyncio.current_task()
+    return sorted(t.get_name() for t in asyncio.all_tasks() if t is not me and not t.done())
+
+
+async def test_loss_right_after_restored_leaves_no_task_behind() -> None:
+    """Seeds 477 and 632: a second loss just after ``restored`` (the next session's first
+    event) leaked the recycler task of the first restored session past ``disconnect()``."""
+    before = _alive_tasks()
+    async with FakeRealtimeServer(server_config()) as server:
+        h = Harness.create(server)
+        await h.provider.connect()
+        reset_on_restore = Fault(kind=FaultKind.TCP_RESET, trigger=Trigger.AFTER_SERVER_EVENTS,
+                                 event_type="session.created", session_index=1)
+        server.inject(Fault(kind=FaultKind.CLOSE, close_code=1006, then=(reset_on_restore,)))
+        await h.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored"
+                     and len(server.sessions) == 3, timeout=5)
+        assert h.phases() == ["connecting", "connected", "reconnecting", "restored", "reconnecting", "restored"]
+        await h.check_turn()
+        async with asyncio.timeout(5):
+            await h.disconnect()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert _alive_tasks() == before
+        assert not accounting_problems(h, quiescent=True)
+
+
+async def test_replay_held_by_a_stalled_server_is_not_lost() -> None:
+    """Seed 242: a stall that begins with the restored session delays the replay; once it
+    ends the server has every item the client holds (the views agree)."""
+    async with FakeRealtimeServer(server_config()) as server:
+        h = Harness.create(server)
+        await h.provider.connect()
+        await h.check_turn()
+        stall = Fault(kind=FaultKind.STALL, duration_s=0.1, trigger=Trigger.AFTER_SERVER_EVENTS,
+                      event_type="session.created", session_index=1)
+        server.inject(Fault(kind=FaultKind.CLOSE, close_code=1011, then=(stall,)))
+        await h.wait_phase("restored", timeout=5)
+        try:
+            assert await eventually(lambda: lost_items(h) + state_problems(h)) == []
+            assert h.outages[0].replay_count == len(h.outages[0].committed) > 0
+        finally:
+            await h.disconnect()

@@ -1,0 +1,74 @@
+"""A small soak (benchmarks/soak.py) in the normal suite: 20 sessions, 5 at a time, 3 minutes of audio.
+
+Asserts what the full soak asserts except the RSS bound (a few MB of allocator noise at this
+size): every session ends sane, audio accounting balances, nothing is left running, every
+session crosses the 60-minute limit on virtual time, faults/barge-ins/tool calls happen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks.soak import SoakConfig, format_report, run_soak
+from benchmarks.soak_session import FRAME_MS, plan_sessions
+
+SMALL = SoakConfig(sessions=20, concurrency=5, audio_hours=0.05, seed=7, fault_every=5,
+                   warmup_sessions=5, checkpoint_every=5)
+
+
+def test_soak_plans_add_up_to_the_requested_audio() -> None:
+    plans = plan_sessions(sessions=1000, audio_hours=24.0, seed=1)
+    assert sum(p.audio_ms for p in plans) == 24 * 3600 * 1000
+    lengths = sorted(p.audio_ms for p in plans)
+    assert lengths[0] < 86_400 < lengths[-1]  # varied around the 86.4 s mean
+    assert all(s % FRAME_MS == 0 and q % FRAME_MS == 0 for p in plans for s, q in p.turns)
+    assert {p.fault for p in plans} == {None, "close_1006", "session_expired"}
+    assert any(p.manual for p in plans) and any(not p.manual for p in plans)
+    assert plans == plan_sessions(sessions=1000, audio_hours=24.0, seed=1)  # seeded, reproducible
+
+
+@pytest.fixture(scope="module")
+def small_report():
+    import asyncio
+
+    return asyncio.run(run_soak(SMALL))
+
+
+def test_soak_small_sessions_all_end_sane(small_report) -> None:
+    r = small_report
+    assert r.sessions_done == SMALL.sessions, format_report(r)
+    assert r.sessions_failed == 0, r.failures
+    assert r.unbalanced == [], format_report(r)
+    assert r.leftover_tasks == []
+    assert r.logged_errors == {}
+    assert r.problems == [] or all(p.startswith("RSS grew") for p in r.problems), r.problems
+
+
+def test_soak_small_streams_exactly_the_planned_audio(small_report) -> None:
+    r = small_report
+    assert r.audio_s == pytest.approx(SMALL.audio_hours * 3600)
+    # the server really decoded the audio; what it lacks was lost with dropped connections
+    assert 0.8 * r.audio_s <= r.server_decoded_audio_s <= r.audio_s
+
+
+def test_soak_small_exercises_turns_faults_and_the_session_limit(small_report) -> None:
+    r = small_report
+    assert r.responses > SMALL.sessions
+    assert r.interrupts > 0 and r.function_calls > 0
+    assert r.faults_injected > 0
+    assert r.epochs > 0 and r.sessions_without_epoch == 0
+    assert r.phases.get("reconnecting", 0) > 0
+    assert 0 < r.phases.get("restored", 0) <= r.phases.get("reconnecting", 0)  # attempts >= restores
+    assert r.phases.get("gave_up", 0) == 0 and r.phases.get("failed", 0) == 0
+
+
+def test_soak_small_reports_rss_and_loop_lag(small_report) -> None:
+    r = small_report
+    assert math.isfinite(r.rss_growth_mb)  # reported; bounded only in the full soak
+    assert r.rss_start_mb > 0 and r.rss_end_mb > 0 and r.rss_peak_mb >= r.rss_start_mb
+    assert len(r.rss_checkpoints) >= 4
+    assert r.lag["samples"] > 0 and r.lag["p50_ms"] <= r.lag["p99_ms"] <= r.lag["max_ms"]
+    assert r.cpu_s > 0 and r.wall_s > 0 and r.audio_s_per_s > 0
+    assert r.to_json()["ok"] is r.ok
