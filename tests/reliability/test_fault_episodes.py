@@ -230,6 +230,10 @@ async def episode(seed: int) -> list[str]:
                     problems += await eventually(lambda: lost_items(h) + state_problems(h))
                     problems += duplicate_replies(h, requests)
                     problems += accounting_problems(h, quiescent=False)
+                    dropped = h.provider.audio_accounting.dropped_bytes
+                    if dropped and not any(ph in ("failed", "gave_up", "closed") for ph in h.phases()):
+                        # outages here last well under the 3 s backlog: nothing may be dropped
+                        problems.append(f"{dropped} audio bytes dropped without a terminal outage")
         except TimeoutError:
             problems.append(f"HANG: episode did not end within {EPISODE_TIMEOUT_S} s (phases {h.phases()})")
         finally:

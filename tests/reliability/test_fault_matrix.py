@@ -277,6 +277,8 @@ async def run_cell(h: Harness, name: str, phase: str, expect: Expect, fault: Fau
         assert change.downtime_ms is not None and change.downtime_ms >= 0, change
         await h.check_turn()
         requests += 1
+        # a sub-second outage is far inside the 3 s backlog: no input audio may be dropped
+        assert h.provider.audio_accounting.dropped_bytes == 0, h.provider.audio_accounting
     elif expect.kind == "survives":
         await h.check_turn()
         requests += 1

@@ -153,7 +153,8 @@ class MockProvider(_MockResponses, BaseProvider):
     # ----------------------------------------------------------- bookkeeping
     def _reset_session(self) -> None:
         cfg = self.config
-        self._rng = random.Random(cfg.seed)
+        # a seeded simulation (reproducible replies), not security: the stdlib PRNG is right here
+        self._rng = random.Random(cfg.seed)  # nosec B311
         self._counter = 0
         self._session: dict[str, Any] = {
             "instructions": cfg.instructions, "voice": cfg.voice, "turn_detection": cfg.turn_detection,
