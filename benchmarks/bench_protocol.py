@@ -83,6 +83,8 @@ TRANSCRIPT_DELTA = json.dumps({"type": "response.output_audio_transcript.delta",
 @pytest.mark.parametrize("frame", [AUDIO_DELTA, TRANSCRIPT_DELTA], ids=["audio-100ms", "transcript"])
 def test_receive(benchmark, frame: str) -> None:
     """RealtimeSession.receive: JSON parse + table decode + state update."""
-    session = RealtimeSession(OpenAIConfig(api_key="k"))
+    # the same delta is fed thousands of times: lift the per-response audio cap (600 s by
+    # default), which would otherwise start dropping it mid-benchmark
+    session = RealtimeSession(OpenAIConfig(api_key="k", max_response_audio_s=1e9))
     events = benchmark(session.receive, frame)
     assert len(events) == 1

@@ -436,12 +436,6 @@ def test_engine_config_holds_the_key_as_a_secret(canary: str, evidence: Evidence
     evidence.assert_clean()
 
 
-@pytest.mark.xfail(strict=True, reason="library leak, for the lead: voiceengine/providers/openai/connection.py "
-                   "open_connection(): the frame local `options` (additional_headers with 'Bearer <key>') and "
-                   "websockets' connect frame stay on the ConnectionFailed traceback (handshake_error returns a "
-                   "ConnectionFailed as is, with its deep traceback); error reporters that capture locals record "
-                   "the key. Fix: `del options` and `raise failure.with_traceback(None) from None`. "
-                   "Remove this marker once fixed.")
 async def test_handshake_401_traceback_locals(canary: str, evidence: Evidence) -> None:
     async with _server("sk-someone-else-0000", auth_failure=AuthFailureMode.HTTP_401) as server:
         provider = _provider(server.url, canary)

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import asyncio
 
-from reliability_harness import Harness, accounting_problems, eventually, lost_items, server_config, state_problems
+from reliability_harness import (
+    Harness,
+    accounting_problems,
+    eventually,
+    lost_items,
+    server_config,
+    state_problems,
+    tone,
+)
 from voiceengine.providers import EventType
 from voiceengine.testing import FakeRealtimeServer, Fault, FaultKind, Trigger
 
@@ -55,3 +63,33 @@ async def test_replay_held_by_a_stalled_server_is_not_lost() -> None:
             assert h.outages[0].replay_count == len(h.outages[0].committed) > 0
         finally:
             await h.disconnect()
+
+
+async def test_audio_survives_a_second_outage_right_after_a_restore() -> None:
+    """Seed 632: a loss just after ``restored``, with appends still queued, counted them as
+    dropped (not moved to the backlog) and ``send_audio`` then raised InvalidState while
+    reconnecting instead of buffering. Both outages are far shorter than the 3 s backlog."""
+    chunk = tone(20)
+    async with FakeRealtimeServer(server_config()) as server:
+        h = Harness.create(server)
+        await h.provider.connect()
+        # the reset leaves with the restored session's session.created: the client restores,
+        # the app appends, and the loss is read while those appends are still queued
+        reset_on_restore = Fault(kind=FaultKind.TCP_RESET, trigger=Trigger.AFTER_SERVER_EVENTS,
+                                 event_type="session.created", session_index=1)
+        server.inject(Fault(kind=FaultKind.CLOSE, close_code=1006, then=(reset_on_restore,)))
+        await h.wait_phase("restored", timeout=5)
+        mark = h.mark()
+        try:
+            for _ in range(3):
+                assert await h.send_audio(chunk)
+            await h.wait_phase("reconnecting", since=mark, timeout=5)
+            for _ in range(2):  # while reconnecting: into the backlog, never refused
+                assert await h.send_audio(chunk), (h.provider.state, h.provider.audio_accounting)
+            await h.wait_phase("restored", since=mark, timeout=5)
+            acc = h.provider.audio_accounting
+            assert acc.dropped_bytes == 0, acc
+            assert await eventually(lambda: accounting_problems(h, quiescent=False)) == []
+        finally:
+            await h.disconnect()
+        assert accounting_problems(h, quiescent=True) == []

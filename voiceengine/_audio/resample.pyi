@@ -10,6 +10,8 @@ FILTER_BETA: float
 FILTER_CUTOFF: float
 FILTER_HALF_LENGTH: float
 MAX_RATE: int
+#: longest filter a Resampler designs; a ratio needing more raises ConfigurationError
+MAX_FILTER_TAPS: int
 
 @disjoint_base
 class _Filter:

@@ -56,6 +56,14 @@ FILTER_BETA = 11.0
 FILTER_CUTOFF = 0.4425
 FILTER_HALF_LENGTH = 31.9
 MAX_RATE = 384000
+# Cap on the filter length. Downsampling by in/out needs about 62 * in / out taps (the
+# window spans 31 output-rate samples each side), so an absurd ratio such as 384000 -> 1
+# would design a 24 M-tap filter (~95 MB table, ~190 MB history, seconds of design time).
+# 32768 taps admit every downsampling ratio up to ~528:1 (384000 -> 727 Hz; 384000 -> 8000
+# needs 2975 taps, 384000 -> 1000 23807) and bound the table to <= 65 rows x 32768 taps
+# (~8.5 MB, interpolated rows) and the initial history to twice the taps per channel.
+# Upsampling always needs ~64 taps. Beyond the cap: ConfigurationError at construction.
+MAX_FILTER_TAPS = 32768
 
 # Above this many table floats an exact polyphase table (one row per phase) is replaced by
 # a fixed grid of rows with linear interpolation between neighbours (exotic coprime rates).
@@ -122,6 +130,11 @@ cdef _Filter _make_filter(int64_t in_rate, int64_t out_rate):
         flt.D = max(0, (<int64_t>(FILTER_HALF_LENGTH * dens) + 1) // M - 1)
         flt.C = (flt.D + 1) * M - 1
         flt.ntaps = (2 * flt.C) // L + 1
+        if flt.ntaps > MAX_FILTER_TAPS:  # refuse before allocating anything
+            raise ConfigurationError(
+                f"resampling {in_rate} -> {out_rate} Hz needs a {flt.ntaps}-tap filter, above the "
+                f"{MAX_FILTER_TAPS}-tap limit (downsampling by at most ~{MAX_FILTER_TAPS // 62}:1); "
+                "resample in two stages or pick a closer output rate")
         flt.tpad = _round_up(flt.ntaps, VE_LANES)
         flt.P = L
         flt.interp = False

@@ -35,11 +35,16 @@ async def test_close_disconnect_is_bounded_against_a_half_open_peer(flood: bool)
                 await provider.send_audio(tone(100))
                 await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
+        bound = provider.config.close_timeout_s + 0.1  # the guarantee
         start = loop.time()
-        async with asyncio.timeout(5):  # a hang guard; the figure is reported, not asserted
+        async with asyncio.timeout(5):  # a hang guard, far above the bound
             await provider.disconnect()
-        elapsed = loop.time() - start
-        print(f"disconnect against a half-open peer (flood={flood}): {elapsed * 1000:.0f} ms, close_timeout 300 ms")
+        elapsed = loop.time() - start  # loop clock, from the call to the return
+        print(f"disconnect against a half-open peer (flood={flood}): {elapsed * 1000:.0f} ms, "
+              f"bound {bound * 1000:.0f} ms")
+        # The provider aborts the transport close_timeout_s + 50 ms after the call at the
+        # latest (_CLOSE_SLACK_S); the other 50 ms cover task teardown. Measured ~302 ms.
+        assert elapsed <= bound, f"disconnect took {elapsed * 1000:.0f} ms > {bound * 1000:.0f} ms"
         assert provider.state is ConnectionState.CLOSED
         assert client_sockets(server) == []
         assert provider.audio_accounting.balanced and provider.audio_accounting.pending_bytes == 0

@@ -264,8 +264,12 @@ async def open_connection(config: OpenAIConfig, **overrides: Any) -> ClientConne
     except Exception as exc:
         failure = handshake_error(exc)
         log.debug("connect to %s failed: %s", urlsplit(url).netloc, failure.message)
-        # ``from None``: the original exception may carry the request with its headers.
-        raise failure from None
+    # Raised outside the ``except`` block, with no cause, no context and no inner frames:
+    # the original exception and the frames below this one hold the request headers (the
+    # key, in clear), and error reporters record tracebacks with their locals.
+    del options
+    failure.__cause__ = failure.__context__ = None
+    raise failure.with_traceback(None)
 
 
 # --------------------------------------------------------------------------- closing

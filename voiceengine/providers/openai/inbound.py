@@ -52,7 +52,7 @@ def on_error(self: RealtimeSession, event: ProviderEvent, msg: Any) -> list[Prov
 def on_response_started(self: RealtimeSession, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
     response_id = event.response_id
     if response_id is not None:
-        self._active[response_id] = None
+        self._active.add(response_id)
         if self._cancel_on_create:
             self._cancelled.add(response_id)
     if self._inflight is not None:
@@ -62,7 +62,7 @@ def on_response_started(self: RealtimeSession, event: ProviderEvent, msg: Any) -
 
 
 def on_response_done(self: RealtimeSession, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
-    self._active.pop(event.response_id, None)  # type: ignore[arg-type]
+    self._active.discard(event.response_id)  # type: ignore[arg-type]
     self._response_audio.pop(event.response_id, None)  # type: ignore[arg-type]
     if not self._active:
         self._cancel_sent = self._server_cancelling = False
@@ -106,7 +106,7 @@ def on_output_item_added(self: RealtimeSession, event: ProviderEvent, msg: Any) 
     if event.item_id is not None:
         self._confirmed.add(event.item_id)
         if item.get("type") == "function_call" and isinstance(item.get("name"), str):
-            self._call_names[event.item_id] = item["name"]
+            self._call_names.put(event.item_id, item["name"])
     return [event]
 
 
@@ -118,7 +118,7 @@ def on_function_call(self: RealtimeSession, event: ProviderEvent, msg: Any) -> l
     if not call.name:
         name = self._call_names.get(call.item_id or "")
         if name is None:  # beta without output_item.added: wait for output_item.done
-            self._deferred_calls[call.item_id or ""] = call
+            self._deferred_calls.put(call.item_id or "", call)
             return []
         event = _with_call(event, call, name)
     self._calls_done.add(call.call_id)
@@ -172,12 +172,15 @@ def check_audio_limits(self: RealtimeSession, event: ProviderEvent) -> list[Prov
     response_id = event.response_id
     if response_id is None:
         return None
-    total = self._response_audio.get(response_id, 0) + n_bytes
+    tracked = self._response_audio
+    received = tracked.get(response_id)
+    total = n_bytes if received is None else received + n_bytes
     limit = self.config.max_response_audio_s * BYTES_PER_SECOND[self.config.output_audio_format]
     if total <= limit:
-        self._response_audio[response_id] = total
-        if len(self._response_audio) > 64:
-            del self._response_audio[next(iter(self._response_audio))]
+        if received is None:
+            tracked.put(response_id, total)  # a new response: enforce the bound
+        else:
+            tracked[response_id] = total
         return None
     # Over the limit: cancel it, and drop this and every later delta of it.
     self.limit_drops += 1

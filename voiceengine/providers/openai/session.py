@@ -35,6 +35,15 @@ from typing import Any, Mapping, Sequence
 
 from ...exceptions import LimitExceeded
 from ..types import ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent
+from .bounded import (
+    MAX_ACTIVE_RESPONSES,
+    MAX_CANCELLED_RESPONSES,
+    MAX_CONTENT_PARTS,
+    MAX_SEEN_AUDIO_EVENTS,
+    MAX_TRACKED_RESPONSES,
+    BoundedDict,
+    BoundedSet,
+)
 from .config import OpenAIConfig
 from .decoders import DecodeContext
 from .inbound import BYTES_PER_SECOND, HANDLERS, check_audio_limits
@@ -54,36 +63,21 @@ log = logging.getLogger("voiceengine.providers.openai.session")
 _DROPPABLE = (EventType.AUDIO_DELTA, EventType.TRANSCRIPT_DELTA)
 
 
-class _BoundedSet:
-    """Insertion-ordered set that forgets its oldest members past ``maxlen``."""
-
-    __slots__ = ("_data", "_maxlen")
-
-    def __init__(self, maxlen: int) -> None:
-        self._data: dict[str, None] = {}
-        self._maxlen = maxlen
-
-    def add(self, key: str) -> None:
-        self._data[key] = None
-        if len(self._data) > self._maxlen:
-            del self._data[next(iter(self._data))]
-
-    def discard(self, key: str) -> None:
-        self._data.pop(key, None)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
 class RealtimeSession:
     """Sans-I/O OpenAI Realtime session (see the module docstring).
 
     ``max_pending`` bounds the event_id -> request map, ``max_queued_responses`` the
     gated ``response.create`` queue (beyond it :class:`LimitExceeded`), ``max_items``
-    the per-item bookkeeping (audio received, confirmations).
+    the per-item bookkeeping (audio received, confirmations, function call names); the
+    other server-driven structures are bounded by the constants of :mod:`.bounded`.
+
+    ``drop_duplicate_audio`` (the provider sets it) drops an audio delta whose
+    ``event_id`` was already received on this connection (the last
+    :data:`~.bounded.MAX_SEEN_AUDIO_EVENTS`), before any accounting: a delta the server
+    (or a proxy) delivers twice is neither played twice nor counted twice in
+    :meth:`received_ms` or ``max_response_audio_s``. Off by default for the bare session
+    so scripted inputs may reuse event ids; audio deltas carry ``raw=None``, so this is
+    the only place their duplicates can be recognized.
     """
 
     def __init__(
@@ -94,6 +88,7 @@ class RealtimeSession:
         max_pending: int = 1024,
         max_queued_responses: int = 16,
         max_items: int = 512,
+        drop_duplicate_audio: bool = False,
     ) -> None:
         self.config = config
         self.provider_name = provider_name
@@ -101,6 +96,7 @@ class RealtimeSession:
         self._max_pending = max_pending
         self._max_queued = max_queued_responses
         self._max_items = max_items
+        self._drop_duplicate_audio = drop_duplicate_audio
         self._prefix = f"ve{os.urandom(3).hex()}_"
         self._ids = itertools.count(1)
         self._overrides: dict[str, Any] = {}
@@ -116,23 +112,33 @@ class RealtimeSession:
     def _reset_connection_state(self) -> None:
         self._ctx = DecodeContext(provider=self.provider_name, session_id=None,
                                   resolve_request=self._resolve_request, sample_width=self.codec.sample_width)
-        self._pending: collections.OrderedDict[str, str] = collections.OrderedDict()
+        # Everything keyed by server-chosen values is bounded (see .bounded): a peer that
+        # never sends the closing event must not make these grow.
+        self._pending: BoundedDict[str, str] = BoundedDict(self._max_pending)  # our event_id -> wire type
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._inflight: str | None = None  # event_id of the response.create awaiting response.created
-        self._active: dict[str, None] = {}  # response ids created and not done
+        self._active: BoundedSet[str] = BoundedSet(MAX_ACTIVE_RESPONSES)  # response ids created, not done
         self._cancel_sent = False  # response.cancel sent for the current response
         self._cancel_on_create = False  # cancel sent while our create was in flight
         self._server_cancelling = False  # server VAD barge-in cancels it by itself
-        self._cancelled = _BoundedSet(64)
-        self._cut_items = _BoundedSet(self._max_items)  # truncated/deleted by us: drop late audio
-        self._confirmed = _BoundedSet(self._max_items)  # item ids the server told us about
-        self._added = _BoundedSet(self._max_items)  # ITEM_ADDED seen (dedupe item.created/added)
-        self._audio: collections.OrderedDict[str, dict[int, int]] = collections.OrderedDict()
+        self._cancelled: BoundedSet[str] = BoundedSet(MAX_CANCELLED_RESPONSES)
+        self._cut_items: BoundedSet[str] = BoundedSet(self._max_items)  # truncated/deleted by us: drop late audio
+        self._confirmed: BoundedSet[str] = BoundedSet(self._max_items)  # item ids the server told us about
+        self._added: BoundedSet[str] = BoundedSet(self._max_items)  # ITEM_ADDED seen (dedupe item.created/added)
+        # item id -> content_index -> audio bytes received
+        self._audio: BoundedDict[str, BoundedDict[int, int]] = BoundedDict(self._max_items)
         self._current: tuple[str, int] | None = None  # (item_id, content_index) of the last audio
-        self._call_names: dict[str, str] = {}  # function_call item id -> name (beta lacks it)
-        self._deferred_calls: dict[str, FunctionCall] = {}  # item id -> call waiting for its name
-        self._calls_done = _BoundedSet(self._max_items)
-        self._response_audio: dict[str, int] = {}  # response id -> audio bytes received
+        # function_call item id -> name (beta lacks it in the arguments event)
+        self._call_names: BoundedDict[str, str] = BoundedDict(self._max_items)
+        # item id -> call waiting for its name (from output_item.done)
+        self._deferred_calls: BoundedDict[str, FunctionCall] = BoundedDict(self._max_items)
+        self._calls_done: BoundedSet[str] = BoundedSet(self._max_items)
+        # response id -> audio bytes received (max_response_audio_s)
+        self._response_audio: BoundedDict[str, int] = BoundedDict(MAX_TRACKED_RESPONSES)
+        # event_ids of the audio deltas received: a delta delivered twice is dropped here,
+        # so no consumer plays it twice and received_ms / the response audio limit stay exact
+        self._seen_audio: BoundedSet[str] | None = (
+            BoundedSet(MAX_SEEN_AUDIO_EVENTS) if self._drop_duplicate_audio else None)
         self.session_id: str | None = None
         self.session_ready = False
         #: the server said session_expired: the connection is about to close (1001)
@@ -143,10 +149,7 @@ class RealtimeSession:
         return f"{self._prefix}{next(self._ids)}"
 
     def _record(self, event_id: str, wire_type: str) -> None:
-        pending = self._pending
-        pending[event_id] = wire_type
-        if len(pending) > self._max_pending:
-            pending.popitem(last=False)
+        self._pending.put(event_id, wire_type)
 
     def _resolve_request(self, event_id: str) -> str | None:
         return self._pending.pop(event_id, None)
@@ -208,7 +211,7 @@ class RealtimeSession:
         if not len(view):  # an empty buffer is valid but not worth a frame
             return None
         eid = f"{self._prefix}{next(self._ids)}"
-        pending = self._pending
+        pending = self._pending  # BoundedDict.put inlined: this runs for every input chunk
         pending[eid] = "input_audio_buffer.append"
         if len(pending) > self._max_pending:
             pending.popitem(last=False)
@@ -341,7 +344,8 @@ class RealtimeSession:
 
     def received_ms(self, item_id: str, content_index: int = 0) -> int:
         """Milliseconds of audio received for an item's content part (floor)."""
-        n_bytes = self._audio.get(item_id, {}).get(content_index, 0)
+        parts = self._audio.get(item_id)
+        n_bytes = parts.get(content_index, 0) if parts is not None else 0
         return n_bytes * 1000 // BYTES_PER_SECOND[self.config.output_audio_format]
 
     @property
@@ -423,6 +427,14 @@ class RealtimeSession:
                 self.dropped_deltas += 1
                 return []
             if kind is EventType.AUDIO_DELTA and msg is not None:
+                seen = self._seen_audio
+                if seen is not None:
+                    event_id = msg.get("event_id")
+                    if type(event_id) is str:  # (an unhashable id from a hostile peer: not matched)
+                        if event_id in seen:  # the same delta delivered twice: never play it twice
+                            self.duplicates += 1
+                            return []
+                        seen.add(event_id)
                 refused = check_audio_limits(self, event)
                 if refused is not None:
                     return refused
@@ -450,10 +462,13 @@ class RealtimeSession:
             return
         parts = self._audio.get(item_id)
         if parts is None:
-            parts = self._audio[item_id] = {}
-            if len(self._audio) > self._max_items:
-                self._audio.popitem(last=False)
-        parts[content_index] = parts.get(content_index, 0) + n_bytes
+            parts = BoundedDict(MAX_CONTENT_PARTS)
+            self._audio.put(item_id, parts)
+        received = parts.get(content_index)
+        if received is None:  # a new part: the server chooses content_index, so bound it
+            parts.put(content_index, n_bytes)
+        else:
+            parts[content_index] = received + n_bytes
         self._confirmed.add(item_id)
         self._current = (item_id, content_index)
 

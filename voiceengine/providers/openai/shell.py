@@ -12,14 +12,7 @@ Tasks (all owned, all cancelled and awaited by ``disconnect()``):
 * the *writer* (``_write_loop``, one per connection): drains the outbound queue to the
   socket, so no public method ever waits on the network.
 
-Outbound queue: every public method calls the session, then moves
-``session.data_to_send()`` into the queue in the same synchronous step (``_control``), so
-wire order is call order. The queue is bounded by ``config.max_queue_messages``: audio is
-refused with ``LimitExceeded`` when it is full, control calls wait for room up to
-``send_timeout_s``. Messages the session produces on its own while reading (e.g. a gated
-``response.create`` released by ``response.done``) are never refused, so the queue may
-exceed its bound by the few messages of one step.
-
+The outbound queue, the writer and the control-call path live in :mod:`.outbound`.
 Continuity (outages, restore, audio backlog, recycling) lives in :mod:`.continuity`;
 the close-code table and guarantees are in docs/reliability.md.
 """
@@ -38,6 +31,7 @@ from ..types import ConnectionState, ErrorInfo, EventType, ProviderEvent, Replay
 from .backlog import OutboundAudio
 from .config import OpenAIConfig
 from .continuity import ContinuityMixin
+from .outbound import OutboundMixin
 from .connection import (
     BackoffPolicy,
     ClientConnection,
@@ -97,7 +91,7 @@ class _Outcome:
         return text + (" after session_expired" if self.expired else "")
 
 
-class RealtimeShell(ContinuityMixin, BaseProvider):
+class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
     """Connection lifecycle, reader/writer tasks, reconnects and the outbound queue.
 
     ``reconnect_delays`` replaces the backoff policy (``config -> iterator of delays``);
@@ -253,27 +247,6 @@ class RealtimeShell(ContinuityMixin, BaseProvider):
         except Exception:
             ws.transport.abort()
 
-    def _drop_connection(self, *, keep_audio: bool) -> None:
-        """Forget the connection; unwritten audio goes back to the backlog (or is dropped)."""
-        self._ready.clear()
-        self._conn_ready = False
-        queue, self._outq = self._outq, None
-        self._ws = None
-        self._session = None  # its state (active response, items) died with the connection
-        leftovers: list[OutboundAudio] = []
-        if self._writing is not None:  # taken by the writer, not (known to be) written
-            leftovers.append(self._writing)
-            self._writing = None
-        if queue is not None:
-            while not queue.empty():
-                item = queue.get_nowait()
-                if isinstance(item, OutboundAudio):
-                    leftovers.append(item)
-                elif isinstance(item, asyncio.Future) and not item.done():
-                    item.cancel()
-        self._recover_audio(leftovers, keep=keep_audio)
-        self._space.set()  # wake senders so they re-check the (new) state
-
     # ---------------------------------------------------------------- reader
     async def _supervise(self, ws: ClientConnection) -> None:
         """The reader task: serve connections one after the other, reconnecting as allowed."""
@@ -400,19 +373,6 @@ class RealtimeShell(ContinuityMixin, BaseProvider):
         else:
             self._note_speech(event)
 
-    def _after_sent(self, callback: Callable[[bool], None], arg: bool) -> None:
-        """Call ``callback(arg)`` once everything queued so far has been written."""
-        assert self._outq is not None
-        barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        ws = self._ws
-
-        def done(fut: asyncio.Future[None]) -> None:
-            if not fut.cancelled() and ws is self._ws and not self._closing:
-                callback(arg)
-
-        barrier.add_done_callback(done)
-        self._outq.put_nowait(barrier)
-
     def _session_set_up(self, reconnected: bool) -> None:
         if reconnected:
             self._restored()
@@ -484,86 +444,10 @@ class RealtimeShell(ContinuityMixin, BaseProvider):
         info = ErrorInfo(message=message, code=code, type="client_error", fatal=fatal, remote=remote)
         self._emit(ProviderEvent(type=EventType.ERROR, error=info, provider=self.name, session_id=self.session_id))
 
-    # ---------------------------------------------------------------- writer
-    async def _write_loop(self, ws: ClientConnection,
-                          queue: asyncio.Queue[str | OutboundAudio | asyncio.Future[None]]) -> None:
-        ledger = self.audio_ledger
-        try:
-            while True:
-                item = await queue.get()
-                if queue.qsize() < self._max_queue:
-                    self._space.set()
-                if isinstance(item, asyncio.Future):
-                    if not item.done():
-                        item.set_result(None)
-                    continue
-                if isinstance(item, OutboundAudio):
-                    # Until send() returns it counts as pending; if the connection dies
-                    # first, _drop_connection moves it back to the backlog.
-                    self._writing = item
-                    await ws.send(item.text)
-                    self._writing = None
-                    self._queued_audio -= item.nbytes
-                    if item.replay:
-                        ledger.replayed(item.nbytes)
-                    else:
-                        ledger.sent(item.nbytes)
-                else:
-                    await ws.send(item)
-                self.stats["messages_sent"] += 1
-        except ConnectionClosed:
-            return  # the reader sees the close and decides what happens next
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("openai: writer failed; closing the connection")
-            ws.transport.abort()  # the reader then sees 1006 and reconnects
-
-    def _flush(self) -> None:
-        session, queue = self._session, self._outq
-        if session is None or queue is None:
-            return
-        for text in session.data_to_send():
-            queue.put_nowait(text)
-
     # ------------------------------------------------------------- sending
     def _new_session(self) -> RealtimeSession:
         from .session import RealtimeSession  # deferred: keeps this module importable alone
 
-        return RealtimeSession(self.config, provider_name=self.name)
-
-    def _usable_session(self) -> RealtimeSession:
-        if self._ready.is_set() and self._session is not None and self._outq is not None:
-            return self._session
-        raise InvalidState(f"openai provider is {self._state.value}; call connect() first")
-
-    async def _control(self, call: Callable[[RealtimeSession], Any]) -> Any:
-        """Run a session call once connected and the queue has room, then flush it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.send_timeout_s
-        while True:
-            if not self._ready.is_set():
-                if self._state not in (ConnectionState.RECONNECTING, ConnectionState.CONNECTED):
-                    raise InvalidState(f"openai provider is {self._state.value}; call connect() first")
-                try:  # a reconnect is in progress: wait for it, bounded
-                    async with asyncio.timeout_at(deadline):
-                        await self._ready.wait()
-                except TimeoutError:
-                    raise InvalidState("openai provider is still reconnecting") from None
-                continue
-            queue = self._outq
-            if queue is None or queue.qsize() < self._max_queue:
-                break  # (no queue: over for good; _usable_session says so)
-            self._space.clear()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._space.wait()
-            except TimeoutError:
-                raise LimitExceeded(
-                    f"outbound queue full for {self.send_timeout_s} s", limit=self._max_queue
-                ) from None
-        session = self._usable_session()
-        result = call(session)
-        self._flush()
-        self._activity.set()
-        return result
+        # drop_duplicate_audio: audio deltas carry no raw event, so downstream consumers
+        # (the engine dedupes by raw["event_id"]) cannot spot a delta delivered twice
+        return RealtimeSession(self.config, provider_name=self.name, drop_duplicate_audio=True)
