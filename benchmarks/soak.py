@@ -15,11 +15,11 @@ and some injected faults (a 1006 drop or a ``session_expired``), and each one cr
 expiry; the provider's proactive recycle when the provider takes ``clock=``), so the long
 timers run in milliseconds.
 
-Measured: RSS growth after warm-up = RSS with no session alive after the last session
-minus the same after the warm-up sessions (which all finish before the others start), each
-read after ``gc.collect()`` and glibc ``malloc_trim(0)`` so the allocator's cached pages do
-not pass for a leak (the untrimmed figures are reported too); RSS with sessions alive
-(checkpoints every ``--checkpoint-every`` finished sessions, and a 1 s sampler for the peak);
+Measured: RSS. Sessions run in waves (the warm-up, then ``--checkpoint-every`` each; a
+wave ends before the next starts), and after each wave RSS is read with no session alive,
+after ``gc.collect()`` and glibc ``malloc_trim(0)`` (so pages the allocator merely caches
+do not pass for a leak; untrimmed figures are reported too). Growth = the highest reading
+of the last half of the waves minus the warm-up reading. Peak RSS from a 1 s sampler;
 event-loop lag (a 10 ms sleeper's overshoot), sessions/s, audio s/s, CPU seconds, errors,
 reconnect/restore counts, audio accounting per session, tasks left at the end.
 
@@ -70,7 +70,7 @@ class SoakConfig:
     seed: int = 1
     fault_every: int = 10
     warmup_sessions: int | None = None  # None: min(100, sessions // 5)
-    checkpoint_every: int | None = None  # None: max(1, sessions // 20); RSS with sessions alive
+    checkpoint_every: int | None = None  # None: max(1, sessions // 10): sessions per wave after warm-up
     max_growth_mb: float = 5.0
     virtual_clock: bool = True
     epochs: bool = True  # cross the 60-minute limit in every session
@@ -81,7 +81,7 @@ class SoakConfig:
 
     @property
     def checkpoint(self) -> int:
-        return self.checkpoint_every if self.checkpoint_every is not None else max(1, self.sessions // 20)
+        return self.checkpoint_every if self.checkpoint_every is not None else max(1, self.sessions // 10)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -106,7 +106,6 @@ class SoakReport:
     rss_raw_growth_mb: float = math.nan
     rss_warmup_trimmed_mb: float = math.nan
     rss_end_trimmed_mb: float = math.nan
-    rss_live_max_mb: float = math.nan
     rss_checkpoints: list[tuple[int, float]] = field(default_factory=list)
     lag: dict[str, float] = field(default_factory=dict)
     unbalanced: list[int] = field(default_factory=list)
@@ -233,31 +232,34 @@ class _Soak:
                 res = await run_session(plan, server=server, clock=clock, track=self._track,
                                         on_midpoint=self._on_midpoint)
             self.results.append(res)
-            self._checkpoint()
 
         try:
-            # One task per session, gated by the semaphore: plans start in order. The warm-up
-            # sessions all finish before the rest start, so the baseline is a quiescent reading
-            # (no session alive), like the final one: growth compares like with like.
+            # One task per session, gated by the semaphore: plans start in order. Sessions run
+            # in waves (the warm-up, then ``checkpoint`` sessions each); each wave finishes
+            # before the next starts, so every RSS reading is quiescent (no session alive)
+            # and growth compares like with like.
             warm = min(self.cfg.warmup, len(self.plans))
-            await asyncio.gather(*(one(p) for p in self.plans[:warm]))
-            self.quiescent.append(self.rss.read(collect=True, trim=True))
-            await asyncio.gather(*(one(p) for p in self.plans[warm:]))
-            self.quiescent.append(self.rss.read(collect=True, trim=True))
+            waves = [self.plans[:warm]] + [self.plans[i:i + self.cfg.checkpoint]
+                                           for i in range(warm, len(self.plans), self.cfg.checkpoint)]
+            for wave in waves:
+                if wave:
+                    await asyncio.gather(*(one(p) for p in wave))
+                    self._quiescent_reading()
         finally:
             if self.driver is not None:
                 await self.driver.stop()
             await self.rss.stop()
             await self.lag.stop()
 
-    def _checkpoint(self) -> None:
-        n, cfg = len(self.results), self.cfg
-        if n == cfg.warmup or n % cfg.checkpoint == 0 or n == cfg.sessions:
-            sample = self.rss.read(collect=True)
-            self.checkpoints.append((n, round(sample.rss_mb, 2)))
-            if self.progress:
-                print(f"  {n:5d}/{cfg.sessions} sessions  rss {sample.rss_mb:7.1f} MB  live {len(self.live):3d}"
-                      f"  {time.perf_counter() - self.t0:6.1f} s", file=sys.stderr, flush=True)
+    def _quiescent_reading(self) -> None:
+        sample = self.rss.read(collect=True, trim=True)
+        self.quiescent.append(sample)
+        n = len(self.results)
+        self.checkpoints.append((n, round(sample.trimmed_mb if sample.trimmed_mb is not None else sample.rss_mb, 2)))
+        if self.progress:
+            print(f"  {n:5d}/{self.cfg.sessions} sessions  rss {sample.rss_mb:7.1f} MB  trimmed "
+                  f"{sample.trimmed_mb or math.nan:7.1f} MB  {time.perf_counter() - self.t0:6.1f} s",
+                  file=sys.stderr, flush=True)
 
     def _track(self, state: Any, alive: bool) -> None:
         if alive:
@@ -280,17 +282,18 @@ def _summarize(report: SoakReport, cfg: SoakConfig, results: Sequence[SessionRes
                lag: LagMonitor) -> None:
     report.rss_peak_mb = rss.peak_mb
     report.rss_checkpoints = checkpoints
-    if len(quiescent) == 2:
-        warm, end = quiescent
-        report.rss_warmup_mb, report.rss_end_mb = warm.rss_mb, end.rss_mb
-        report.rss_raw_growth_mb = end.rss_mb - warm.rss_mb
-        if warm.trimmed_mb is not None and end.trimmed_mb is not None:
-            report.rss_warmup_trimmed_mb, report.rss_end_trimmed_mb = warm.trimmed_mb, end.trimmed_mb
-            report.rss_growth_mb = end.trimmed_mb - warm.trimmed_mb
+    if len(quiescent) >= 2:
+        # growth: the highest quiescent reading of the last half of the run vs the warm-up one
+        warm, rest = quiescent[0], quiescent[1:]
+        last_part = rest[len(rest) // 2:]
+        report.rss_warmup_mb, report.rss_end_mb = warm.rss_mb, rest[-1].rss_mb
+        report.rss_raw_growth_mb = max(s.rss_mb for s in last_part) - warm.rss_mb
+        if all(s.trimmed_mb is not None for s in quiescent):
+            report.rss_warmup_trimmed_mb = warm.trimmed_mb or math.nan
+            report.rss_end_trimmed_mb = rest[-1].trimmed_mb or math.nan
+            report.rss_growth_mb = max(s.trimmed_mb or 0.0 for s in last_part) - report.rss_warmup_trimmed_mb
         else:  # no malloc_trim: the raw figure, allocator caching included
             report.rss_growth_mb = report.rss_raw_growth_mb
-    live_after = [mb for n, mb in checkpoints if n > cfg.warmup]
-    report.rss_live_max_mb = max(live_after, default=math.nan)
     report.lag = lag.summary()
     report.sessions_done = len(results)
     bad = [r for r in results if not r.ok]
@@ -337,7 +340,7 @@ def format_report(r: SoakReport) -> str:
                                              f"{r.rss_peak_mb:.1f} MB (warm-up, end: no session alive)"),
         ("RSS after malloc_trim warm-up / end", f"{r.rss_warmup_trimmed_mb:.1f} / {r.rss_end_trimmed_mb:.1f} MB"),
         ("RSS growth after warm-up", f"{r.rss_growth_mb:+.2f} MB (untrimmed {r.rss_raw_growth_mb:+.2f} MB)"),
-        ("RSS max with sessions alive", f"{r.rss_live_max_mb:.1f} MB"),
+        ("RSS after each wave (trimmed)", " ".join(f"{n}:{mb:.1f}" for n, mb in r.rss_checkpoints)),
         ("loop lag p50 / p99 / max", f"{lag.get('p50_ms', math.nan):.2f} / {lag.get('p99_ms', math.nan):.2f} / "
                                      f"{lag.get('max_ms', math.nan):.2f} ms ({int(lag.get('samples', 0))} samples)"),
         ("responses (failed), interrupts", f"{r.responses} ({r.responses_failed}), {r.interrupts}"),
