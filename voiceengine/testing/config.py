@@ -52,8 +52,8 @@ class FunctionCallScript:
     @property
     def arguments_json(self) -> str:
         """The arguments as the JSON string the wire carries."""
-        assert isinstance(self.arguments, str)
-        return self.arguments
+        # __post_init__ serialized a mapping; str() only narrows the type
+        return str(self.arguments)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

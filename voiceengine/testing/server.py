@@ -50,6 +50,16 @@ _HTTP_ERRORS = {
 
 
 
+#: request headers that carry a key (OpenAI's bearer token, Azure's api-key)
+_SECRET_HEADERS = frozenset({"authorization", "api-key"})
+
+
+def _mask_header(value: str) -> str:
+    """``Bearer sk-...`` -> ``Bearer ***`` (the scheme stays visible to tests), else ``***``."""
+    scheme, _, token = value.partition(" ")
+    return f"{scheme} ***" if token else "***"
+
+
 def _wire_logger() -> logging.Logger:
     """websockets logs request headers (``Authorization``) at DEBUG: scrub them."""
     from ..secrets import SecretScrubbingFilter
@@ -76,7 +86,7 @@ class FakeRealtimeServer:
         self.connections: list[FakeConnection] = []
         self.handshakes = 0
         self._server: Server | None = None
-        self._stopping: asyncio.Event | None = None
+        self._stopping = asyncio.Event()  # created here: asyncio.Event binds no loop until awaited
         self._sent_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
         self._recv_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
         self._next_index = 0
@@ -108,7 +118,6 @@ class FakeRealtimeServer:
         """Close every connection, cancel every task started, release the port. Idempotent."""
         if self._server is None:
             return
-        assert self._stopping is not None
         self._stopping.set()
         for conn in list(self.connections):
             if conn.half_open or conn.stalled:
@@ -261,7 +270,6 @@ class FakeRealtimeServer:
             code, msg = _HTTP_ERRORS.get(fault.status_code, ("error", "Request refused."))
             return self._respond(connection, fault.status_code, _error_body(code, msg))
         if fault is not None and fault.kind is FaultKind.HANDSHAKE_TIMEOUT:
-            assert self._stopping is not None
             try:
                 # websockets' own open_timeout still bounds this: it aborts the TCP connection.
                 await asyncio.wait_for(self._stopping.wait(), fault.duration_s)
@@ -276,7 +284,7 @@ class FakeRealtimeServer:
             return self._respond(connection, 401, _error_body(*_HTTP_ERRORS[401]))
         model = parse_qs(parts.query).get("model", [None])[0]
         # Never keep the key: headers are stored scrubbed.
-        headers = {k: ("Bearer ***" if k.lower() == "authorization" else v) for k, v in request.headers.raw_items()}
+        headers = {k: (_mask_header(v) if k.lower() in _SECRET_HEADERS else v) for k, v in request.headers.raw_items()}
         # Carried on the connection itself so a handshake that dies later leaks nothing.
         connection.fake_realtime_info = (index, ok, model, headers)  # type: ignore[attr-defined]
         return None

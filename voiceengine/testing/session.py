@@ -325,7 +325,8 @@ class FakeSession(InputAudioMixin):
                 raise ClientError("missing_required_parameter", f"Missing required parameter: '{name}'.", name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ClientError("invalid_type", f"Invalid type for '{name}': expected an integer.", name)
-        assert isinstance(ci, int) and isinstance(end_ms, int)
+        if not isinstance(ci, int) or not isinstance(end_ms, int):  # checked just above; narrows the types
+            raise ClientError("invalid_type", "content_index and audio_end_ms must be integers.", "audio_end_ms")
         item = self._items[item_id]
         if item.get("type") != "message" or item.get("role") != "assistant":
             raise ClientError("invalid_value", "Only assistant messages can be truncated.", "item_id")
