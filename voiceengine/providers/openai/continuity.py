@@ -192,10 +192,19 @@ class ContinuityMixin:
 
     # ------------------------------------------------------------------ recycle
     def _start_recycler(self: RealtimeShell) -> None:
-        if not (self.config.recycle and self.config.reconnect) or self._ws is None:
+        if not (self.config.recycle and self.config.reconnect) or self._ws is None or self._tearing_down:
             return
+        if self._recycler is not None:  # never two (the old one would be unowned)
+            self._recycler.cancel()
         self._recycler = asyncio.create_task(self._recycle_when_due(self._ws, self._ready_at),
                                              name="voiceengine-openai-recycler")
+
+    async def _stop_recycler(self: RealtimeShell) -> None:
+        """Cancel and await the recycler, if any (teardown: no task may outlive it)."""
+        recycler, self._recycler = self._recycler, None
+        if recycler is not None and recycler is not asyncio.current_task():
+            recycler.cancel()
+            await asyncio.shield(asyncio.gather(recycler, return_exceptions=True))
 
     def _idle(self: RealtimeShell) -> bool:
         session = self._session

@@ -103,7 +103,9 @@ class OutboundMixin:
         ws = self._ws
 
         def done(fut: asyncio.Future[None]) -> None:
-            if not fut.cancelled() and ws is self._ws and not self._closing:
+            # not once this connection's teardown began (the writer may resolve a barrier
+            # just before it is cancelled; the callback then runs during the teardown)
+            if not fut.cancelled() and ws is self._ws and not self._closing and not self._tearing_down:
                 callback(arg)
 
         barrier.add_done_callback(done)

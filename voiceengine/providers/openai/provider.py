@@ -71,7 +71,8 @@ class OpenAIProvider(RealtimeShell):
         (``config.reconnect_audio_buffer_ms``, oldest dropped first) and sent after the
         replay; see :attr:`audio_accounting`.
         """
-        if not self._ready.is_set() and self._buffering:
+        # while reconnecting the backlog takes it, whatever the outage bookkeeping says
+        if not self._ready.is_set() and (self._buffering or self._state is ConnectionState.RECONNECTING):
             self._buffer_audio(audio)
             return
         session = self._usable_session()

@@ -134,6 +134,9 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
         self._closing = False
         self._failures = 0  # consecutive reconnect attempts without a stable connection
         self._conn_ready = False
+        # set once the current connection's teardown has begun: a write-barrier callback
+        # (session set-up / restored) that fires after that point must not revive it
+        self._tearing_down = False
         self._ready_at = 0.0
         self._fatal: ErrorInfo | None = None
         self._expired = False
@@ -220,6 +223,7 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionFailed("disconnect() called during connect()", code="closed",
                                                   retryable=False))
+        self._tearing_down = True
         writer, reader, recycler, ws = self._writer, self._reader, self._recycler, self._ws
         current = asyncio.current_task()
         tasks = [t for t in (writer, recycler, reader) if t is not None and t is not current]
@@ -232,7 +236,10 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
             # Even when cancelled itself, wait for the tasks it cancelled: none may outlive it.
             if tasks:
                 await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
-        self._writer = self._reader = self._recycler = None
+            # a recycler started while we awaited (cannot happen with _tearing_down set, but
+            # a leaked task is worse than this check): cancel and await it too
+            await self._stop_recycler()
+        self._writer = self._reader = None
         self._drop_connection(keep_audio=False)
 
     async def _close_socket(self, ws: ClientConnection) -> None:
@@ -283,6 +290,7 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
         """Run one connection until it ends; the writer lives exactly as long."""
         session = self._new_session()
         self._ws, self._session = ws, session
+        self._tearing_down = False
         self._outq = asyncio.Queue()
         self._conn_ready = False
         self._expired = False
@@ -317,6 +325,9 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
                     outcome.fatal = self._fatal
                     break
         finally:
+            # From here on no barrier callback may set this connection up (or emit
+            # `restored`): the writer may have resolved one just before it was cancelled.
+            self._tearing_down = True
             was_ready = self._ready.is_set() or self._outage is not None
             self._ready.clear()  # from now on control calls wait and audio is buffered
             if not self._closing and was_ready:
@@ -328,6 +339,7 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
                     task.cancel()
             await asyncio.gather(*(t for t in (writer, recycler) if t is not None), return_exceptions=True)
             await self._close_socket(ws)
+            await self._stop_recycler()  # defensive: nothing may have started one meanwhile
             outcome.ready = self._conn_ready
             outcome.uptime_s = self.clock.monotonic() - self._ready_at if self._conn_ready else 0.0
             outcome.expired = self._expired
@@ -374,6 +386,8 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
             self._note_speech(event)
 
     def _session_set_up(self, reconnected: bool) -> None:
+        if self._tearing_down:  # the connection is being torn down: it is not usable any more
+            return
         if reconnected:
             self._restored()
         else:
@@ -394,8 +408,10 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
                 retryable=False, fatal=True, event_id=outcome.fatal.event_id,
             )
         else:
+            # retryable iff the same loss after set-up would reconnect (the close-code table
+            # in docs/reliability.md): 1008, 4000-4999, a server-sent 1009 are not
             exc = ConnectionFailed(f"session not set up: {outcome.describe()}", code="closed" if not outcome.timeout
-                                   else "timeout", retryable=True, close_code=outcome.close.code)
+                                   else "timeout", retryable=outcome.reconnectable, close_code=outcome.close.code)
         waiter.set_exception(exc)
 
     async def _reopen(self, outcome: _Outcome) -> ClientConnection | None:
