@@ -101,15 +101,32 @@ class OutboundMixin:
             return
         barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ws = self._ws
+        called = False
 
-        def done(fut: asyncio.Future[None]) -> None:
-            # not once this connection's teardown began (the writer may resolve a barrier
-            # just before it is cancelled; the callback then runs during the teardown)
-            if not fut.cancelled() and ws is self._ws and not self._closing and not self._tearing_down:
+        def done(fut: asyncio.Future[None] | None = None) -> None:
+            # A resolved barrier's done callback runs one loop iteration later: the reader
+            # may begin tearing the connection down in between. _settle_after_sent() then
+            # runs it first (everything was written: the set-up did happen); after that
+            # point, and for a cancelled barrier, it never runs (it would revive a dead
+            # connection: emit `restored`, start a recycler nothing owns).
+            nonlocal called
+            if called or barrier.cancelled() or not barrier.done():
+                return
+            called = True
+            self._after_sent_pending.discard(done)
+            if ws is self._ws and not self._closing and not self._tearing_down:
                 callback(arg)
 
+        self._after_sent_pending.add(done)
         barrier.add_done_callback(done)
         queue.put_nowait(barrier)
+
+    def _settle_after_sent(self: RealtimeShell) -> None:
+        """Teardown begins: run the callbacks whose barrier was already written, forget the rest."""
+        pending = list(self._after_sent_pending)
+        self._after_sent_pending.clear()
+        for done in pending:
+            done()
 
     def _drop_connection(self: RealtimeShell, *, keep_audio: bool) -> None:
         """Forget the connection; unwritten audio goes back to the backlog (or is dropped)."""

@@ -137,6 +137,7 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
         # set once the current connection's teardown has begun: a write-barrier callback
         # (session set-up / restored) that fires after that point must not revive it
         self._tearing_down = False
+        self._after_sent_pending: set[Callable[..., None]] = set()  # see OutboundMixin._after_sent
         self._ready_at = 0.0
         self._fatal: ErrorInfo | None = None
         self._expired = False
@@ -325,8 +326,10 @@ class RealtimeShell(OutboundMixin, ContinuityMixin, BaseProvider):
                     outcome.fatal = self._fatal
                     break
         finally:
-            # From here on no barrier callback may set this connection up (or emit
-            # `restored`): the writer may have resolved one just before it was cancelled.
+            # A set-up whose barrier was written happened: let it complete now, before the
+            # loss is handled. From here on no barrier callback may set this connection up
+            # (or emit `restored`): its recycler would be started after we collected it.
+            self._settle_after_sent()
             self._tearing_down = True
             was_ready = self._ready.is_set() or self._outage is not None
             self._ready.clear()  # from now on control calls wait and audio is buffered
