@@ -16,6 +16,7 @@ import os
 import pickle
 import random
 from dataclasses import dataclass
+from typing import Any, Callable
 from fractions import Fraction
 
 import numpy as np
@@ -240,6 +241,24 @@ class Tally:
     def error(self, exc: BaseException) -> None:
         key = type(exc).__name__
         self.raised[key] = self.raised.get(key, 0) + 1
+
+    def attempt(self, what: str, expected: Any, call: Callable[[], Any]) -> tuple[bool, Any]:
+        """One call judged by the oracle: ``expected`` is the exception type (or tuple, or
+        set of types) it must raise, falsy when it must succeed. Records the outcome;
+        ``(True, result)`` only for an expected success, else ``(False, None)``."""
+        allowed = tuple(expected) if isinstance(expected, (set, frozenset, tuple)) else expected
+        try:
+            out = call()
+        except Exception as exc:  # noqa: BLE001 - the oracle decides
+            self.error(exc)
+            if not allowed or not isinstance(exc, allowed):
+                self.fail(f"{what}: raised {exc!r}, expected {expected}")
+            return False, None
+        self.ok += 1
+        if allowed:
+            self.fail(f"{what}: returned, expected {expected}")
+            return False, None
+        return True, out
 
     def check(self, n: int = N_CALLS) -> None:
         """Assert the exact call count, no violation, and that both outcomes were exercised."""

@@ -103,16 +103,8 @@ def test_fuzz_pcm_helper(name: str) -> None:
         expected = entry.pcm_error()
         if expected is None and width and len(entry.data) % width:
             expected = AudioFormatError
-        try:
-            out = fn(entry.obj)
-        except Exception as exc:  # noqa: BLE001 - the oracle decides
-            tally.error(exc)
-            if expected is None or not isinstance(exc, expected):
-                tally.fail(f"{entry.label} len {len(entry.data)}: raised {exc!r}, expected {expected}")
-            continue
-        tally.ok += 1
-        if expected is not None:
-            tally.fail(f"{entry.label} len {len(entry.data)}: returned, expected {expected.__name__}")
+        done, out = tally.attempt(f"{entry.label} len {len(entry.data)}", expected, lambda: fn(entry.obj))
+        if not done:
             continue
         ref = cache.get(entry.data)
         if ref is None:
@@ -135,16 +127,9 @@ def test_fuzz_float32_to_int16() -> None:
         expected = entry.f32_error()
         if expected is None and len(entry.data) % 4:
             expected = AudioFormatError
-        try:
-            out = pcm.float32_to_int16(entry.obj)
-        except Exception as exc:  # noqa: BLE001
-            tally.error(exc)
-            if expected is None or not isinstance(exc, expected):
-                tally.fail(f"{entry.label} len {len(entry.data)}: raised {exc!r}, expected {expected}")
-            continue
-        tally.ok += 1
-        if expected is not None:
-            tally.fail(f"{entry.label}: returned, expected {expected.__name__}")
+        done, out = tally.attempt(f"{entry.label} len {len(entry.data)}", expected,
+                                  lambda: pcm.float32_to_int16(entry.obj))
+        if not done:
             continue
         ref = cache.get(entry.data)
         if ref is None:
@@ -193,17 +178,10 @@ def test_fuzz_apply_gain() -> None:
         if expected is None and len(entry.data) % 2:
             expected = AudioFormatError
         expected = expected or gain_error
-        try:
-            out = pcm.apply_gain(entry.obj, gain)
-        except Exception as exc:  # noqa: BLE001
-            tally.error(exc)
-            if expected is None or not isinstance(exc, expected):
-                tally.fail(f"{entry.label} gain {gain!r}: raised {exc!r}, expected {expected}")
+        done, out = tally.attempt(f"{entry.label} gain {gain!r}", expected, lambda: pcm.apply_gain(entry.obj, gain))
+        if not done:
             continue
-        tally.ok += 1
-        if expected is not None:
-            tally.fail(f"{entry.label} gain {gain!r}: returned, expected {expected.__name__}")
-        elif len(out) != len(entry.data):
+        if len(out) != len(entry.data):
             tally.fail(f"{entry.label} gain {gain!r}: {len(out)} bytes out for {len(entry.data)}")
         elif i % 4 == 0 and out != _ref_gain(entry.data, gain):  # full reference on a quarter
             tally.fail(f"{entry.label} len {len(entry.data)} gain {gain!r}: wrong output")

@@ -163,25 +163,25 @@ cdef _Filter _make_filter(int64_t in_rate, int64_t out_rate):
     return flt
 
 
-cdef int64_t _check_rate(object value, str name) except -1:
+cdef object _as_index(object value, str name):
+    """An integer argument: ints and integer-like objects (numpy ints), never bool or float."""
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     try:
-        rate = operator.index(value)
+        return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
+cdef int64_t _check_rate(object value, str name) except -1:
+    rate = _as_index(value, name)
     if rate <= 0 or rate > MAX_RATE:
         raise ConfigurationError(f"{name} must be in 1..{MAX_RATE} Hz, got {rate}")
     return rate
 
 
 cdef int _check_channels(object value, str name) except -1:
-    if isinstance(value, bool) or isinstance(value, float):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    try:
-        ch = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    ch = _as_index(value, name)
     if ch != 1 and ch != 2:
         raise ConfigurationError(f"{name} must be 1 or 2, got {ch}")
     return ch

@@ -6,23 +6,8 @@ numpy ``int16`` arrays, read-only ones included) without copying it first; see
 ``docs/audio_buffers.md`` for the error rules, view lifetimes and threading design.
 """
 
-from voiceengine._audio import (
-    Chunker,
-    Resampler,
-    RingBuffer,
-    alaw_decode,
-    alaw_encode,
-    apply_gain,
-    float32_to_int16,
-    int16_to_float32,
-    mono_to_stereo,
-    peak_dbfs,
-    resample,
-    rms_dbfs,
-    stereo_to_mono,
-    ulaw_decode,
-    ulaw_encode,
-)
+from voiceengine import _audio as _core
+from voiceengine._audio import *  # noqa: F403  (the audio core, listed once in its __all__)
 from voiceengine.audio.devices import AudioDeviceError, Microphone, Speaker
 from voiceengine.audio.wav import WavSink, WavSource
 from voiceengine.providers.types import AudioFormat
@@ -34,19 +19,5 @@ __all__ = [
     "WavSink",
     "WavSource",
     "AudioFormat",
-    "Chunker",
-    "Resampler",
-    "RingBuffer",
-    "alaw_decode",
-    "alaw_encode",
-    "apply_gain",
-    "float32_to_int16",
-    "int16_to_float32",
-    "mono_to_stereo",
-    "peak_dbfs",
-    "resample",
-    "rms_dbfs",
-    "stereo_to_mono",
-    "ulaw_decode",
-    "ulaw_encode",
 ]
+__all__ += _core.__all__

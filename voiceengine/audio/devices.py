@@ -68,8 +68,32 @@ class _Device:
     _stream: Any
     _closed: bool
 
+    sample_rate: int
+    channels: int
+    blocksize: int
+    device: int | str | None
+
     def start(self) -> None:
         raise NotImplementedError
+
+    def _callback(self, data: Any, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio's callback (on its thread)."""
+        raise NotImplementedError
+
+    def _open(self, sd: Any, stream_class: str, what: str) -> None:
+        """Open and start ``sd.<stream_class>`` on ``self._callback``; typed errors, nothing left open."""
+        try:
+            stream = getattr(sd, stream_class)(samplerate=self.sample_rate, channels=self.channels, dtype="int16",
+                                               blocksize=self.blocksize, device=self.device,
+                                               callback=self._callback)
+        except Exception as exc:  # sd.PortAudioError, ValueError for a bad device
+            raise _device_error(sd, what, exc) from exc
+        try:
+            stream.start()
+        except Exception as exc:
+            stream.close()
+            raise _device_error(sd, what, exc) from exc
+        self._stream = stream
 
     def close(self) -> None:
         """Stop and close the device. Idempotent."""
@@ -124,17 +148,7 @@ class Microphone(_Device):
             return
         sd = load_sounddevice()
         self._loop = asyncio.get_running_loop()
-        try:
-            stream = sd.RawInputStream(samplerate=self.sample_rate, channels=self.channels, dtype="int16",
-                                       blocksize=self.blocksize, device=self.device, callback=self._callback)
-        except Exception as exc:  # sd.PortAudioError, ValueError for a bad device
-            raise _device_error(sd, "input device", exc) from exc
-        try:
-            stream.start()
-        except Exception as exc:
-            stream.close()
-            raise _device_error(sd, "input device", exc) from exc
-        self._stream = stream
+        self._open(sd, "RawInputStream", "input device")
 
     # runs on the PortAudio thread: no locks, no blocking, no allocation beyond the copy
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
@@ -228,17 +242,7 @@ class Speaker(_Device):
         if self._stream is not None:
             return
         sd = load_sounddevice()
-        try:
-            stream = sd.RawOutputStream(samplerate=self.sample_rate, channels=self.channels, dtype="int16",
-                                        blocksize=self.blocksize, device=self.device, callback=self._callback)
-        except Exception as exc:
-            raise _device_error(sd, "output device", exc) from exc
-        try:
-            stream.start()
-        except Exception as exc:
-            stream.close()
-            raise _device_error(sd, "output device", exc) from exc
-        self._stream = stream
+        self._open(sd, "RawOutputStream", "output device")
 
     # runs on the PortAudio thread
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:

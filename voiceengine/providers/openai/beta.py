@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .decoders import BETA_DECODERS, Decoder
-from .protocol import RESPONSE_OPTIONS, RealtimeCodec, normalize_tools
+from .protocol import RealtimeCodec, check_response_options, normalize_tools
 
 __all__ = ["BetaCodec", "BETA_HEADERS"]
 
@@ -80,9 +80,7 @@ class BetaCodec(RealtimeCodec):
         return payload
 
     def response_payload(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        unknown_names = set(options) - RESPONSE_OPTIONS
-        if unknown_names:
-            raise TypeError(f"unknown response option(s): {sorted(unknown_names)}; known: {sorted(RESPONSE_OPTIONS)}")
+        check_response_options(options)
         response: dict[str, Any] = {}
         for name in ("instructions", "conversation", "voice", "temperature"):
             if name in options:

@@ -72,6 +72,13 @@ RESPONSE_OPTIONS = frozenset(
     }
 )
 _TURN_DETECTION = ("server_vad", "semantic_vad")
+
+
+def check_response_options(options: Mapping[str, Any]) -> None:
+    """Refuse option names ``response.create`` does not know (both codecs)."""
+    unknown_names = set(options) - RESPONSE_OPTIONS
+    if unknown_names:
+        raise TypeError(f"unknown response option(s): {sorted(unknown_names)}; known: {sorted(RESPONSE_OPTIONS)}")
 _AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 
 
@@ -290,9 +297,7 @@ class RealtimeCodec:
 
     def response_payload(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The GA ``response`` object of ``response.create`` for normalized options."""
-        unknown_names = set(options) - RESPONSE_OPTIONS
-        if unknown_names:
-            raise TypeError(f"unknown response option(s): {sorted(unknown_names)}; known: {sorted(RESPONSE_OPTIONS)}")
+        check_response_options(options)
         response: dict[str, Any] = {}
         for name in ("instructions", "conversation", "tool_choice", "max_output_tokens"):
             if name in options:
