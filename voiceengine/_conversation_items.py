@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ._bounded import BoundedDict
 from ._conversation_order import _ABSENT, _START, _ItemOrder, _Rec
 from .providers.types import FunctionCall, ProviderEvent
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 _TEXT_PARTS = frozenset(("input_text", "text", "output_text"))
 _AUDIO_PARTS = frozenset(("input_audio", "audio", "output_audio"))
 _FINAL_STATUS = frozenset(("completed", "incomplete", "cancelled", "failed"))
-_MAX_ORPHANS = 64  # items whose deltas arrived before the item itself (bounded, oldest dropped)
 
 
 class _ItemEvents(_ItemOrder):
@@ -30,7 +30,7 @@ class _ItemEvents(_ItemOrder):
     """
 
     _pending_input_transcripts: collections.OrderedDict[str, str]
-    _orphans: collections.OrderedDict[str, _Rec]
+    _orphans: BoundedDict[str, _Rec]
     _turns: collections.deque[_TurnRec]
     _speaking: str | None
 
@@ -149,9 +149,8 @@ class _ItemEvents(_ItemOrder):
             # item adopts when it is added (out-of-band items never are: bounded, evicted)
             rec = self._orphans.get(item_id)
             if rec is None:
-                rec = self._orphans[item_id] = _Rec(item_id, -1, _ABSENT)
-                while len(self._orphans) > _MAX_ORPHANS:
-                    self._orphans.popitem(last=False)
+                rec = _Rec(item_id, -1, _ABSENT)
+                self._orphans.put(item_id, rec)
         return rec
 
     def _on_transcript_delta(self, event: ProviderEvent) -> None:

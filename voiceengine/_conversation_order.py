@@ -9,10 +9,10 @@ so items may arrive in any order and still end up in the same place. See the
 
 from __future__ import annotations
 
-import collections
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._bounded import BoundedDict, BoundedSet
     from .state import ConversationItem
 
 _START: Any = object()  # previous_item_id explicitly None: at the beginning
@@ -68,37 +68,6 @@ class _Rec:
         self.response_id = self.response_id or orphan.response_id
 
 
-class RecentIds:
-    """A bounded set of recently seen ids (oldest forgotten first), to spot duplicates."""
-
-    __slots__ = ("_ids", "limit")
-
-    def __init__(self, limit: int = 1024) -> None:
-        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.limit = limit
-
-    def seen(self, key: str) -> bool:
-        """Whether ``key`` was seen recently; remembers it either way."""
-        if key in self._ids:
-            return True
-        self._ids[key] = None
-        if len(self._ids) > self.limit:
-            self._ids.popitem(last=False)
-        return False
-
-    def add(self, key: str) -> None:
-        self.seen(key)
-
-    def clear(self) -> None:
-        self._ids.clear()
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-
 class _ItemOrder:
     """The ordering half of :class:`~voiceengine.state.ConversationState` (a mixin).
 
@@ -110,8 +79,8 @@ class _ItemOrder:
     _recs: dict[str, _Rec]
     _order: tuple[_Rec, ...] | None
     _items_view: tuple[ConversationItem, ...] | None
-    _gone: collections.OrderedDict[str, None]
-    _orphans: collections.OrderedDict[str, _Rec]
+    _gone: BoundedSet[str]
+    _orphans: BoundedDict[str, _Rec]
     _seq: int
 
     def _insert(self, item_id: str, prev: Any) -> _Rec:
@@ -143,9 +112,7 @@ class _ItemOrder:
                 other.root_seq = rec.root_seq + other.root_seq
                 other.view = None
         del self._recs[item_id]
-        self._gone[item_id] = None
-        while len(self._gone) > 4096:
-            self._gone.popitem(last=False)
+        self._gone.add(item_id)
         self._changed(structure=True)
         return True
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ._conversation_order import RecentIds
+from ._bounded import BoundedSet
 from .pipeline import Transcript, _guard, _maybe_await
 from .providers.types import ConnectionChange, ErrorInfo, EventType, FunctionCall, ProviderEvent, ResponseInfo
 
@@ -50,11 +50,10 @@ class _EngineHandlers:
     _playback: Playback | None
     _sink: Any
     _tasks: set[asyncio.Task[Any]]
-    _dropped_responses: RecentIds
-    _oob_responses: RecentIds
-    _seen_events: RecentIds
-    _ended_responses: RecentIds
-    _overflowed_responses: RecentIds
+    _dropped_responses: BoundedSet[str]
+    _oob_responses: BoundedSet[str]
+    _ended_responses: BoundedSet[str]
+    _overflowed_responses: BoundedSet[str]
     _response_id: str | None
     _response_at_loss: str | None
     _callback_tasks: int
@@ -74,13 +73,9 @@ class _EngineHandlers:
 
     def _on_provider_event(self, event: ProviderEvent) -> None:
         etype = event.type
-        raw = event.raw
-        if raw is not None:
-            event_id = raw.get("event_id")
-            # one wire message may yield several events (same raw): key on the type too
-            if isinstance(event_id, str) and self._seen_events.seen(f"{etype.value}:{event_id}"):
-                self._metrics.duplicate_events += 1  # a server event delivered twice: fold it once
-                return
+        if self.state.is_duplicate(event):
+            self._metrics.duplicate_events += 1  # a server event delivered twice: handle it once
+            return
         overflow = False
         if etype is EventType.AUDIO_DELTA:
             if event.response_id in self._dropped_responses or event.response_id in self._oob_responses:
@@ -89,7 +84,7 @@ class _EngineHandlers:
                 stored = self._playback.write(event.item_id, event.response_id, event.data)
                 overflow = stored < len(event.data)
                 self._metrics.received(event.response_id, len(event.data))
-        self.state.apply(event)
+        self.state.fold(event)  # the duplicate check above was the state's own
         self.events.emit(event)
         self.injector.observe(event)
         handler = _HANDLERS.get(etype)

@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any, Mapping
 
-from ._conversation_order import RecentIds
+from ._bounded import BoundedSet
 from ._engine_handlers import _EngineHandlers
 from .engine_config import VoiceEngineConfig
 from .events import EventBus
@@ -73,11 +73,10 @@ class VoiceEngine(_EngineHandlers):
         self._connected = False
         self._closed = False
         # bounded id sets: only recent responses/events can still be referred to
-        self._dropped_responses = RecentIds(256)
-        self._oob_responses = RecentIds(256)
-        self._seen_events = RecentIds(1024)
-        self._ended_responses = RecentIds(256)
-        self._overflowed_responses = RecentIds(64)
+        self._dropped_responses: BoundedSet[str] = BoundedSet(256)
+        self._oob_responses: BoundedSet[str] = BoundedSet(256)
+        self._ended_responses: BoundedSet[str] = BoundedSet(256)
+        self._overflowed_responses: BoundedSet[str] = BoundedSet(64)
         self._response_id: str | None = None
         self._response_at_loss: str | None = None
         self._callback_tasks = 0

@@ -37,8 +37,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from ._bounded import BoundedDict, BoundedSet
 from ._conversation_items import _ItemEvents
-from ._conversation_order import RecentIds, _Rec
+from ._conversation_order import _Rec
 from ._snapshot import replay_items
 from .providers.types import AudioFormat, EventType, ProviderEvent, ResponseInfo
 
@@ -159,6 +160,10 @@ class ConversationSnapshot:
 
 
 _TURN_FIELDS = tuple(Turn.__dataclass_fields__)
+#: deleted item ids remembered so a late event never resurrects one
+_MAX_GONE = 4096
+#: items whose deltas arrived before the item itself (reordered events; oldest dropped)
+_MAX_ORPHANS = 64
 
 
 class _TurnRec:
@@ -209,9 +214,9 @@ class ConversationState(_ItemEvents):
         self._recs: dict[str, _Rec] = {}
         self._order: tuple[_Rec, ...] | None = ()
         self._items_view: tuple[ConversationItem, ...] | None = ()
-        self._gone: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._orphans: collections.OrderedDict[str, _Rec] = collections.OrderedDict()
-        self._seen_events = RecentIds(1024)
+        self._gone: BoundedSet[str] = BoundedSet(_MAX_GONE)  # deleted ids, never resurrected
+        self._orphans: BoundedDict[str, _Rec] = BoundedDict(_MAX_ORPHANS)
+        self._seen_events: BoundedSet[str] = BoundedSet(1024)
         self.duplicate_events = 0
         self._pending_input_transcripts: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._seq = 0
@@ -293,15 +298,26 @@ class ConversationState(_ItemEvents):
 
     # ----------------------------------------------------------------- apply
     def apply(self, event: ProviderEvent) -> None:
-        """Fold one event. Events of other types, and malformed payloads, are ignored."""
+        """Fold one event unless it is a duplicate (:meth:`is_duplicate`). Events of other
+        types, and malformed payloads, are ignored."""
+        if not self.is_duplicate(event):
+            self.fold(event)
+
+    def is_duplicate(self, event: ProviderEvent) -> bool:
+        """Whether this server event was seen already (same type and wire ``event_id``:
+        one wire message may yield several events); remembers it either way. Folding a
+        duplicated frame again would double deltas, turns or audio."""
+        raw = event.raw
+        event_id = raw.get("event_id") if raw is not None else None
+        if isinstance(event_id, str) and self._seen_events.seen(f"{event.type.value}:{event_id}"):
+            self.duplicate_events += 1
+            return True
+        return False
+
+    def fold(self, event: ProviderEvent) -> None:
+        """Fold one event without the duplicate check (for a caller that made it)."""
         handler = self._dispatch.get(event.type)
         if handler is None:
-            return
-        raw = event.raw
-        if raw is not None and isinstance(raw.get("event_id"), str) and self._seen_events.seen(raw["event_id"]):
-            # the same server event twice (a duplicated frame): folding it again would
-            # double deltas, turns or audio; the server's event ids are unique
-            self.duplicate_events += 1
             return
         try:
             handler(event)

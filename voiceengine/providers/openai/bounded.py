@@ -1,4 +1,4 @@
-"""Bounded bookkeeping for state the *server* drives (ids, call names, content parts).
+"""Limits of the bounded bookkeeping for state the *server* drives (ids, call names, content parts).
 
 Every map or set :class:`~.session.RealtimeSession` fills from inbound events is keyed by
 values the peer chooses (response ids, item ids, ``content_index``, ``event_id``). A
@@ -14,8 +14,7 @@ in flight, one audio content part per item); they only bite under a flood.
 
 from __future__ import annotations
 
-import collections
-from typing import Hashable, TypeVar
+from ..._bounded import BoundedDict, BoundedSet
 
 __all__ = [
     "BoundedDict",
@@ -26,9 +25,6 @@ __all__ = [
     "MAX_CONTENT_PARTS",
     "MAX_SEEN_AUDIO_EVENTS",
 ]
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 
 #: responses created and not done that are tracked (the service runs one per conversation,
 #: plus out-of-band ones; a flood of ``response.created`` never followed by ``response.done``
@@ -43,46 +39,3 @@ MAX_CONTENT_PARTS = 8
 #: audio delta ``event_id``s remembered to drop a delta delivered twice (about 100 s of
 #: 100 ms deltas; a duplicate arrives right after the original)
 MAX_SEEN_AUDIO_EVENTS = 1024
-
-
-class BoundedDict(collections.OrderedDict[K, V]):
-    """Insertion-ordered dict that forgets its oldest entries past ``maxlen``.
-
-    Only :meth:`put` (and :meth:`add` for set use) enforce the bound; plain item
-    assignment is for updating a key already present (it keeps its position). Built on
-    ``OrderedDict`` because ``popitem(last=False)`` is O(1), where ``next(iter(dict))``
-    rescans the holes deletions leave at the front of a plain dict.
-    """
-
-    __slots__ = ("maxlen", "evicted")
-
-    def __init__(self, maxlen: int) -> None:
-        if maxlen < 1:
-            raise ValueError("maxlen must be >= 1")
-        super().__init__()
-        self.maxlen = maxlen
-        #: entries forgotten because the bound was reached (diagnostics, tests)
-        self.evicted = 0
-
-    def put(self, key: K, value: V) -> None:
-        """Insert or replace ``key`` (a replaced key keeps its age), then enforce the bound."""
-        self[key] = value
-        if len(self) > self.maxlen:
-            self.popitem(last=False)
-            self.evicted += 1
-
-
-class BoundedSet(BoundedDict[K, None]):
-    """Insertion-ordered set that forgets its oldest members past ``maxlen``."""
-
-    __slots__ = ()
-
-    def add(self, key: K) -> None:
-        # put() inlined: this runs once per audio delta
-        self[key] = None
-        if len(self) > self.maxlen:
-            self.popitem(last=False)
-            self.evicted += 1
-
-    def discard(self, key: K) -> None:
-        self.pop(key, None)
