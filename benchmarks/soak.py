@@ -1,4 +1,4 @@
-"""Soak: many VoiceEngine sessions through the fake Realtime server, in one process.
+"""Soak: many VoiceEngine sessions through the fake Realtime server.
 
 ::
 
@@ -8,12 +8,15 @@
 Each session is a :class:`~voiceengine.engine.VoiceEngine` (unpaced playback) over an
 :class:`~voiceengine.providers.openai.OpenAIProvider` connected to one
 :class:`~voiceengine.testing.FakeRealtimeServer` (``speed=inf``: replies are not paced)
-on 127.0.0.1. Sessions stream their share of the audio as fast as the stack accepts it,
-in turns (manual commits or server VAD), get replies, some barge-ins, some function calls
+on 127.0.0.1. The server runs in a child process (``benchmarks/soak_server.py``), so the
+RSS and loop-lag figures are those of the process running the library, as in an app.
+Sessions stream their share of the audio at ``--speed`` x real time (20; ``inf``: as fast
+as the stack accepts it), in turns (manual commits or server VAD; a manual-mode user waits
+for the reply before the next turn), get replies, some barge-ins, some function calls
 and some injected faults (a 1006 drop or a ``session_expired``), and each one crosses the
-60-minute session limit on a shared :class:`~voiceengine.clock.VirtualClock` (server
-expiry; the provider's proactive recycle when the provider takes ``clock=``), so the long
-timers run in milliseconds.
+60-minute session limit on a :class:`~voiceengine.clock.VirtualClock` (the providers'
+proactive recycle; the server's expiry runs on a copy in the child moved step by step with
+it), so the long timers run in milliseconds.
 
 Measured: RSS. Sessions run in waves (the warm-up, then ``--checkpoint-every`` each; a
 wave ends before the next starts), and after each wave RSS is read with no session alive,
@@ -36,29 +39,18 @@ import logging
 import math
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import psutil  # type: ignore[import-untyped]
 
 from benchmarks.soak_probes import ClockDriver, LagMonitor, RssProbe, RssSample
-from benchmarks.soak_session import (
-    SessionPlan,
-    SessionResult,
-    merge_counters,
-    plan_sessions,
-    provider_takes_clock,
-    run_session,
-)
+from benchmarks.soak_session import SessionPlan, SessionResult, plan_sessions, provider_takes_clock, run_session
+from benchmarks.soak_server import ServerProcess
 from voiceengine.clock import VirtualClock
-from voiceengine.testing import FakeRealtimeServer, FakeServerConfig, ResponseContext, ScriptedResponse
-from voiceengine.testing.config import FunctionCallScript
 
 __all__ = ["SoakConfig", "SoakReport", "run_soak", "main"]
-
-_REPLIES = ("Okay.", "Sure, I can help with that.", "Let me check that for you right now.",
-            "Got it, thanks.", "That is a good question, here is a short answer.")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SoakConfig:
@@ -71,6 +63,7 @@ class SoakConfig:
     fault_every: int = 10
     warmup_sessions: int | None = None  # None: min(100, sessions // 5)
     checkpoint_every: int | None = None  # None: max(1, sessions // 10): sessions per wave after warm-up
+    speed: float = 20.0  # each session's audio, x real time (math.inf: as fast as accepted)
     max_growth_mb: float = 5.0
     virtual_clock: bool = True
     epochs: bool = True  # cross the 60-minute limit in every session
@@ -96,6 +89,7 @@ class SoakReport:
     failures: list[str] = field(default_factory=list)
     audio_s: float = 0.0
     server_decoded_audio_s: float = 0.0
+    server_ignored_audio_s: float = 0.0
     sessions_per_s: float = 0.0
     audio_s_per_s: float = 0.0
     rss_start_mb: float = 0.0
@@ -125,6 +119,8 @@ class SoakReport:
     flow_waits: int = 0
     logged_errors: dict[str, int] = field(default_factory=dict)
     provider_clock: bool = False
+    server_handshakes: int = 0
+    server_cpu_s: float = math.nan
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -150,23 +146,45 @@ class _ErrorCounter(logging.Handler):
         self.counts[key] = self.counts.get(key, 0) + 1
 
 
-def _script(ctx: ResponseContext) -> ScriptedResponse:
-    """Replies: after a tool output a plain answer; every 7th reply (by session, turn) calls a tool."""
-    if ctx.last_function_output is not None:
-        return ScriptedResponse(text="It is twenty one degrees.")
-    if (ctx.session_index * 31 + ctx.index) % 7 == 3:
-        return ScriptedResponse(text="Checking.", function_calls=(
-            FunctionCallScript(name="get_weather", arguments={"city": "Paris"}),))
-    return ScriptedResponse(text=_REPLIES[(ctx.session_index + ctx.index) % len(_REPLIES)])
+_SUMMED = ("audio_bytes", "server_decoded_bytes", "server_ignored_bytes", "responses", "responses_failed", "interrupts", "function_calls",
+           "faults_injected", "planned_restores", "limit_retries", "flow_waits")
+_MAX_FAILURES_KEPT = 20
 
 
-def server_config(clock: VirtualClock | None) -> FakeServerConfig:
-    """The fake server as the soak runs it: unpaced, bounded bookkeeping, no payload recording."""
-    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
-    return FakeServerConfig(
-        speed=math.inf, responses=_script, record_audio_payloads=False, max_recorded_events=64,
-        max_recorded_sessions=1, max_history_items=32, close_timeout_s=1.0, **extra,
-    )
+class _Tally:
+    """Running totals of the finished sessions.
+
+    Each :class:`SessionResult` is folded in as it arrives and dropped. Keeping 1000 result
+    objects (each with its counters) would put long-lived objects born mid-run into the
+    heap the RSS figure is about: scattered among the transient objects of a busy wave,
+    they pin otherwise empty pymalloc arenas, and the harness would measure itself.
+    """
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.failed = 0
+        self.failures: list[str] = []
+        self.unbalanced: list[int] = []
+        self.ledger_active = 0
+        self.without_epoch = 0
+        self.sums = dict.fromkeys(_SUMMED, 0)
+        self.phases: Counter[str] = Counter()
+        self.error_codes: Counter[str] = Counter()
+
+    def add(self, r: SessionResult) -> None:
+        self.done += 1
+        if not r.ok:
+            self.failed += 1
+            if len(self.failures) < _MAX_FAILURES_KEPT:
+                self.failures.append(f"session {r.index}: {r.failure}")
+        if not r.balanced:
+            self.unbalanced.append(r.index)
+        self.ledger_active += r.ledger_active
+        self.without_epoch += r.epochs_seen == 0
+        for name in _SUMMED:
+            self.sums[name] += getattr(r, name)
+        self.phases.update(r.phases)
+        self.error_codes.update(r.error_codes)
 
 
 async def run_soak(cfg: SoakConfig, *, progress: bool = False) -> SoakReport:
@@ -186,9 +204,9 @@ class _Soak:
         self.vc = VirtualClock() if cfg.virtual_clock else None
         self.report.provider_clock = self.vc is not None and provider_takes_clock()
         self.live: dict[int, Any] = {}
-        self.results: list[SessionResult] = []
+        self.tally = _Tally()
         self.lag = LagMonitor()
-        self.rss = RssProbe(lag=self.lag, counts=lambda: (len(self.results), len(self.live)))
+        self.rss = RssProbe(lag=self.lag, counts=lambda: (self.tally.done, len(self.live)))
         self.driver = ClockDriver(self.vc) if self.vc is not None and cfg.epochs else None
         if self.driver is not None:
             self.driver.on_epoch = self._on_epoch
@@ -205,8 +223,12 @@ class _Soak:
         self.t0 = time.perf_counter()
         report.rss_start_mb = self.rss.read(collect=True).rss_mb
         try:
-            async with FakeRealtimeServer(server_config(self.vc)) as server:
+            async with ServerProcess(virtual_clock=self.vc is not None) as server:
+                if self.driver is not None:
+                    self.driver.mirror = server.advance
                 await self._sessions(server)
+            report.server_handshakes = int(server.stats.get("handshakes", 0))
+            report.server_cpu_s = float(server.stats.get("cpu_s", math.nan))
         finally:
             lib_logger.removeHandler(errors)
         report.wall_s = time.perf_counter() - self.t0
@@ -216,10 +238,10 @@ class _Soak:
         await asyncio.sleep(0)  # let done-callbacks of finished tasks run
         current = asyncio.current_task()
         report.leftover_tasks = sorted(t.get_name() for t in asyncio.all_tasks() if t is not current)
-        _summarize(report, self.cfg, self.results, self.checkpoints, self.quiescent, self.rss, self.lag)
+        _summarize(report, self.cfg, self.tally, self.checkpoints, self.quiescent, self.rss, self.lag)
         return report
 
-    async def _sessions(self, server: FakeRealtimeServer) -> None:
+    async def _sessions(self, server: ServerProcess) -> None:
         self.lag.start()
         self.rss.start()
         if self.driver is not None:
@@ -230,8 +252,8 @@ class _Soak:
         async def one(plan: SessionPlan) -> None:
             async with sem:
                 res = await run_session(plan, server=server, clock=clock, track=self._track,
-                                        on_midpoint=self._on_midpoint)
-            self.results.append(res)
+                                        on_midpoint=self._on_midpoint, speed=self.cfg.speed)
+            self.tally.add(res)
 
         try:
             # One task per session, gated by the semaphore: plans start in order. Sessions run
@@ -254,7 +276,7 @@ class _Soak:
     def _quiescent_reading(self) -> None:
         sample = self.rss.read(collect=True, trim=True)
         self.quiescent.append(sample)
-        n = len(self.results)
+        n = self.tally.done
         self.checkpoints.append((n, round(sample.trimmed_mb if sample.trimmed_mb is not None else sample.rss_mb, 2)))
         if self.progress:
             print(f"  {n:5d}/{self.cfg.sessions} sessions  rss {sample.rss_mb:7.1f} MB  trimmed "
@@ -277,7 +299,7 @@ class _Soak:
             state.r.epochs_seen += 1
 
 
-def _summarize(report: SoakReport, cfg: SoakConfig, results: Sequence[SessionResult],
+def _summarize(report: SoakReport, cfg: SoakConfig, tally: _Tally,
                checkpoints: list[tuple[int, float]], quiescent: Sequence[RssSample], rss: RssProbe,
                lag: LagMonitor) -> None:
     report.rss_peak_mb = rss.peak_mb
@@ -295,27 +317,27 @@ def _summarize(report: SoakReport, cfg: SoakConfig, results: Sequence[SessionRes
         else:  # no malloc_trim: the raw figure, allocator caching included
             report.rss_growth_mb = report.rss_raw_growth_mb
     report.lag = lag.summary()
-    report.sessions_done = len(results)
-    bad = [r for r in results if not r.ok]
-    report.sessions_failed = len(bad)
-    report.failures = [f"session {r.index}: {r.failure}" for r in bad[:20]]
-    report.audio_s = sum(r.audio_bytes for r in results) / 48000.0
-    report.server_decoded_audio_s = sum(r.server_decoded_bytes for r in results) / 48000.0
-    report.sessions_per_s = len(results) / report.wall_s if report.wall_s else 0.0
+    report.sessions_done = tally.done
+    report.sessions_failed = tally.failed
+    report.failures = list(tally.failures)
+    report.audio_s = tally.sums["audio_bytes"] / 48000.0
+    report.server_decoded_audio_s = tally.sums["server_decoded_bytes"] / 48000.0
+    report.server_ignored_audio_s = tally.sums["server_ignored_bytes"] / 48000.0
+    report.sessions_per_s = tally.done / report.wall_s if report.wall_s else 0.0
     report.audio_s_per_s = report.audio_s / report.wall_s if report.wall_s else 0.0
-    report.unbalanced = sorted(r.index for r in results if not r.balanced)
-    report.ledger_active_sessions = sum(r.ledger_active for r in results)
-    report.phases = merge_counters(results, "phases")
-    report.error_codes = merge_counters(results, "error_codes")
+    report.unbalanced = sorted(tally.unbalanced)
+    report.ledger_active_sessions = tally.ledger_active
+    report.phases = dict(sorted(tally.phases.items()))
+    report.error_codes = dict(sorted(tally.error_codes.items()))
     for name in ("responses", "responses_failed", "interrupts", "function_calls", "faults_injected",
                  "planned_restores", "limit_retries", "flow_waits"):
-        setattr(report, name, sum(getattr(r, name) for r in results))
-    report.sessions_without_epoch = sum(1 for r in results if r.epochs_seen == 0) if cfg.epochs else 0
+        setattr(report, name, tally.sums[name])
+    report.sessions_without_epoch = tally.without_epoch if cfg.epochs else 0
     problems = report.problems
     if report.sessions_done != cfg.sessions:
         problems.append(f"{cfg.sessions - report.sessions_done} sessions did not finish")
-    if bad:
-        problems.append(f"{len(bad)} sessions failed")
+    if tally.failed:
+        problems.append(f"{tally.failed} sessions failed")
     if report.unbalanced:
         problems.append(f"{len(report.unbalanced)} sessions with unbalanced audio accounting")
     if report.logged_errors:
@@ -333,7 +355,8 @@ def format_report(r: SoakReport) -> str:
     lag = r.lag
     rows = [
         ("sessions (done / failed)", f"{r.sessions_done} / {r.sessions_failed}"),
-        ("audio streamed", f"{r.audio_s / 3600:.2f} h ({r.audio_s:.0f} s; server decoded {r.server_decoded_audio_s:.0f} s)"),
+        ("audio streamed", f"{r.audio_s / 3600:.2f} h ({r.audio_s:.0f} s; server decoded {r.server_decoded_audio_s:.0f} s, "
+                           f"got {r.server_ignored_audio_s:.0f} s while closing)"),
         ("wall / CPU time", f"{r.wall_s:.1f} s / {r.cpu_s:.1f} s"),
         ("sessions/s, audio s/s", f"{r.sessions_per_s:.2f}, {r.audio_s_per_s:.0f}"),
         ("RSS start / warm-up / end / peak", f"{r.rss_start_mb:.1f} / {r.rss_warmup_mb:.1f} / {r.rss_end_mb:.1f} / "
@@ -348,6 +371,7 @@ def format_report(r: SoakReport) -> str:
         ("limit epochs (sessions missed)", f"{r.epochs} ({r.sessions_without_epoch}); provider clock: {r.provider_clock}"),
         ("connection phases", ", ".join(f"{k} {v}" for k, v in r.phases.items()) or "-"),
         ("planned restores (recycles)", str(r.planned_restores)),
+        ("server process: handshakes, CPU", f"{r.server_handshakes}, {r.server_cpu_s:.1f} s"),
         ("error codes", ", ".join(f"{k} {v}" for k, v in r.error_codes.items()) or "-"),
         ("accounting (ledger active / unbalanced)", f"{r.ledger_active_sessions} / {len(r.unbalanced)}"),
         ("outbound queue: full retries / flow waits", f"{r.limit_retries} / {r.flow_waits}"),
@@ -369,15 +393,17 @@ def _parse(argv: Sequence[str] | None) -> tuple[SoakConfig, str | None, bool]:
     p.add_argument("--warmup", type=int, default=None, help="sessions before the RSS baseline (default min(100, N/5))")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--max-growth-mb", type=float, default=5.0)
+    p.add_argument("--speed", type=float, default=20.0,
+                   help="each session's audio, x real time (inf: as fast as the stack accepts)")
     p.add_argument("--no-virtual-clock", action="store_true", help="real time only (no expiry epochs)")
     p.add_argument("--json", dest="json_path", default=None, help="write the report here")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    if a.sessions < 1 or a.concurrency < 1 or not a.audio_hours > 0:
-        p.error("--sessions, --concurrency must be >= 1 and --audio-hours > 0")
+    if a.sessions < 1 or a.concurrency < 1 or not a.audio_hours > 0 or not a.speed > 0:
+        p.error("--sessions, --concurrency must be >= 1, --audio-hours and --speed > 0")
     cfg = SoakConfig(sessions=a.sessions, concurrency=a.concurrency, audio_hours=a.audio_hours, seed=a.seed,
                      fault_every=a.fault_every, warmup_sessions=a.warmup, checkpoint_every=a.checkpoint_every,
-                     max_growth_mb=a.max_growth_mb, virtual_clock=not a.no_virtual_clock,
+                     max_growth_mb=a.max_growth_mb, speed=a.speed, virtual_clock=not a.no_virtual_clock,
                      epochs=not a.no_virtual_clock)
     return cfg, a.json_path, a.quiet
 

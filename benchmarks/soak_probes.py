@@ -125,7 +125,8 @@ class RssProbe:
     """RSS of this process: periodic readings (``every_s``) plus checkpoints on demand.
 
     Checkpoints run ``gc.collect()`` first so cyclic garbage waiting for the collector does
-    not pass for a leak; the lag monitor is told to skip the stall that causes.
+    not pass for a leak; the lag monitor is told to skip the stall that causes. Periodic
+    readings only move the peak: a list of them would itself grow for as long as the run.
     """
 
     def __init__(self, *, every_s: float = 1.0, lag: LagMonitor | None = None,
@@ -133,7 +134,8 @@ class RssProbe:
         self.every_s = every_s
         self.lag = lag
         self.counts = counts
-        self.samples: list[RssSample] = []
+        self.readings = 0
+        self.peak_mb = math.nan
         self._proc = psutil.Process()
         self._t0 = time.perf_counter()
         self._task: asyncio.Task[None] | None = None
@@ -148,7 +150,8 @@ class RssProbe:
         trimmed = self._proc.memory_info().rss / 2**20 if trim and trim_heap() else None
         sample = RssSample(t_s=time.perf_counter() - self._t0, done=done, live=live,
                            rss_mb=rss_mb, collected=collect, trimmed_mb=trimmed)
-        self.samples.append(sample)
+        self.readings += 1
+        self.peak_mb = rss_mb if math.isnan(self.peak_mb) else max(self.peak_mb, rss_mb)
         return sample
 
     def start(self) -> None:
@@ -165,13 +168,9 @@ class RssProbe:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    @property
-    def peak_mb(self) -> float:
-        return max((s.rss_mb for s in self.samples), default=math.nan)
-
 
 class ClockDriver:
-    """Moves the shared :class:`VirtualClock` for the provider(s) and the fake server.
+    """Moves the :class:`VirtualClock` of the providers (and, through ``mirror``, the server's).
 
     * *ticks*: ``tick_s`` of virtual time every ``tick_real_s`` of real time, so virtual
       backoff sleeps (seconds) end within a few real milliseconds;
@@ -183,7 +182,7 @@ class ClockDriver:
     """
 
     def __init__(self, clock: VirtualClock, *, limit_s: float = 3600.0, margin_s: float = 120.0,
-                 tick_s: float = 0.5, tick_real_s: float = 0.010, settle_real_s: float = 0.050) -> None:
+                 tick_s: float = 0.5, tick_real_s: float = 0.010, settle_real_s: float = 0.5) -> None:
         self.clock = clock
         self.limit_s = limit_s
         self.margin_s = margin_s
@@ -191,6 +190,8 @@ class ClockDriver:
         self.tick_real_s = tick_real_s
         self.settle_real_s = settle_real_s
         self.epochs = 0
+        # called with every step too: a clock in another process (the soak's server) follows
+        self.mirror: Callable[[float], None] = lambda seconds: None
         self._wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.on_epoch: Callable[[], None] = lambda: None
@@ -206,7 +207,7 @@ class ClockDriver:
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(self.tick_real_s)
-            self.clock.advance(self.tick_s)
+            self._advance(self.tick_s)
 
     async def _epochs(self) -> None:
         first = self.limit_s - self.margin_s + 10.0
@@ -215,9 +216,13 @@ class ClockDriver:
             self._wanted.clear()
             self.epochs += 1
             self.on_epoch()  # before the jump: sessions alive now are the ones crossing it
-            self.clock.advance(first)
+            self._advance(first)
             await asyncio.sleep(self.settle_real_s)
-            self.clock.advance(self.limit_s - first + 20.0)
+            self._advance(self.limit_s - first + 20.0)
+
+    def _advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.mirror(seconds)
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []

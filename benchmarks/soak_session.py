@@ -16,14 +16,14 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from voiceengine.engine import VoiceEngine, VoiceEngineConfig
 from voiceengine.exceptions import LimitExceeded
 from voiceengine.providers.openai import OpenAIProvider
 from voiceengine.providers.openai.config import OpenAIConfig
 from voiceengine.providers.types import ConnectionChange, ConnectionState, EventType, FunctionCall, ProviderEvent
-from voiceengine.testing import FakeRealtimeServer, Fault, FaultKind
+from benchmarks.soak_server import ServerProcess
 
 __all__ = ["SessionPlan", "SessionResult", "plan_sessions", "run_session", "RATE", "FRAME_MS", "TOOLS",
            "provider_takes_clock"]
@@ -127,6 +127,7 @@ class SessionResult:
     failure: str | None = None
     audio_bytes: int = 0  # handed to engine.send_audio / counted captured
     server_decoded_bytes: int = 0
+    server_ignored_bytes: int = 0  # reached the server after it began closing: lost with the connection
     accounting: dict[str, int] = field(default_factory=dict)
     balanced: bool = False
     ledger_active: bool = False
@@ -156,7 +157,7 @@ def _zero_delays(_config: OpenAIConfig) -> Any:
 class _Session:
     """Runtime state of one session (event counters, waits)."""
 
-    def __init__(self, plan: SessionPlan, result: SessionResult, server: FakeRealtimeServer,
+    def __init__(self, plan: SessionPlan, result: SessionResult, server: ServerProcess,
                  provider: OpenAIProvider) -> None:
         self.plan = plan
         self.r = result
@@ -169,14 +170,21 @@ class _Session:
         self.started = 0
         self.done = 0
         self.last_event = 0.0
-        self.server_sessions: list[Any] = []
+        self.session_ids: set[str] = set()  # every server session this client had (decoded-audio figure)
         self.fault_pending = False
+        self.session_updates = 0
+
+    def note_session(self) -> None:
+        if self.provider.session_id:
+            self.session_ids.add(self.provider.session_id)
 
     def on_event(self, ev: ProviderEvent) -> None:
         self.last_event = asyncio.get_running_loop().time()
         t = ev.type
         if t is EventType.AUDIO_DELTA:
             self.audio_seen.set()
+        elif t is EventType.SESSION_UPDATED:
+            self.session_updates += 1
         elif t is EventType.RESPONSE_STARTED:
             self.started += 1
         elif t is EventType.RESPONSE_DONE:
@@ -197,7 +205,7 @@ class _Session:
                 self.r.planned_restores += 1
             if change.state is ConnectionState.CONNECTED:
                 self.connected.set()
-                _note_server_session(self, self.server, self.provider)
+                self.note_session()
             elif change.phase == "reconnecting":
                 self.connected.clear()
                 self.started = self.done  # a response cut by the loss never ends on the wire
@@ -205,11 +213,12 @@ class _Session:
                 self.connected.set()  # never wait on a connection that will not come back
 
 
-async def run_session(plan: SessionPlan, *, server: FakeRealtimeServer, clock: Any | None,
+async def run_session(plan: SessionPlan, *, server: ServerProcess, clock: Any | None,
                       track: Callable[[_Session, bool], None] = lambda s, live: None,
                       on_midpoint: Callable[[_Session], None] = lambda s: None,
-                      idle_s: float = 0.05, drain_timeout_s: float = 20.0) -> SessionResult:
-    """Play ``plan`` against ``server``; never raises (failures land in the result)."""
+                      idle_s: float = 0.05, drain_timeout_s: float = 20.0, speed: float = math.inf) -> SessionResult:
+    """Play ``plan`` against ``server`` at ``speed`` x real time (``inf``: as fast as the
+    stack accepts); never raises (failures land in the result)."""
     result = SessionResult(index=plan.index)
     kwargs: dict[str, Any] = {}
     if clock is not None:
@@ -237,8 +246,8 @@ async def run_session(plan: SessionPlan, *, server: FakeRealtimeServer, clock: A
     track(state, True)
     try:
         await engine.connect()
-        _note_server_session(state, server, provider)
-        await _stream(state, engine, provider, server, on_midpoint)
+        state.note_session()
+        await _stream(state, engine, provider, server, on_midpoint, _Pacer(speed))
         await _drain(state, engine, idle_s, drain_timeout_s)
         result.ok = True
     except Exception as exc:  # the soak reports, it does not stop at the first failure
@@ -255,23 +264,16 @@ async def run_session(plan: SessionPlan, *, server: FakeRealtimeServer, clock: A
                                                         "dropped_bytes", "pending_bytes")}
     result.ledger_active = acc.captured_bytes > 0
     result.balanced = acc.balanced and (not result.ledger_active or acc.captured_bytes == result.audio_bytes)
-    result.server_decoded_bytes = sum(s.input_audio_ms_total() for s in state.server_sessions) * BYTES_PER_MS
-    state.server_sessions.clear()
+    try:
+        result.server_decoded_bytes, result.server_ignored_bytes = await server.audio_received(
+            sorted(state.session_ids))
+    except (RuntimeError, ConnectionError) as exc:
+        result.ok = False
+        result.failure = result.failure or f"server figures: {exc}"
     bad = {p: n for p, n in result.phases.items() if p in ("gave_up", "failed")}
     if result.ok and bad:
         result.ok, result.failure = False, f"connection ended: {bad}"
     return result
-
-
-def _note_server_session(state: _Session, server: FakeRealtimeServer, provider: OpenAIProvider) -> Any:
-    """The fake server's live connection for this provider (for faults and decoded-audio figures)."""
-    sid = provider.session_id
-    for conn in server.connections:
-        if conn.session.id == sid and not conn.closing:
-            if all(s is not conn.session for s in state.server_sessions):
-                state.server_sessions.append(conn.session)
-            return conn
-    return None
 
 
 async def _send_frame(state: _Session, engine: VoiceEngine, frame: memoryview) -> None:
@@ -289,14 +291,36 @@ async def _send_frame(state: _Session, engine: VoiceEngine, frame: memoryview) -
             await asyncio.sleep(0.002)
 
 
-async def _stream(state: _Session, engine: VoiceEngine, provider: OpenAIProvider, server: FakeRealtimeServer,
-                  on_midpoint: Callable[[_Session], None]) -> None:
+class _Pacer:
+    """Frames at ``speed`` x real time, like a microphone on fast-forward.
+
+    Unpaced, a client outruns the server process by megabytes of socket buffer, and a
+    reconnect or an expiry then throws away seconds of audio no real-time source would
+    have been ahead by. A pacer that fell behind (an outage, a long wait for a reply)
+    starts again from now instead of bursting to catch up.
+    """
+
+    def __init__(self, speed: float) -> None:
+        self.interval_s = FRAME_MS / 1000.0 / speed if speed > 0 and math.isfinite(speed) else 0.0
+        self._next = 0.0
+
+    async def frame_sent(self) -> None:
+        if not self.interval_s:
+            await asyncio.sleep(0)  # let the writer run: as fast as accepted
+            return
+        now = asyncio.get_running_loop().time()
+        self._next = max(self._next + self.interval_s, now - self.interval_s)
+        await asyncio.sleep(max(0.0, self._next - now))
+
+
+async def _stream(state: _Session, engine: VoiceEngine, provider: OpenAIProvider, server: ServerProcess,
+                  on_midpoint: Callable[[_Session], None], pacer: _Pacer) -> None:
     plan = state.plan
     half = plan.audio_ms * BYTES_PER_MS // 2
     outage_ms = 0
     for turn, (speech_ms, silence_ms) in enumerate(plan.turns):
         if plan.fault is not None and turn == plan.fault_turn and not plan.fault_mid_response:
-            _inject(state, server, provider)
+            await _inject(state, server, provider)
         for source, ms in ((VOICED, speech_ms), (SILENCE, silence_ms)):
             view = memoryview(source)
             for off_ms in range(0, ms, FRAME_MS):
@@ -304,7 +328,7 @@ async def _stream(state: _Session, engine: VoiceEngine, provider: OpenAIProvider
                     if outage_ms >= BACKLOG_PROBE_MS:
                         await state.connected.wait()
                         outage_ms = 0
-                        _note_server_session(state, server, provider)
+                        state.note_session()
                     else:
                         outage_ms += FRAME_MS
                 else:
@@ -315,21 +339,56 @@ async def _stream(state: _Session, engine: VoiceEngine, provider: OpenAIProvider
                 if not state.midpoint and state.r.audio_bytes >= half:
                     state.midpoint = True
                     on_midpoint(state)
-                await asyncio.sleep(0)  # let the writer and the server run: as fast as accepted
+                await pacer.frame_sent()
         if plan.manual:
             if state.r.audio_bytes and speech_ms:
                 state.audio_seen.clear()
-                await engine.commit()
+                replies_before = state.done
+                await _commit_turn(state, engine)
                 if turn in plan.barge_in_turns or (plan.fault_mid_response and turn == plan.fault_turn):
                     await _first_audio(state)
                     if turn == plan.fault_turn and plan.fault_mid_response and plan.fault is not None:
-                        _inject(state, server, provider)
+                        await _inject(state, server, provider)
                     elif state.connected.is_set():
                         await engine.interrupt()
+                else:
+                    await _reply_end(state, replies_before)
         elif plan.fault_mid_response and turn == plan.fault_turn and plan.fault is not None:
             state.audio_seen.clear()
             await _first_audio(state)
-            _inject(state, server, provider)
+            await _inject(state, server, provider)
+
+
+async def _commit_turn(state: _Session, engine: VoiceEngine, wait_s: float = 5.0) -> None:
+    """Commit the turn and ask for a reply. Audio streams far faster than real time, so
+    turns can outrun replies: when the provider's queue of reply requests is full
+    (``LimitExceeded``; the commit itself went through), wait for a reply to end and ask
+    again, as an app honouring that limit would."""
+    try:
+        await engine.commit()
+        return
+    except LimitExceeded:
+        state.r.limit_retries += 1
+    while True:
+        done = state.done
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while state.done == done and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        try:
+            await engine.create_response()
+            return
+        except LimitExceeded:
+            state.r.limit_retries += 1
+
+
+async def _reply_end(state: _Session, replies_before: int, timeout_s: float = 5.0) -> None:
+    """Let the assistant answer before the next turn, as a user does: audio streams many
+    times faster than real time, and without this the turns would outrun the replies."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while state.done <= replies_before and loop.time() < deadline:
+        await asyncio.sleep(0.002)
 
 
 async def _first_audio(state: _Session, timeout_s: float = 1.0) -> None:
@@ -340,22 +399,34 @@ async def _first_audio(state: _Session, timeout_s: float = 1.0) -> None:
         pass  # a reply can legitimately carry no audio (cancelled first): go on
 
 
-def _inject(state: _Session, server: FakeRealtimeServer, provider: OpenAIProvider) -> None:
+async def _inject(state: _Session, server: ServerProcess, provider: OpenAIProvider) -> None:
     """Fire the plan's fault at this session's live connection, now (never left armed)."""
-    conn = _note_server_session(state, server, provider)
-    if conn is None:
-        return  # between connections: skip rather than leave a fault armed for nobody
-    kind = FaultKind.CLOSE if state.plan.fault == "close_1006" else FaultKind.SESSION_EXPIRED
-    server.inject(Fault(kind=kind, close_code=1006 if kind is FaultKind.CLOSE else None,
-                        session_index=conn.index, label="soak"))
-    state.r.faults_injected += 1
+    sid = provider.session_id
+    if sid and state.plan.fault is not None and await server.inject(sid, state.plan.fault):
+        state.r.faults_injected += 1
 
 
 async def _drain(state: _Session, engine: VoiceEngine, idle_s: float, timeout_s: float) -> None:
-    """Wait for the conversation to go quiet: connected, no response running, no event for ``idle_s``."""
+    """Wait for the server to have read everything sent, then for the conversation to go
+    quiet: connected, no response running, no event for ``idle_s``.
+
+    The audio streams faster than the server (another process) decodes it, so megabytes
+    can sit in the socket buffers; closing then would throw them away. A ``session.update``
+    is answered only after every message before it was handled: a barrier on the wire.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     provider = engine.provider
+    while True:
+        if loop.time() > deadline:
+            raise TimeoutError(f"session {state.plan.index}: the server did not catch up in {timeout_s} s")
+        await state.connected.wait()
+        updates = state.session_updates
+        await provider.update_session()
+        while state.session_updates == updates and state.connected.is_set() and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        if state.session_updates > updates:
+            break
     while True:
         if loop.time() > deadline:
             raise TimeoutError(f"session {state.plan.index} did not go quiet in {timeout_s} s")
@@ -365,9 +436,3 @@ async def _drain(state: _Session, engine: VoiceEngine, idle_s: float, timeout_s:
         if not busy and loop.time() - state.last_event >= idle_s:
             return
 
-
-def merge_counters(results: Sequence[SessionResult], name: str) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for r in results:
-        total.update(getattr(r, name))
-    return dict(sorted(total.items()))

@@ -257,7 +257,7 @@ async def episode(seed: int) -> list[str]:
     problems += await leaked_tasks(seed)
     acc = h.provider.audio_accounting
     STATS.update(
-        episodes=1, faults_fired=len(server.faults.fired), outages=len(h.outages),
+        episodes=1, faults_fired=server.faults.fired_total, outages=len(h.outages),
         restored=sum(o.restored_at is not None for o in h.outages),
         replayed_items=sum(o.replay_count for o in h.outages if o.restored_at),
         replayed_user_items=sum(1 for o in h.outages if o.restored_at for _, role in o.committed if role == "user"),

@@ -3,10 +3,12 @@
 Asserts what the full soak asserts except the RSS bound (a few MB of allocator noise at this
 size): every session ends sane, audio accounting balances, nothing is left running, every
 session crosses the 60-minute limit on virtual time, faults/barge-ins/tool calls happen.
+The fake server runs in a child process (benchmarks/soak_server.py), as in the full soak.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -49,8 +51,10 @@ def test_soak_small_sessions_all_end_sane(small_report) -> None:
 def test_soak_small_streams_exactly_the_planned_audio(small_report) -> None:
     r = small_report
     assert r.audio_s == pytest.approx(SMALL.audio_hours * 3600)
-    # the server really decoded the audio; what it lacks was lost with dropped connections
-    assert 0.8 * r.audio_s <= r.server_decoded_audio_s <= r.audio_s
+    # the server (another process) really decoded the audio; what it lacks was in flight
+    # when a connection dropped (paced audio: a fraction of a second per fault)
+    assert 0.9 * r.audio_s <= r.server_decoded_audio_s <= r.audio_s
+    assert r.server_handshakes >= SMALL.sessions and r.server_cpu_s > 0
 
 
 def test_soak_small_exercises_turns_faults_and_the_session_limit(small_report) -> None:
@@ -72,3 +76,17 @@ def test_soak_small_reports_rss_and_loop_lag(small_report) -> None:
     assert r.lag["samples"] > 0 and r.lag["p50_ms"] <= r.lag["p99_ms"] <= r.lag["max_ms"]
     assert r.cpu_s > 0 and r.wall_s > 0 and r.audio_s_per_s > 0
     assert r.to_json()["ok"] is r.ok
+
+
+async def test_soak_server_process_failure_is_typed_and_leaves_nothing() -> None:
+    from benchmarks.soak_server import ServerProcess
+
+    async with ServerProcess(virtual_clock=True) as server:
+        assert server.url.startswith("ws://127.0.0.1:")
+        assert await server.inject("sess_nobody", "close_1006") is False  # no live connection: skipped
+        assert await server.audio_received(["sess_nobody"]) == (0, 0)
+        server._proc.kill()  # the child dies mid-run
+        with pytest.raises(ConnectionError):
+            async with asyncio.timeout(10):
+                await server.audio_received(["sess_nobody"])
+    assert server._proc is None and server._pipe is None  # reaped and closed

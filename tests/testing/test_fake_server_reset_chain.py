@@ -178,3 +178,13 @@ def test_fired_at_follows_fired_on_the_loop_clock() -> None:
     book.match_client_event(1, "b")
     assert len(book.fired_at) == len(book.fired) == 2
     assert before <= book.fired_at[0] <= book.fired_at[1] <= time.monotonic()
+
+
+def test_fired_record_keeps_the_last_max_fired_and_counts_all() -> None:
+    book = FaultBook((Fault(kind=FaultKind.STALL, trigger=Trigger.ON_CLIENT_EVENT, times=None),), max_fired=3)
+    for session in range(10):
+        book.match_client_event(session, "x")
+    assert [s for s, _ in book.fired] == [7, 8, 9]
+    assert len(book.fired_at) == 3 and book.fired_total == 10
+    with pytest.raises(ValueError):
+        FaultBook(max_fired=0)

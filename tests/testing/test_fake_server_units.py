@@ -103,3 +103,36 @@ def test_fault_validation_and_book_counting() -> None:
     assert len(book.pending) == 1  # times=None never exhausts
     book.add(Fault(kind=FaultKind.REJECT_HANDSHAKE, status_code=429, times=2))
     assert [book.match_handshake(i) is not None for i in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize("retain", [True, False])
+def test_item_audio_retention_changes_retrieve_but_not_truncate_bounds(retain: bool) -> None:
+    s = _session(turn_detection=None, responses=["Fine thanks."], retain_item_audio=retain)
+    user_pcm = synthesize("hello there").pcm
+    s.receive(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(user_pcm).decode()}))
+    s.receive(json.dumps({"type": "input_audio_buffer.commit"}))
+    s.receive(json.dumps({"type": "response.create"}))
+    _drain_responses(s)
+    out = s.events_to_send()
+    user_item, reply_item = s.items[0]["id"], out[-1]["response"]["output"][0]["id"]
+    reply_pcm = synthesize("Fine thanks.").pcm
+    assert s.audio_sent_by_item == ({reply_item: reply_pcm} if retain else {})
+    reply_ms = len(reply_pcm) // 48
+
+    # the truncate bound is the audio sent, whether or not its bytes were kept
+    s.receive(json.dumps({"type": "conversation.item.truncate", "item_id": reply_item, "content_index": 0,
+                          "audio_end_ms": reply_ms + 1}))
+    assert s.events_to_send()[-1]["error"]["param"] == "audio_end_ms"
+    s.receive(json.dumps({"type": "conversation.item.truncate", "item_id": reply_item, "content_index": 0,
+                          "audio_end_ms": reply_ms}))
+    assert s.events_to_send()[-1]["type"] == "conversation.item.truncated"
+
+    for item_id, pcm in ((user_item, user_pcm), (reply_item, reply_pcm)):
+        s.receive(json.dumps({"type": "conversation.item.retrieve", "item_id": item_id}))
+        got = s.events_to_send()[-1]
+        assert got["type"] == "conversation.item.retrieved"
+        content = got["item"]["content"][0]
+        if retain:
+            assert base64.b64decode(content["audio"]) == pcm
+        else:
+            assert "audio" not in content

@@ -146,6 +146,9 @@ class FakeServerConfig:
     max_recorded_events: int = 10_000
     max_recorded_sessions: int = 1000
     record_audio_payloads: bool = True
+    # Item audio kept for conversation.item.retrieve (and audio_sent_by_item). False keeps
+    # only lengths: a long many-session run (the soak) then holds no audio per item.
+    retain_item_audio: bool = True
     # Transport.
     open_timeout_s: float | None = 10.0
     close_timeout_s: float = 2.0

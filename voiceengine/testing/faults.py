@@ -161,12 +161,18 @@ class FaultBook:
     Every ``match_*`` method returns the faults that fire now and consumes them.
     """
 
-    def __init__(self, faults: tuple[Fault, ...] = ()) -> None:
+    def __init__(self, faults: tuple[Fault, ...] = (), *, max_fired: int = 10_000) -> None:
+        if max_fired < 1:
+            raise ValueError("max_fired must be >= 1")
         self._armed: list[ArmedFault] = []
         self._counters: dict[tuple[int, int], int] = {}
+        #: the last ``max_fired`` faults that fired (session index, fault), oldest first
         self.fired: list[tuple[int | None, Fault]] = []
         #: ``time.monotonic()`` (the asyncio loop clock) at each entry of ``fired``
         self.fired_at: list[float] = []
+        #: every fault that fired, including those no longer in ``fired``
+        self.fired_total = 0
+        self.max_fired = max_fired
         for f in faults:
             self.add(f)
 
@@ -190,6 +196,9 @@ class FaultBook:
         """Note that ``fault`` fired and arm its ``then`` follow-ups."""
         self.fired.append((session, fault))
         self.fired_at.append(time.monotonic())
+        self.fired_total += 1
+        if len(self.fired) > self.max_fired:  # a server left running for days keeps the recent ones
+            del self.fired[0], self.fired_at[0]
         for follow_up in fault.then:
             self.add(follow_up)
 

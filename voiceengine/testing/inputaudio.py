@@ -40,7 +40,7 @@ class InputAudioMixin:
         _inband: str | None
         interrupts: int
         ignored: Any  # deque of client events that arrived but were never handled
-        _item_audio: dict[str, bytes]
+        keep_item_audio: Callable[[str, bytes], None]
         new_id: Callable[[str], str]
         emit: Callable[..., dict[str, Any]]
         cancel: Callable[[str, str], bool]
@@ -201,7 +201,7 @@ class InputAudioMixin:
         prev = self.last_item_id()
         self.emit("input_audio_buffer.committed", item_id=item_id, previous_item_id=prev)
         self.insert_item(item, None)
-        self._item_audio[item_id] = audio
+        self.keep_item_audio(item_id, audio)
         self.emit("conversation.item.added", previous_item_id=prev, item=self.public_item(item))
         self.emit("conversation.item.done", previous_item_id=prev, item=self.public_item(item))
         turn = self._turns

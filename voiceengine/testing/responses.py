@@ -98,7 +98,6 @@ def _message_steps(session: "FakeSession", run: ResponseRun, output_index: int) 
         pcm, offsets, words_t = audio_for_text(run.script.text, run.output_format, session)
         bpm = bytes_per_ms(run.output_format.get("type", "audio/pcm"))
         chunk = bpm * session.config.chunk_ms
-        store = session.audio_out_buffer(item_id)
         w = 0
         for start in range(0, len(pcm), chunk):
             end = min(len(pcm), start + chunk)
@@ -108,7 +107,7 @@ def _message_steps(session: "FakeSession", run: ResponseRun, output_index: int) 
                 session.emit("response.output_audio_transcript.delta", **base, content_index=0, delta=delta)
                 w += 1
             piece = pcm[start:end]
-            store.extend(piece)
+            session.record_audio_out(item_id, piece)
             session.emit_audio_delta(base, base64.b64encode(piece).decode("ascii"), len(piece))
             ms = len(piece) // bpm
             run.output_ms += ms

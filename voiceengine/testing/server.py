@@ -74,17 +74,21 @@ class FakeRealtimeServer:
 
     Attributes tests use: ``url``, ``port``, ``auth_headers``, ``sessions`` (list of
     :class:`FakeSession`, newest last), ``received``/``sent``/``errors`` (across sessions),
-    ``faults`` (the :class:`FaultBook`; ``faults.fired`` lists what fired), ``connections``
+    ``faults`` (the :class:`FaultBook`; ``faults.fired`` lists the last
+    ``max_recorded_events`` that fired, ``faults.fired_total`` counts them all), ``connections``
     (live :class:`FakeConnection` objects), ``handshakes`` (count of upgrade requests).
+    ``on_session``, when set, is called with each new :class:`FakeSession` before it runs
+    (``sessions`` keeps only the last ``max_recorded_sessions``; this sees every one).
     """
 
     def __init__(self, config: FakeServerConfig | None = None, **overrides: Any) -> None:
         base = config or FakeServerConfig()
         self.config = dataclasses.replace(base, **overrides) if overrides else base
-        self.faults = FaultBook(self.config.faults)
+        self.faults = FaultBook(self.config.faults, max_fired=self.config.max_recorded_events)
         self.sessions: list[FakeSession] = []
         self.connections: list[FakeConnection] = []
         self.handshakes = 0
+        self.on_session: Callable[[FakeSession], None] | None = None
         self._server: Server | None = None
         self._stopping = asyncio.Event()  # created here: asyncio.Event binds no loop until awaited
         self._sent_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
@@ -300,6 +304,8 @@ class FakeRealtimeServer:
         index, ok, model, headers = ws.fake_realtime_info  # type: ignore[attr-defined]
         session = FakeSession(self.config, index=index, model=model)
         session.request_headers = headers
+        if self.on_session is not None:
+            self.on_session(session)
         self.sessions.append(session)
         if len(self.sessions) > self.config.max_recorded_sessions:
             del self.sessions[0]

@@ -58,7 +58,8 @@ class FakeSession(InputAudioMixin):
         self._items: dict[str, dict[str, Any]] = {}
         self._order: list[str] = []
         self._item_audio: dict[str, bytes] = {}         # user input audio, for retrieve
-        self._audio_out: dict[str, bytearray] = {}      # assistant audio as sent
+        self._audio_out: dict[str, bytearray] = {}      # assistant audio as sent (retain_item_audio)
+        self._audio_out_bytes: dict[str, int] = {}      # its length, kept either way (truncate bounds)
         self.function_calls: dict[str, dict[str, Any]] = {}
         self.function_outputs: dict[str, str] = {}
         self.truncations: list[dict[str, Any]] = []
@@ -242,6 +243,7 @@ class FakeSession(InputAudioMixin):
         self._items.pop(item_id, None)
         self._item_audio.pop(item_id, None)
         self._audio_out.pop(item_id, None)
+        self._audio_out_bytes.pop(item_id, None)
 
     def public_item(self, item: Mapping[str, Any], *, with_audio: bool = False) -> dict[str, Any]:
         """Wire copy of an item; audio payloads only when ``with_audio`` (retrieve)."""
@@ -260,13 +262,23 @@ class FakeSession(InputAudioMixin):
                 c.pop("audio", None)
         return out
 
-    def audio_out_buffer(self, item_id: str) -> bytearray:
-        """The growing record of audio sent for an assistant item."""
-        return self._audio_out.setdefault(item_id, bytearray())
+    def record_audio_out(self, item_id: str, piece: bytes) -> None:
+        """Note audio sent for an assistant item: its length always, its bytes when retained."""
+        self._audio_out_bytes[item_id] = self._audio_out_bytes.get(item_id, 0) + len(piece)
+        if self.config.retain_item_audio:
+            self._audio_out.setdefault(item_id, bytearray()).extend(piece)
+
+    def keep_item_audio(self, item_id: str, audio: bytes) -> None:
+        """Keep a user item's input audio for ``conversation.item.retrieve`` (when retained)."""
+        if self.config.retain_item_audio:
+            self._item_audio[item_id] = audio
 
     @property
     def audio_sent_by_item(self) -> dict[str, bytes]:
-        """Assistant audio exactly as sent (in the output format), per item id."""
+        """Assistant audio exactly as sent (in the output format), per item id.
+
+        Empty when the server runs with ``retain_item_audio=False``.
+        """
         return {k: bytes(v) for k, v in self._audio_out.items()}
 
     def _out_fmt(self) -> str:
@@ -293,7 +305,7 @@ class FakeSession(InputAudioMixin):
         else:
             item["id"] = self.new_id("item")
         if audio is not None:
-            self._item_audio[item["id"]] = audio
+            self.keep_item_audio(item["id"], audio)
         if item["type"] == "function_call_output":
             self.function_outputs[item["call_id"]] = item["output"]
         real_prev = self.insert_item(item, prev)
@@ -333,7 +345,7 @@ class FakeSession(InputAudioMixin):
         content = item.get("content") or []
         if not 0 <= ci < max(1, len(content)) or (content and content[ci].get("type") != "output_audio"):
             raise ClientError("invalid_value", f"Content index {ci} is not an audio content part.", "content_index")
-        sent_ms = len(self._audio_out.get(item_id, b"")) // bytes_per_ms(self._out_fmt())
+        sent_ms = self._audio_out_bytes.get(item_id, 0) // bytes_per_ms(self._out_fmt())
         limit = self._truncated_at(item_id)
         have = sent_ms if limit is None else min(sent_ms, limit)
         if end_ms <= 0:

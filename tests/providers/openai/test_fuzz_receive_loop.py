@@ -22,7 +22,7 @@ from voiceengine.providers.openai import OpenAIConfig, OpenAIProvider
 from voiceengine.providers.openai.decoders import DecodeContext
 from voiceengine.providers.openai.protocol import RealtimeCodec
 
-N_FRAMES = 50_000
+N_FRAMES = 100_000
 SEED = 20250506
 
 
