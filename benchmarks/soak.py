@@ -146,8 +146,10 @@ class _ErrorCounter(logging.Handler):
         self.counts[key] = self.counts.get(key, 0) + 1
 
 
-_SUMMED = ("audio_bytes", "server_decoded_bytes", "server_ignored_bytes", "responses", "responses_failed", "interrupts", "function_calls",
-           "faults_injected", "planned_restores", "limit_retries", "flow_waits")
+# SessionResult counters reported as they are, summed over the sessions
+_COUNTED = ("responses", "responses_failed", "interrupts", "function_calls", "faults_injected",
+            "planned_restores", "limit_retries", "flow_waits")
+_SUMMED = ("audio_bytes", "server_decoded_bytes", "server_ignored_bytes", *_COUNTED)
 _MAX_FAILURES_KEPT = 20
 
 
@@ -329,8 +331,7 @@ def _summarize(report: SoakReport, cfg: SoakConfig, tally: _Tally,
     report.ledger_active_sessions = tally.ledger_active
     report.phases = dict(sorted(tally.phases.items()))
     report.error_codes = dict(sorted(tally.error_codes.items()))
-    for name in ("responses", "responses_failed", "interrupts", "function_calls", "faults_injected",
-                 "planned_restores", "limit_retries", "flow_waits"):
+    for name in _COUNTED:
         setattr(report, name, tally.sums[name])
     report.sessions_without_epoch = tally.without_epoch if cfg.epochs else 0
     problems = report.problems

@@ -134,7 +134,6 @@ class RssProbe:
         self.every_s = every_s
         self.lag = lag
         self.counts = counts
-        self.readings = 0
         self.peak_mb = math.nan
         self._proc = psutil.Process()
         self._t0 = time.perf_counter()
@@ -150,7 +149,6 @@ class RssProbe:
         trimmed = self._proc.memory_info().rss / 2**20 if trim and trim_heap() else None
         sample = RssSample(t_s=time.perf_counter() - self._t0, done=done, live=live,
                            rss_mb=rss_mb, collected=collect, trimmed_mb=trimmed)
-        self.readings += 1
         self.peak_mb = rss_mb if math.isnan(self.peak_mb) else max(self.peak_mb, rss_mb)
         return sample
 

@@ -46,7 +46,6 @@ _MAX_WATCHED_SESSIONS = 10_000
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 30.0
 _SETTLE_TIMEOUT_S = 5.0
-_BYTES_PER_MS = 48  # PCM16 at 24 kHz, the soak's format
 
 
 def _script(ctx: ResponseContext) -> ScriptedResponse:
@@ -108,8 +107,7 @@ class _Served:
         while any(c.session.id in wanted for c in self.server.connections) and loop.time() < deadline:
             await asyncio.sleep(0.005)
         sessions = [s for s in (self.watched.pop(sid, None) for sid in session_ids) if s is not None]
-        return (sum(s.input_audio_ms_total() for s in sessions) * _BYTES_PER_MS,
-                sum(s.ignored_audio_bytes for s in sessions))
+        return sum(s.input_audio_bytes for s in sessions), sum(s.ignored_audio_bytes for s in sessions)
 
     def _inject(self, session_id: str, fault: str) -> bool:
         kind, code = FAULTS[fault]
@@ -178,7 +176,7 @@ class ServerProcess:
     """The fake server in a spawned child process (``async with``).
 
     ``url`` once started; :meth:`advance` mirrors a virtual-clock step; :meth:`inject` and
-    :meth:`decoded_ms` are requests answered by the child. ``stats`` after the exit.
+    :meth:`audio_received` are requests answered by the child. ``stats`` after the exit.
     """
 
     def __init__(self, *, virtual_clock: bool) -> None:
@@ -222,7 +220,7 @@ class ServerProcess:
             try:
                 self._pipe.send(("advance", None, seconds))
             except OSError:
-                self._fail_all(ConnectionError("the soak server process went away"))
+                self._lost()
 
     async def inject(self, session_id: str, fault: str) -> bool:
         """Fire ``fault`` (a key of :data:`FAULTS`) at the live connection of ``session_id``;
@@ -245,7 +243,7 @@ class ServerProcess:
             try:
                 self._pipe.send((op, req_id, *args))
             except OSError:
-                self._fail_all(ConnectionError("the soak server process went away"))
+                self._lost()
             return await future
         finally:
             self._waiting.pop(req_id, None)
@@ -257,7 +255,7 @@ class ServerProcess:
                 kind, *rest = pipe.recv()
                 self._dispatch(kind, rest)
         except (EOFError, OSError):
-            self._fail_all(ConnectionError("the soak server process went away"))
+            self._lost()
 
     def _dispatch(self, kind: str, rest: list[Any]) -> None:
         if kind == "ready" and self._ready is not None and not self._ready.done():
@@ -272,30 +270,31 @@ class ServerProcess:
                 else:
                     future.set_exception(RuntimeError(f"soak server: {rest[1]}"))
 
-    def _fail_all(self, exc: Exception) -> None:
-        loop_pipe, self._pipe = self._pipe, None
-        if loop_pipe is not None:
-            asyncio.get_running_loop().remove_reader(loop_pipe.fileno())
-            loop_pipe.close()
+    def _lost(self) -> None:
+        """The child is gone: close our end and fail everything that waits on it."""
+        self._close_pipe()
         for future in (self._ready, self._stopped, *self._waiting.values()):
             if future is not None and not future.done():
-                future.set_exception(exc)
+                future.set_exception(ConnectionError("the soak server process went away"))
+
+    def _close_pipe(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            asyncio.get_running_loop().remove_reader(pipe.fileno())
+            pipe.close()
 
     async def _shutdown(self, *, kill: bool) -> None:
         pipe, proc = self._pipe, self._proc
         try:
             if pipe is not None and not kill and self._stopped is not None:
-                pipe.send(("stop",))
                 try:
+                    pipe.send(("stop",))
                     async with asyncio.timeout(_STOP_TIMEOUT_S):
                         self.stats = await self._stopped
-                except (TimeoutError, ConnectionError):
+                except (OSError, TimeoutError, ConnectionError):
                     kill = True
         finally:
-            if self._pipe is not None:
-                asyncio.get_running_loop().remove_reader(self._pipe.fileno())
-                self._pipe.close()
-                self._pipe = None
+            self._close_pipe()
             for future in (self._ready, self._stopped):
                 if future is None:
                     continue

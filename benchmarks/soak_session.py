@@ -18,12 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from benchmarks.soak_server import ServerProcess
 from voiceengine.engine import VoiceEngine, VoiceEngineConfig
 from voiceengine.exceptions import LimitExceeded
 from voiceengine.providers.openai import OpenAIProvider
 from voiceengine.providers.openai.config import OpenAIConfig
 from voiceengine.providers.types import ConnectionChange, ConnectionState, EventType, FunctionCall, ProviderEvent
-from benchmarks.soak_server import ServerProcess
 
 __all__ = ["SessionPlan", "SessionResult", "plan_sessions", "run_session", "RATE", "FRAME_MS", "TOOLS",
            "provider_takes_clock"]
@@ -157,11 +157,9 @@ def _zero_delays(_config: OpenAIConfig) -> Any:
 class _Session:
     """Runtime state of one session (event counters, waits)."""
 
-    def __init__(self, plan: SessionPlan, result: SessionResult, server: ServerProcess,
-                 provider: OpenAIProvider) -> None:
+    def __init__(self, plan: SessionPlan, result: SessionResult, provider: OpenAIProvider) -> None:
         self.plan = plan
         self.r = result
-        self.server = server
         self.provider = provider
         self.midpoint = False
         self.audio_seen = asyncio.Event()
@@ -171,7 +169,6 @@ class _Session:
         self.done = 0
         self.last_event = 0.0
         self.session_ids: set[str] = set()  # every server session this client had (decoded-audio figure)
-        self.fault_pending = False
         self.session_updates = 0
 
     def note_session(self) -> None:
@@ -240,7 +237,7 @@ async def run_session(plan: SessionPlan, *, server: ServerProcess, clock: Any | 
         result.function_calls += 1
         return {"temperature_c": 21, "city": "Paris"}
 
-    state = _Session(plan, result, server, provider)
+    state = _Session(plan, result, provider)
     engine.on_function_call = on_function_call
     engine.events.subscribe(state.on_event)
     track(state, True)
@@ -370,11 +367,7 @@ async def _commit_turn(state: _Session, engine: VoiceEngine, wait_s: float = 5.0
     except LimitExceeded:
         state.r.limit_retries += 1
     while True:
-        done = state.done
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while state.done == done and loop.time() < deadline:
-            await asyncio.sleep(0.002)
+        await _reply_end(state, state.done, wait_s)
         try:
             await engine.create_response()
             return
