@@ -17,13 +17,14 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from numbers import Integral
 from typing import Any, Mapping
 
 from ._bounded import BoundedSet
 from ._engine_handlers import _EngineHandlers
 from .engine_config import VoiceEngineConfig
 from .events import EventBus
-from .exceptions import InvalidState
+from .exceptions import AudioFormatError, InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
 from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _maybe_await
@@ -309,7 +310,23 @@ class VoiceEngine(_EngineHandlers):
 
     # ------------------------------------------------------------------- input
     async def send_audio(self, audio: Any, *, sample_rate: int | None = None, channels: int | None = None) -> int:
-        """Send app audio (PCM16, any rate 8k-192k, mono/stereo); returns frames sent."""
+        """Send app audio (PCM16, any rate 8k-192k, mono/stereo); returns frames sent.
+
+        ``sample_rate``/``channels`` ``None`` take ``config.input_sample_rate`` (else the
+        provider's rate) and ``config.input_channels``; any other value outside 8000..192000
+        Hz or 1..2 channels (``0`` included) raises
+        :class:`~voiceengine.exceptions.AudioFormatError` and nothing is sent.
+
+        The input is a *byte stream*: a buffer that ends mid-sample (an odd byte count)
+        is not an error here; the odd byte is carried and completed by the next call (the
+        resampler works the same way). So one stray byte from the app shifts every sample
+        that follows by a byte (loud noise) until another stray byte re-aligns it.
+        ``provider.send_audio`` instead refuses such a buffer with ``AudioFormatError``,
+        since a provider frame must be whole samples. A half sample still held when the
+        input ends (``disconnect()``) is dropped and counted in
+        ``metrics.audio_unsent_bytes``.
+        """
+        _check_input_format(sample_rate, channels)
         if not self._connected:
             raise InvalidState("send_audio() before connect()")
         if not self._ready.is_set():
@@ -317,8 +334,8 @@ class VoiceEngine(_EngineHandlers):
             if not self._connected:
                 raise InvalidState("the engine disconnected while send_audio() waited for a provider switch")
         pipeline = self._input_pipeline()
-        rate = sample_rate or self.config.input_sample_rate or pipeline.provider_rate
-        ch = channels or self.config.input_channels
+        rate = sample_rate if sample_rate is not None else (self.config.input_sample_rate or pipeline.provider_rate)
+        ch = channels if channels is not None else self.config.input_channels
         frames = pipeline.push(audio, rate, ch)
         return await self._send_frames(frames)
 
@@ -492,6 +509,15 @@ class VoiceEngine(_EngineHandlers):
 
     def __repr__(self) -> str:
         return f"<VoiceEngine provider={self._provider.name!r} connected={self._connected}>"
+
+
+def _check_input_format(sample_rate: int | None, channels: int | None) -> None:
+    """``None`` means "the default"; anything else must be a real rate and channel count."""
+    if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, Integral)
+                                    or not 8000 <= sample_rate <= 192000):
+        raise AudioFormatError(f"sample_rate must be an int in 8000..192000 Hz or None, got {sample_rate!r}")
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 2)):
+        raise AudioFormatError(f"channels must be 1, 2 or None, got {channels!r}")
 
 
 def _acc_sum(a: AudioAccounting, b: AudioAccounting, sign: int = 1) -> AudioAccounting:

@@ -7,7 +7,7 @@ import pytest
 from enginekit import fast_config
 from voiceengine.engine import VoiceEngine
 from voiceengine.engine_config import VoiceEngineConfig
-from voiceengine.exceptions import InvalidState
+from voiceengine.exceptions import AudioFormatError, InvalidState
 from voiceengine.pipeline import InputPipeline
 from voiceengine.providers.mock import MockConfig, MockProvider
 from voiceengine.secrets import Secret
@@ -46,3 +46,26 @@ def test_engine_config_wraps_the_key() -> None:
     config = VoiceEngineConfig(api_key="sk-test-wrap-0123456789")
     assert isinstance(config.api_key, Secret)
     assert "sk-test-wrap" not in repr(config)
+
+
+@pytest.mark.parametrize("fmt", [{"sample_rate": 0}, {"channels": 0}, {"sample_rate": -1}, {"channels": 3},
+                                 {"sample_rate": 7999}, {"sample_rate": 16000.0}, {"channels": True}])
+async def test_send_audio_refuses_zero_and_bad_rate_or_channels(fmt: dict[str, object]) -> None:
+    provider = MockProvider(MockConfig(turn_detection=None))
+    async with VoiceEngine(provider, fast_config()) as engine:
+        with pytest.raises(AudioFormatError):
+            await engine.send_audio(bytes(960), **fmt)  # type: ignore[arg-type]
+        assert provider.audio_accounting.captured_bytes == 0  # nothing went anywhere
+        # None still means "the default"
+        assert await engine.send_audio(bytes(960), sample_rate=None, channels=None) == 1
+
+
+async def test_send_audio_carries_an_odd_byte_but_the_provider_refuses_it() -> None:
+    provider = MockProvider(MockConfig(turn_detection=None))
+    async with VoiceEngine(provider, fast_config()) as engine:
+        # the engine's input is a byte stream: the odd byte waits for the next call
+        assert await engine.send_audio(b"\x01" * 959, sample_rate=24000) == 0
+        assert await engine.send_audio(b"\x02", sample_rate=24000) == 1
+        assert provider.audio_accounting.captured_bytes == 960
+        with pytest.raises(AudioFormatError):  # a provider frame must be whole samples
+            await provider.send_audio(b"\x01" * 959)
