@@ -57,6 +57,7 @@ class _EngineHandlers:
     _response_id: str | None
     _response_at_loss: str | None
     _callback_tasks: int
+    _decode_output: Callable[[Any], bytes] | None
 
     if TYPE_CHECKING:
         async def _interrupt(self, t0: float, reason: str) -> InterruptResult: ...
@@ -80,6 +81,9 @@ class _EngineHandlers:
         if etype is EventType.AUDIO_DELTA:
             if event.response_id in self._dropped_responses or event.response_id in self._oob_responses:
                 return  # late audio of an interrupted (or out-of-band) response: never played
+            if self._decode_output is not None and event.data is not None:
+                # G.711 from the service: PCM16 from here on (what the bus documents)
+                event = replace(event, data=self._decode_output(event.data))
             if self._playback is not None and event.data is not None:
                 stored = self._playback.write(event.item_id, event.response_id, event.data)
                 overflow = stored < len(event.data)

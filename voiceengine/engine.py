@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import replace
 from numbers import Integral
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ._bounded import BoundedSet
 from ._engine_handlers import _EngineHandlers
@@ -27,10 +27,10 @@ from .events import EventBus
 from .exceptions import AudioFormatError, InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
-from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _maybe_await
+from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _maybe_await, pcm16_decoder
 from .providers.base import BaseProvider
 from .providers.registry import create as create_provider
-from .providers.types import AudioAccounting, EventType, InterruptResult
+from .providers.types import AudioAccounting, AudioFormat, EventType, InterruptResult
 from .state import ConversationState
 
 __all__ = ["VoiceEngine", "VoiceEngineConfig", "Transcript"]
@@ -68,6 +68,7 @@ class VoiceEngine(_EngineHandlers):
         self._own_sink = False
         self._input: InputPipeline | None = None
         self._playback: Playback | None = None
+        self._decode_output: Callable[[Any], bytes] | None = None  # G.711 -> PCM16, set per provider
         self._listen_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ready = asyncio.Event()
@@ -181,13 +182,19 @@ class VoiceEngine(_EngineHandlers):
         in_fmt, out_fmt = self._provider.get_audio_format()
         carried: list[memoryview] = []
         old_input = self._input
-        if old_input is None or old_input.provider_rate != in_fmt.sample_rate:
-            self._input = InputPipeline(provider_rate=in_fmt.sample_rate, frame_ms=cfg.frame_ms)
+        if (old_input is None or old_input.provider_rate != in_fmt.sample_rate
+                or old_input.encoding is not in_fmt.encoding):
+            self._input = InputPipeline(provider_rate=in_fmt.sample_rate, frame_ms=cfg.frame_ms,
+                                        encoding=in_fmt.encoding)
             if old_input is not None:
                 # a partial frame of the old rate: resample it into the new pipeline, never lose it
-                rest = b"".join(bytes(f) for f in self._flush_input(old_input))
+                rest = b"".join(bytes(f) for f in self._flush_input(old_input, encode=False))
                 if rest:
                     carried = self._input.push(rest, old_input.provider_rate, 1)
+        # G.711 output is decoded to PCM16 as it arrives: playback, the bus, the state and
+        # the metrics all see PCM16 at the provider's output rate
+        self._decode_output = pcm16_decoder(out_fmt.encoding)
+        self.state.output_format = AudioFormat(sample_rate=out_fmt.sample_rate, channels=out_fmt.channels)
         out_rate = cfg.output_sample_rate or getattr(self._sink, "sample_rate", None) or out_fmt.sample_rate
         out_ch = cfg.output_channels or getattr(self._sink, "channels", None) or 1
         if self._playback is not None and self._playback.in_rate == out_fmt.sample_rate and not force:
@@ -361,10 +368,10 @@ class VoiceEngine(_EngineHandlers):
             raise InvalidState("the engine is not connected")
         return self._input
 
-    def _flush_input(self, pipeline: InputPipeline) -> list[memoryview]:
+    def _flush_input(self, pipeline: InputPipeline, *, encode: bool = True) -> list[memoryview]:
         """The pipeline's remainder; a half sample it had to drop is counted as unsent."""
         before = pipeline.dropped_bytes
-        frames = pipeline.flush()
+        frames = pipeline.flush(encode=encode)
         self._metrics.audio_unsent_bytes += pipeline.dropped_bytes - before
         return frames
 
@@ -466,16 +473,17 @@ class VoiceEngine(_EngineHandlers):
     async def _interrupt(self, t0: float, reason: str) -> InterruptResult:
         if self._playback is None or not self._connected:
             raise InvalidState("interrupt() while not connected")
-        track, played_ms, _ = self._playback.stop_now()
+        cut = self._playback.stop_now()
         sink_clear = getattr(self._sink, "clear", None)
         if callable(sink_clear):
             await _maybe_await(sink_clear())
         latency = time.perf_counter() - t0
         if self._response_id is not None:
             self._dropped_responses.add(self._response_id)
-        if track is not None and track.response_id:
-            self._dropped_responses.add(track.response_id)
-        result = await self._provider.interrupt(played_ms=played_ms)
+        for track in (cut.heard, *cut.unheard):
+            if track is not None and track.response_id:
+                self._dropped_responses.add(track.response_id)
+        result = await self._provider.interrupt(played_ms=cut.played_ms if cut.heard is not None else 0)
         self._metrics.interrupted(latency, result.audio_end_ms)
         turn = self._metrics.finish_turn("interrupted")
         self._emit(EventType.INTERRUPTED, result, item_id=result.item_id, response_id=result.response_id)

@@ -25,20 +25,35 @@ prebuffer must still play).
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterable, Awaitable, Callable
 
-from .audio import Chunker, Resampler, RingBuffer
+from ._audio import Chunker, Resampler, RingBuffer, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .exceptions import AudioFormatError, ConfigurationError
+from .providers.types import AudioEncoding
 
-__all__ = ["InputPipeline", "Playback", "ItemTrack", "Transcript"]
+__all__ = ["InputPipeline", "Playback", "PlaybackCut", "ItemTrack", "Transcript", "pcm16_decoder"]
 
 log = logging.getLogger("voiceengine.pipeline")
 
 SendFn = Callable[[Any], Awaitable[None]]
 DeliverFn = Callable[[bytes], "Awaitable[None] | None"]
+Codec = Callable[[Any], bytes]
+
+_G711_ENCODERS: dict[AudioEncoding, Codec] = {AudioEncoding.PCMU: ulaw_encode, AudioEncoding.PCMA: alaw_encode}
+_G711_DECODERS: dict[AudioEncoding, Codec] = {AudioEncoding.PCMU: ulaw_decode, AudioEncoding.PCMA: alaw_decode}
+
+
+def pcm16_decoder(encoding: AudioEncoding) -> Codec | None:
+    """The audio core's decoder from ``encoding`` to PCM16 (``None`` for PCM16 itself).
+
+    G.711 (mu-law, A-law) is one byte per sample: each byte becomes one PCM16 sample, so a
+    decoded delta is twice as long and its duration is ``len(g711) / sample_rate``.
+    """
+    return _G711_DECODERS.get(AudioEncoding(encoding))
 
 
 class InputPipeline:
@@ -46,13 +61,18 @@ class InputPipeline:
 
     ``push(buf, sample_rate, channels)`` returns the frames ready to send (read-only
     memoryviews). A change of input rate/channels flushes the old resampler first.
+    ``encoding``: the provider's input encoding; for G.711 each PCM16 frame is encoded by
+    the audio core (a new ``bytes`` per frame, half the size) before it is returned.
     """
 
-    def __init__(self, *, provider_rate: int, frame_ms: float, quality: str | None = None) -> None:
+    def __init__(self, *, provider_rate: int, frame_ms: float,
+                 encoding: AudioEncoding = AudioEncoding.PCM16) -> None:
         if not 1.0 <= frame_ms <= 1000.0:
             raise ConfigurationError(f"frame_ms must be in 1..1000, got {frame_ms!r}")
         self.provider_rate = provider_rate
         self.frame_ms = frame_ms
+        self.encoding = AudioEncoding(encoding)
+        self._encode = _G711_ENCODERS.get(self.encoding)
         self.chunker = Chunker.from_ms(frame_ms, provider_rate, 1)
         self._resampler: Resampler | None = None
         self._key: tuple[int, int] | None = None
@@ -94,10 +114,19 @@ class InputPipeline:
             out = self._resampler.process(buf)
             if out:
                 frames += self.chunker.push(out)
-        return frames
+        return self._encoded(frames)
 
-    def flush(self) -> list[memoryview]:
-        """End of an utterance: drain the resampler and the chunker's remainder (unpadded)."""
+    def _encoded(self, frames: list[memoryview]) -> list[memoryview]:
+        encode = self._encode
+        if encode is None or not frames:
+            return frames
+        return [memoryview(encode(frame)) for frame in frames]
+
+    def flush(self, *, encode: bool = True) -> list[memoryview]:
+        """End of an utterance: drain the resampler and the chunker's remainder (unpadded).
+
+        ``encode=False`` returns PCM16 whatever the provider's encoding (to carry the rest
+        into another pipeline)."""
         frames = self._drain_resampler()
         if self._resampler is not None:
             self._resampler.reset()
@@ -106,7 +135,7 @@ class InputPipeline:
         rest = self.chunker.flush(pad=False)
         if rest is not None and len(rest):
             frames.append(rest)
-        return frames
+        return self._encoded(frames) if encode else frames
 
     def _drop_half_sample(self) -> list[memoryview]:
         """The stream ended mid-sample: keep the whole samples, drop (and count) the odd byte.
@@ -130,12 +159,28 @@ class InputPipeline:
 
 @dataclass(slots=True)
 class ItemTrack:
-    """Where one assistant item's audio sits in the ring's byte stream."""
+    """One assistant item's audio in the playback buffer: bytes received and bytes heard."""
 
     item_id: str
     response_id: str | None
-    start: int  # the write head (bytes ever stored) when its first delta arrived
-    received: int = 0
+    received: int = 0  # bytes stored in the ring
+    played: int = 0  # bytes that left the ring through the read head (played, never flushed)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackCut:
+    """What :meth:`Playback.stop_now` cut.
+
+    ``heard``: the item under the read head when playback stopped (the last one whose audio
+    reached the sink, while its playback session was still going), ``played_ms`` how much
+    of it was heard; ``unheard``: items with audio queued that never reached the read head,
+    in the order they arrived; ``dropped_bytes``: audio flushed unheard.
+    """
+
+    heard: ItemTrack | None
+    played_ms: int
+    unheard: tuple[ItemTrack, ...]
+    dropped_bytes: int
 
 
 class Playback:
@@ -143,6 +188,10 @@ class Playback:
 
     ``deliver(pcm)`` gets sink-rate PCM16 as it is played. ``on_start``/``on_stop`` are
     called at the edges of each playback session (a response's audio).
+
+    Playback is tracked per item: a FIFO of (item, bytes) segments mirrors what the ring
+    holds, so the read head always says which item is being heard and how much of it, even
+    when a reply's audio spans several items (or several responses are queued).
     """
 
     def __init__(
@@ -175,12 +224,11 @@ class Playback:
         self._on_start = on_start
         self._on_stop = on_stop
         self._on_played = on_played
-        self.items: dict[str, ItemTrack] = {}
-        # The write head counts bytes stored; the read head is what left the ring, played
-        # or flushed by barge-in (_stored - ring.available). Flushed bytes were never heard
-        # but they did pass the head, so later items' offsets stay aligned.
-        self._stored = 0
-        self.last_item: ItemTrack | None = None
+        # what the ring holds, oldest first: [track, bytes not yet read] (bounded by the
+        # ring: a segment exists only while its bytes are in the ring)
+        self._queued: collections.deque[list[Any]] = collections.deque()
+        self._tracks: dict[str, ItemTrack] = {}  # items with audio in the ring, by key
+        self._heard: ItemTrack | None = None  # the item of the last byte read, this playback session
         self.playing = False
         self.stream_done = True  # no audio expected until a delta arrives
         self.underruns = 0
@@ -192,18 +240,22 @@ class Playback:
 
     # -------------------------------------------------------------- write side
     def write(self, item_id: str | None, response_id: str | None, pcm: Any) -> int:
-        """Queue one audio delta; returns bytes stored."""
-        key = item_id or f"<{response_id}>"
-        track = self.items.get(key)
-        if track is None:
-            track = ItemTrack(key, response_id, self._stored)
-            self.items[key] = track
-            if len(self.items) > 64:  # bounded: forget the oldest finished items
-                self.items.pop(next(iter(self.items)))
+        """Queue one audio delta of ``item_id``; returns bytes stored."""
         stored = self.ring.write(pcm)
-        self._stored += stored
-        track.received += stored
-        self.last_item = track
+        if stored:
+            key = item_id or f"<{response_id}>"
+            last = self._queued[-1] if self._queued else None
+            if last is not None and last[0].item_id == key:
+                last[1] += stored
+                track: ItemTrack = last[0]
+            else:
+                found = self._tracks.get(key)
+                if found is None:
+                    found = self._heard if self._heard is not None and self._heard.item_id == key else None
+                track = found if found is not None else ItemTrack(key, response_id)
+                self._tracks[key] = track
+                self._queued.append([track, stored])
+            track.received += stored
         self.stream_done = False
         self._wake.set()
         return stored
@@ -214,16 +266,28 @@ class Playback:
         self._wake.set()
 
     # --------------------------------------------------------------- read head
-    def played_bytes(self, track: ItemTrack | None = None) -> int:
-        track = track or self.last_item
-        if track is None:
-            return 0
-        read_head = self._stored - self.ring.available
-        return max(0, min(read_head - track.start, track.received))
+    def _read(self, n: int) -> bytes:
+        """Take ``n`` bytes from the ring, crediting each item with what it gave."""
+        chunk = self.ring.read(n)
+        left = len(chunk)
+        queued = self._queued
+        while left and queued:
+            segment = queued[0]
+            track: ItemTrack = segment[0]
+            take = min(left, segment[1])
+            track.played += take
+            segment[1] -= take
+            left -= take
+            self._heard = track
+            if segment[1] == 0:
+                queued.popleft()
+                if not any(s[0] is track for s in queued):
+                    self._tracks.pop(track.item_id, None)
+        return chunk
 
-    def played_ms(self, track: ItemTrack | None = None) -> int:
-        """Milliseconds of ``track`` (default: the latest item) actually played, floored."""
-        return self.played_bytes(track) * 1000 // self.bytes_per_s
+    def played_ms(self, track: ItemTrack) -> int:
+        """Milliseconds of ``track`` actually played (floored)."""
+        return track.played * 1000 // self.bytes_per_s
 
     @property
     def audible(self) -> bool:
@@ -231,11 +295,18 @@ class Playback:
         return self.playing or self.ring.available > 0
 
     # ------------------------------------------------------------ barge-in
-    def stop_now(self) -> tuple[ItemTrack | None, int, int]:
-        """Flush playback at once. Returns (latest item, its played ms, bytes discarded)."""
-        track = self.last_item
-        played = self.played_ms(track)
-        dropped = self.ring.clear()
+    def stop_now(self) -> PlaybackCut:
+        """Flush playback at once; returns which item was being heard and what was not."""
+        heard = self._heard
+        unheard: list[ItemTrack] = []
+        for track, _ in self._queued:
+            if track is not heard and track not in unheard:
+                unheard.append(track)
+        cut = PlaybackCut(heard, self.played_ms(heard) if heard is not None else 0, tuple(unheard),
+                          self.ring.clear())
+        self._queued.clear()
+        self._tracks.clear()
+        self._heard = None
         self.resampler.reset()
         self.stream_done = True
         was_playing = self.playing
@@ -243,7 +314,7 @@ class Playback:
         self._in_underrun = False
         if was_playing and self._on_stop is not None:
             self._on_stop(True)
-        return track, played, dropped
+        return cut
 
     # --------------------------------------------------------------- the clock
     def start(self) -> None:
@@ -275,6 +346,7 @@ class Playback:
         if tail:
             await self._call(tail)
         self.playing = False
+        self._heard = None  # played out: nothing is being heard any more
         if self._on_stop is not None:
             self._on_stop(False)
 
@@ -298,7 +370,7 @@ class Playback:
                 if self._on_start is not None:
                     self._on_start()
             if self.speed is None:
-                chunk = self.ring.read(self.ring.available)
+                chunk = self._read(self.ring.available)
                 await self._emit(chunk)
                 if self.ring.available == 0:
                     if self.stream_done:
@@ -315,7 +387,7 @@ class Playback:
             due -= due % frame
             if due <= 0:
                 continue
-            chunk = self.ring.read(due)
+            chunk = self._read(due)
             self._consumed += due
             await self._emit(chunk)
             if len(chunk) < due:

@@ -209,8 +209,8 @@ class ConversationState(_ItemEvents):
             raise ValueError("max_items and max_turns must be >= 1")
         self.max_items = max_items
         self._clock = clock
-        fmt = output_format or AudioFormat()
-        self._bytes_per_ms = fmt.bytes_per_second / 1000.0
+        self._output_format = output_format or AudioFormat()
+        self._bytes_per_ms = self._output_format.bytes_per_second / 1000.0
         self._recs: dict[str, _Rec] = {}
         self._order: tuple[_Rec, ...] | None = ()
         self._items_view: tuple[ConversationItem, ...] | None = ()
@@ -250,6 +250,21 @@ class ConversationState(_ItemEvents):
         }
 
     # ----------------------------------------------------------------- views
+    @property
+    def output_format(self) -> AudioFormat:
+        """The format of the AUDIO_DELTA payloads folded in (sets how bytes become ms)."""
+        return self._output_format
+
+    @output_format.setter
+    def output_format(self, fmt: AudioFormat) -> None:
+        if not isinstance(fmt, AudioFormat):
+            raise TypeError("output_format must be an AudioFormat")
+        self._output_format = fmt
+        self._bytes_per_ms = fmt.bytes_per_second / 1000.0
+        for rec in self._recs.values():
+            rec.view = None
+        self._items_view = None
+
     @property
     def items(self) -> tuple[ConversationItem, ...]:
         """The items in conversation order (read-only views)."""
