@@ -60,7 +60,8 @@ class _EngineHandlers:
     _decode_output: Callable[[Any], bytes] | None
 
     if TYPE_CHECKING:
-        async def _interrupt(self, t0: float, reason: str) -> InterruptResult: ...
+        def _stop_playback(self, t0: float) -> Any: ...
+        async def _tell_provider(self, barge: Any) -> InterruptResult: ...
 
     # ------------------------------------------------------------------ events
     def _emit(self, etype: EventType, data: Any = None, **fields: Any) -> None:
@@ -152,7 +153,7 @@ class _EngineHandlers:
         self._emit(EventType.TURN_STARTED, {"speaker": "user"})
         pb = self._playback
         if self.config.barge_in and pb is not None and (pb.audible or self._response_id is not None):
-            self._spawn(self._interrupt(t0, "speech_started"))
+            self._spawn(self._tell_provider(self._stop_playback(t0)))
 
     def _h_speech_stopped(self, event: ProviderEvent) -> None:
         self._metrics.speech_ended()

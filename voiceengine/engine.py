@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from numbers import Integral
 from typing import Any, Callable, Mapping
 
@@ -27,10 +27,10 @@ from .events import EventBus
 from .exceptions import AudioFormatError, InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
-from .pipeline import InputPipeline, Playback, Transcript, _aiter, _Callback, _maybe_await, pcm16_decoder
+from .pipeline import InputPipeline, ItemTrack, Playback, PlaybackCut, Transcript, _aiter, _Callback, _maybe_await, pcm16_decoder
 from .providers.base import BaseProvider
 from .providers.registry import create as create_provider
-from .providers.types import AudioAccounting, AudioFormat, EventType, InterruptResult
+from .providers.types import AudioAccounting, AudioFormat, EventType, InterruptResult, MessageType
 from .state import ConversationState
 
 __all__ = ["VoiceEngine", "VoiceEngineConfig", "Transcript"]
@@ -473,23 +473,70 @@ class VoiceEngine(_EngineHandlers):
     async def _interrupt(self, t0: float, reason: str) -> InterruptResult:
         if self._playback is None or not self._connected:
             raise InvalidState("interrupt() while not connected")
+        return await self._tell_provider(self._stop_playback(t0))
+
+    def _stop_playback(self, t0: float) -> _Barge:
+        """The local half of a barge-in, done at once (no await): flush playback, note what
+        was heard, drop the rest of every reply involved, close the turn's metrics.
+
+        Done synchronously so that events already received behind the trigger (the end of
+        the user's speech, the next reply starting) cannot run first: the cut is what was
+        heard when the user spoke, and only the replies playing then are dropped."""
+        assert self._playback is not None
         cut = self._playback.stop_now()
         sink_clear = getattr(self._sink, "clear", None)
-        if callable(sink_clear):
-            await _maybe_await(sink_clear())
+        clearing = sink_clear() if callable(sink_clear) else None
         latency = time.perf_counter() - t0
+        responses = {t.response_id for t in (cut.heard, *cut.unheard) if t is not None and t.response_id}
         if self._response_id is not None:
-            self._dropped_responses.add(self._response_id)
-        for track in (cut.heard, *cut.unheard):
-            if track is not None and track.response_id:
-                self._dropped_responses.add(track.response_id)
-        result = await self._provider.interrupt(played_ms=cut.played_ms if cut.heard is not None else 0)
-        self._metrics.interrupted(latency, result.audio_end_ms)
+            responses.add(self._response_id)
+        for response_id in responses:
+            self._dropped_responses.add(response_id)
+        if cut.heard is not None:
+            target, played_ms, unheard = cut.heard, cut.played_ms, cut.unheard
+        else:  # nothing of this reply was heard yet: its first item goes at 0 ms
+            target = cut.unheard[0] if cut.unheard else None
+            played_ms, unheard = 0, cut.unheard[1:]
+        self._metrics.interrupted(latency, played_ms if target is not None and played_ms > 0 else None)
         turn = self._metrics.finish_turn("interrupted")
-        self._emit(EventType.INTERRUPTED, result, item_id=result.item_id, response_id=result.response_id)
         if turn is not None:
             self._emit(EventType.METRICS, turn)
+        return _Barge(target=target, played_ms=played_ms, unheard=unheard, responses=frozenset(responses),
+                      sink_clearing=clearing)
+
+    async def _tell_provider(self, barge: _Barge) -> InterruptResult:
+        """The wire half of a barge-in: the item under the read head is cut at its played ms
+        (truncated, or deleted at 0 ms) and the reply cancelled; items of which nothing was
+        heard are deleted where the service can delete items (``capabilities.item_deletion``),
+        else left as the service keeps them. Never a truncation at a positive time of audio
+        nobody heard. A reply that started after the barge-in is not cancelled."""
+        await _maybe_await(barge.sink_clearing)
+        provider = self._provider
+        target = barge.target
+        item_id = target.item_id if target is not None else None
+        if self._response_id is not None and self._response_id not in barge.responses:
+            result = await self._cut_without_cancel(item_id, barge.played_ms)
+        else:
+            result = await provider.interrupt(item_id=item_id, played_ms=barge.played_ms)
+        if barge.unheard and provider.get_capabilities().item_deletion:
+            for track in barge.unheard:
+                if track.item_id is not None and track.item_id != result.item_id:
+                    await provider.send_message(MessageType.CONVERSATION_ITEM_DELETE, {"item_id": track.item_id})
+        self._emit(EventType.INTERRUPTED, result, item_id=result.item_id, response_id=result.response_id)
         return result
+
+    async def _cut_without_cancel(self, item_id: str | None, played_ms: int) -> InterruptResult:
+        """Cut the heard item when the reply it belonged to is over and a new one is
+        running (the service cancelled the old one itself): ``interrupt()`` would cancel
+        the new reply."""
+        caps = self._provider.get_capabilities()
+        if item_id is not None and played_ms > 0 and caps.truncation:
+            await self._provider.truncate(item_id, played_ms)
+            return InterruptResult(item_id=item_id, played_ms=played_ms, audio_end_ms=played_ms, action="truncated")
+        if item_id is not None and played_ms == 0 and caps.item_deletion:
+            await self._provider.send_message(MessageType.CONVERSATION_ITEM_DELETE, {"item_id": item_id})
+            return InterruptResult(item_id=item_id, played_ms=0, action="deleted")
+        return InterruptResult(item_id=item_id, played_ms=played_ms)
 
     # ------------------------------------------------------------------ context
     def inject_context(self, content: str | ContextItem, **fields: Any) -> ContextItem:
@@ -517,6 +564,17 @@ class VoiceEngine(_EngineHandlers):
 
     def __repr__(self) -> str:
         return f"<VoiceEngine provider={self._provider.name!r} connected={self._connected}>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Barge:
+    """A barge-in between its local half (playback stopped) and its wire half."""
+
+    target: ItemTrack | None
+    played_ms: int
+    unheard: tuple[ItemTrack, ...]
+    responses: frozenset[str]
+    sink_clearing: Any
 
 
 def _check_input_format(sample_rate: int | None, channels: int | None) -> None:

@@ -161,7 +161,8 @@ class InputPipeline:
 class ItemTrack:
     """One assistant item's audio in the playback buffer: bytes received and bytes heard."""
 
-    item_id: str
+    key: str  # the item id, or ``<response id>`` for audio of a service without item ids
+    item_id: str | None
     response_id: str | None
     received: int = 0  # bytes stored in the ring
     played: int = 0  # bytes that left the ring through the read head (played, never flushed)
@@ -173,8 +174,8 @@ class PlaybackCut:
 
     ``heard``: the item under the read head when playback stopped (the last one whose audio
     reached the sink, while its playback session was still going), ``played_ms`` how much
-    of it was heard; ``unheard``: items with audio queued that never reached the read head,
-    in the order they arrived; ``dropped_bytes``: audio flushed unheard.
+    of it was heard; ``unheard``: items with audio queued of which nothing reached the read
+    head, in the order they arrived; ``dropped_bytes``: audio flushed unheard.
     """
 
     heard: ItemTrack | None
@@ -245,14 +246,14 @@ class Playback:
         if stored:
             key = item_id or f"<{response_id}>"
             last = self._queued[-1] if self._queued else None
-            if last is not None and last[0].item_id == key:
+            if last is not None and last[0].key == key:
                 last[1] += stored
                 track: ItemTrack = last[0]
             else:
                 found = self._tracks.get(key)
                 if found is None:
-                    found = self._heard if self._heard is not None and self._heard.item_id == key else None
-                track = found if found is not None else ItemTrack(key, response_id)
+                    found = self._heard if self._heard is not None and self._heard.key == key else None
+                track = found if found is not None else ItemTrack(key, item_id, response_id)
                 self._tracks[key] = track
                 self._queued.append([track, stored])
             track.received += stored
@@ -282,7 +283,7 @@ class Playback:
             if segment[1] == 0:
                 queued.popleft()
                 if not any(s[0] is track for s in queued):
-                    self._tracks.pop(track.item_id, None)
+                    self._tracks.pop(track.key, None)
         return chunk
 
     def played_ms(self, track: ItemTrack) -> int:
@@ -300,7 +301,9 @@ class Playback:
         heard = self._heard
         unheard: list[ItemTrack] = []
         for track, _ in self._queued:
-            if track is not heard and track not in unheard:
+            # a partly heard item that is not under the read head (interleaved deltas of
+            # two items) is neither heard now nor unheard: it is left as it is
+            if track is not heard and track.played == 0 and track not in unheard:
                 unheard.append(track)
         cut = PlaybackCut(heard, self.played_ms(heard) if heard is not None else 0, tuple(unheard),
                           self.ring.clear())

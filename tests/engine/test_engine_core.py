@@ -82,7 +82,9 @@ async def test_interrupt_truncates_at_played_position(kind: str) -> None:
             assert engine.metrics.interrupts == 1 and engine.metrics.last_turn.interrupted
         if server is not None:
             await asyncio.sleep(0.05)
-            assert server.errors == []
+            # response_cancel_not_active is the benign race of a reply that ended on the
+            # server while our cancel was in flight (a loaded machine makes it likely)
+            assert [e for e in server.errors if e["error"].get("code") != "response_cancel_not_active"] == []
             truncs = [e for e in server.received if e["type"] == "conversation.item.truncate"]
             assert truncs and truncs[0]["audio_end_ms"] == result.audio_end_ms
 
