@@ -140,3 +140,47 @@ def test_two_way_conversation_cpu(benchmark) -> None:
     benchmark.extra_info.update(cpu_s_per_audio_s=per_s, sessions_per_core=1 / per_s)
     print(f"\ntwo-way conversation: {per_s * 1e3:.2f} ms CPU per second of audio "
           f"({audio_s:.1f} s audio) -> ~{1 / per_s:.0f} real-time sessions per core (incl. fake server)")
+
+
+@pytest.mark.parametrize("who_replies", ["service", "engine", "engine+context"])
+def test_reply_start_latency_by_who_replies(benchmark, who_replies: str) -> None:
+    """Server VAD: the user's turn committed (INPUT_COMMITTED seen by the engine) -> the reply
+    started (RESPONSE_STARTED seen by the engine), when the service replies by itself
+    (``auto_response=True``) and when the engine asks for the reply (the default, which
+    lets NEXT_TURN context go in first), without and with one NEXT_TURN item per turn. Over 127.0.0.1 to the fake server; over a real
+    network the engine's way adds one round trip to the service on top."""
+    from voiceengine.injection import InjectionTiming
+    from voiceengine.testing import FakeRealtimeServer, FakeServerConfig
+
+    turns = 8
+    user = _tone(24000, 600) + bytes(24000 * 2 * 900 // 1000)
+
+    async def scenario() -> list[float]:
+        async with FakeRealtimeServer(FakeServerConfig(speed=math.inf, responses=("A short reply.",))) as server:
+            provider = OpenAIProvider(OpenAIConfig(api_key="bench", url=server.url))
+            config = VoiceEngineConfig(playback_speed=None, prebuffer_ms=0,
+                                       auto_response=True if who_replies == "service" else None)
+            async with VoiceEngine(provider, config) as engine:
+                committed: list[float] = []
+                started: list[float] = []
+                engine.events.on(EventType.INPUT_COMMITTED, lambda _e: committed.append(time.perf_counter()))
+                engine.events.on(EventType.RESPONSE_STARTED, lambda _e: started.append(time.perf_counter()))
+                for turn in range(turns):
+                    if who_replies == "engine+context":
+                        engine.inject_context(f"context for turn {turn}", timing=InjectionTiming.NEXT_TURN)
+                    # paced in real time, as a microphone would: unpaced audio would queue
+                    # the silence after the end of speech ahead of the reply request
+                    t0 = time.perf_counter()
+                    for n, off in enumerate(range(0, len(user), 960)):
+                        await engine.send_audio(user[off:off + 960], sample_rate=24000)
+                        await asyncio.sleep(max(0.0, t0 + (n + 1) * 0.02 - time.perf_counter()))
+                    while len(started) <= turn or engine.provider.response_active:
+                        await asyncio.sleep(0.001)
+                return [s - c for c, s in zip(committed, started)]
+
+    lat = benchmark.pedantic(lambda: asyncio.run(scenario()), rounds=1, iterations=1)
+    p50 = statistics.median(lat) * 1e3
+    benchmark.extra_info.update(who_replies=who_replies, commit_to_reply_ms_p50=p50,
+                                commit_to_reply_ms_max=max(lat) * 1e3)
+    print(f"\nreply start after the commit, {who_replies} replies: p50 {p50:.2f} ms, "
+          f"max {max(lat) * 1e3:.2f} ms over {len(lat)} turns")

@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from numbers import Integral
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from ._bounded import BoundedSet
 from ._engine_handlers import _EngineHandlers
@@ -64,6 +64,7 @@ class VoiceEngine(_EngineHandlers):
         self._metrics = MetricsCollector()
         self.injector = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
                                         auto_response=self._auto_response(self._provider))
+        self._retired_injections = {"injected": 0, "expired": 0}
         self._sink = sink
         self._own_sink = False
         self._input: InputPipeline | None = None
@@ -99,12 +100,26 @@ class VoiceEngine(_EngineHandlers):
         return create_provider(provider, **self.config.provider_fields(provider))
 
     def _auto_response(self, provider: BaseProvider) -> bool:
+        """Whether the *service* starts the reply at the end of a user turn.
+
+        By default (``config.auto_response=None``) the engine asks for every reply itself
+        under server VAD: the service's own reply would start before NEXT_TURN context
+        could go in (see :meth:`_own_replies`). ``auto_response=True`` leaves it to the
+        service (one round trip sooner; NEXT_TURN context may then land after the reply
+        started); ``False`` also means the engine replies.
+        """
         if self.config.auto_response is not None:
             return self.config.auto_response
-        td = provider.config.turn_detection
-        if isinstance(td, Mapping):
-            return bool(td.get("create_response", True))
-        return td is not None
+        return False
+
+    async def _own_replies(self, provider: BaseProvider) -> None:
+        """Under server VAD with the engine replying, tell the service not to reply by
+        itself at the end of a turn (``auto_response=False`` in its turn detection): the
+        engine sends NEXT_TURN context on INPUT_COMMITTED, then asks for the reply."""
+        settings = provider.config.turn_detection_settings
+        if settings.manual or not settings.auto_response or self._auto_response(provider):
+            return
+        await provider.update_session(turn_detection=replace(settings, auto_response=False))
 
     @property
     def provider(self) -> BaseProvider:
@@ -121,8 +136,9 @@ class VoiceEngine(_EngineHandlers):
             m.output_delay_ms = float(self._playback.resampler.delay_ms)
         if self._input is not None:
             m.input_delay_ms = self._input.delay_ms
-        m.context_injected = self.injector.stats["injected"]
-        m.context_expired = self.injector.stats["expired"]
+        # injectors are replaced on disconnect: the counts of earlier ones are kept
+        m.context_injected = self._retired_injections["injected"] + self.injector.stats["injected"]
+        m.context_expired = self._retired_injections["expired"] + self.injector.stats["expired"]
         m.audio = self.audio_accounting
         return m.snapshot()
 
@@ -165,6 +181,12 @@ class VoiceEngine(_EngineHandlers):
             await provider.connect()
         except BaseException:
             self._detach(provider)
+            raise
+        try:
+            await self._own_replies(provider)
+        except BaseException:
+            self._detach(provider)
+            await provider.disconnect()
             raise
 
     def _detach(self, provider: BaseProvider) -> None:
@@ -249,6 +271,8 @@ class VoiceEngine(_EngineHandlers):
 
     def _new_injector(self) -> ContextInjector:
         old = self.injector
+        for name in self._retired_injections:
+            self._retired_injections[name] += old.stats[name]
         new = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
                               auto_response=self._auto_response(self._provider))
         for item in old.pending:  # queued context survives a reconnect

@@ -32,8 +32,11 @@ class VoiceEngineConfig:
     ``playback_speed`` 1.0 = real time, N = virtual clock N x real time, None = unpaced;
     ``prebuffer_ms`` of jitter buffer before a reply starts; ``playback_buffer_ms`` capacity.
     ``barge_in``: flush playback and interrupt when the user starts speaking.
-    ``auto_response``: whether the service replies by itself at the end of a user turn
-    (None: true exactly when turn detection is on). ``end_silence_ms``: silence appended
+    ``auto_response``: whether the service replies by itself at the end of a user turn.
+    ``None`` (default) and ``False``: the engine asks for each reply itself once the turn is
+    committed, after queued NEXT_TURN context (under server VAD it turns the service's own
+    reply off; costs one round trip, see docs/context_injection.md); ``True``: the service
+    replies (NEXT_TURN context is then best effort). ``end_silence_ms``: silence appended
     after a finite source (a WAV file) so server VAD sees the end of the utterance.
     ``event_queue_size``: the bus's default stream buffer; ``max_pending_callbacks``: async app
     callbacks (``on_*`` returning awaitables) running at once, beyond which calls are skipped

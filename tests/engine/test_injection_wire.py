@@ -101,3 +101,27 @@ async def test_injection_timings_on_the_wire_in_order() -> None:
             injected = [e.data.context_id for e in rec.of(EventType.CONTEXT_INJECTED)]
             assert len(injected) == 10 and engine.metrics.context_injected == 10
         assert server.errors == []
+
+
+async def test_next_turn_context_goes_in_before_the_reply_under_server_vad() -> None:
+    """The README's example: default server VAD, NEXT_TURN context, the user speaks. The
+    context must be in the conversation before the assistant's reply, and the turn gets
+    exactly one reply (the engine asks for it; the service does not reply by itself)."""
+    from enginekit import silence, voiced
+
+    async with make_provider("openai", responses=["Hello there."]) as (provider, server):
+        async with VoiceEngine(provider, fast_config()) as engine:
+            rec = Recorder(engine)
+            engine.inject_context("The user's name is Ana.", timing=T.NEXT_TURN)
+            speech = voiced(24000, 600) + silence(24000, 900)
+            for off in range(0, len(speech), 960):
+                await engine.send_audio(speech[off:off + 960], sample_rate=24000)
+            await rec.wait(EventType.RESPONSE_DONE)
+            await asyncio.sleep(0.05)  # a second (service-made) reply would have started by now
+            items = server.session.items
+            roles = [(i.get("role"), "Ana." in str(i)) for i in items]
+            assert roles == [("user", False), ("user", True), ("assistant", False)]
+            assert sum(1 for e in server.sent if e["type"] == "response.created") == 1
+            assert sum(1 for e in server.received if e["type"] == "response.create") == 1
+        assert engine.metrics.context_injected == 1  # kept after close
+        assert server.errors == []
