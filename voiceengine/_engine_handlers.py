@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ._bounded import BoundedSet
 from .pipeline import Transcript, _guard, _maybe_await
-from .providers.types import ConnectionChange, ErrorInfo, EventType, FunctionCall, ProviderEvent, ResponseInfo
+from .providers.types import (
+    ConnectionChange, ErrorInfo, EventType, FunctionCall, GenerationDone, InterruptResult, ProviderEvent, ResponseInfo, ServerInterrupted,
+    Usage,
+)
 
 if TYPE_CHECKING:  # annotations only: VoiceEngine owns these objects
     from .engine_config import VoiceEngineConfig
@@ -27,7 +30,6 @@ if TYPE_CHECKING:  # annotations only: VoiceEngine owns these objects
     from .metrics import MetricsCollector
     from .pipeline import Playback
     from .providers.base import BaseProvider
-    from .providers.types import InterruptResult
     from .state import ConversationState
 
 # the engine's logger: these records come from the engine, wherever its code lives
@@ -72,6 +74,8 @@ class _EngineHandlers:
 
     def _on_injector_event(self, event: ProviderEvent) -> None:
         self.events.emit(replace(event, provider=self._provider.name, session_id=self._provider.session_id))
+        if event.type is EventType.ERROR and event.error is not None:
+            self._fire("on_error", event.error)
 
     def _on_provider_event(self, event: ProviderEvent) -> None:
         etype = event.type
@@ -131,6 +135,7 @@ class _EngineHandlers:
             self._ended_responses.add(rid)
         if info.reason == "connection_lost":
             self._metrics.responses_lost += 1
+        self._metrics.response_usage(rid, info.usage)
         self._fire("on_response_done", info)
         if rid in self._oob_responses:
             return
@@ -154,6 +159,39 @@ class _EngineHandlers:
         pb = self._playback
         if self.config.barge_in and pb is not None and (pb.audible or self._response_id is not None):
             self._spawn(self._tell_provider(self._stop_playback(t0)))
+
+    def _h_server_interrupted(self, event: ProviderEvent) -> None:
+        """The service cut its reply because the user spoke (services without speech
+        events): flush playback at once and drop the rest of that reply; nothing goes on
+        the wire (the service cancelled it already)."""
+        data = event.data
+        response_id = data.response_id if isinstance(data, ServerInterrupted) else None
+        response_id = response_id or event.response_id
+        if response_id is not None:
+            self._dropped_responses.add(response_id)
+        if response_id is None or response_id == self._response_id:
+            self._response_id = None  # the service will not end it with RESPONSE_DONE
+        pb = self._playback
+        if pb is None or not (pb.audible or response_id is not None):
+            return
+        barge = self._stop_playback(time.perf_counter())
+        target = barge.target
+        result = InterruptResult(item_id=target.item_id if target is not None else None, played_ms=barge.played_ms,
+                                 action="none", cancelled_response=True, response_id=response_id)
+        self._spawn(_maybe_await(barge.sink_clearing))
+        self._emit(EventType.INTERRUPTED, result, item_id=result.item_id, response_id=response_id)
+
+    def _h_generation_done(self, event: ProviderEvent) -> None:
+        # all of the reply's audio is here: play out what is queued (a reply shorter than
+        # the prebuffer must not wait for the end of the turn)
+        data = event.data
+        response_id = (data.response_id if isinstance(data, GenerationDone) else None) or event.response_id
+        if self._playback is not None and response_id not in self._dropped_responses:
+            self._playback.end_of_stream()
+
+    def _h_usage(self, event: ProviderEvent) -> None:
+        if isinstance(event.data, Usage):
+            self._metrics.usage_reported(event.data)
 
     def _h_speech_stopped(self, event: ProviderEvent) -> None:
         self._metrics.speech_ended()
@@ -301,4 +339,7 @@ _HANDLERS: dict[EventType, Callable[[_EngineHandlers, ProviderEvent], None]] = {
     EventType.FUNCTION_CALL: _EngineHandlers._h_function_call,
     EventType.ERROR: _EngineHandlers._h_error,
     EventType.CONNECTION_STATE: _EngineHandlers._h_connection,
+    EventType.SERVER_INTERRUPTED: _EngineHandlers._h_server_interrupted,
+    EventType.GENERATION_DONE: _EngineHandlers._h_generation_done,
+    EventType.USAGE: _EngineHandlers._h_usage,
 }

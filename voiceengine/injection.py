@@ -29,7 +29,7 @@ from .injection_types import (  # Condition and Trigger: type aliases, importabl
     Condition, ContextItem, InjectionContext, InjectionMode, InjectionRecord, InjectionTiming, Trigger, _Entry,
 )
 from .providers.base import BaseProvider
-from .providers.types import EventType, ProviderEvent
+from .providers.types import ErrorInfo, EventType, ProviderCapabilities, ProviderEvent
 
 __all__ = [
     "InjectionTiming",
@@ -341,6 +341,10 @@ class ContextInjector:
                     continue
                 if not self._due(entry, now, self._response_busy(), turn_end):
                     continue
+                missing = _missing_capability(entry.item.mode, self.provider.get_capabilities())
+                if missing is not None:
+                    self._refuse(entry, missing)
+                    continue
                 ctx = self._context(event)
                 if not all(_safe_call(c, ctx, entry.item.id) for c in entry.item.conditions):
                     continue
@@ -384,6 +388,20 @@ class ContextInjector:
             options["input"] = [item.message_item()]
             await provider.create_response(**options)
             self._record(entry, "out_of_band", None)
+
+    def _refuse(self, entry: _Entry, missing: str) -> None:
+        """The current provider cannot carry this mode: drop the item and say so (an ERROR
+        event and ``stats["failed"]``), never a silent no-op."""
+        item = entry.item
+        if entry in self._entries:
+            self._entries.remove(entry)
+        self.stats["failed"] += 1
+        message = (f"context {item.id}: {item.mode.name} needs a provider with {missing}, "
+                   f"and {self.provider.name} has none; the item was dropped")
+        log.warning("%s", message)
+        info = ErrorInfo(message=message, code="context_mode_unsupported", type="client_error", remote=False)
+        self._emit(ProviderEvent(type=EventType.ERROR, error=info, data=item.id,
+                                 raw={"context_id": item.id, "mode": item.mode.value, "missing": missing}))
 
     def _record(self, entry: _Entry, action: str, wire_id: str | None) -> None:
         item = entry.item
@@ -441,6 +459,23 @@ class ContextInjector:
                 await asyncio.wait_for(wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+
+
+#: the capability each mode needs (RESPOND works everywhere: an item, then a reply)
+_MODE_NEEDS: dict[InjectionMode, tuple[str, str]] = {
+    InjectionMode.SILENT: ("silent_context", "a silent path for context (an item that does not start a reply)"),
+    InjectionMode.PER_RESPONSE: ("per_response_instructions", "per-reply instructions"),
+    InjectionMode.GLOBAL: ("mutable_instructions", "instructions that can change mid-session"),
+    InjectionMode.OUT_OF_BAND: ("out_of_band_responses", "out-of-band replies"),
+}
+
+
+def _missing_capability(mode: InjectionMode, caps: ProviderCapabilities) -> str | None:
+    """What the provider lacks for ``mode`` (a description), or ``None``."""
+    need = _MODE_NEEDS.get(mode)
+    if need is None or getattr(caps, need[0]):
+        return None
+    return need[1]
 
 
 def _join(base: str | None, extra: Iterable[str]) -> str:

@@ -12,9 +12,10 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable, Mapping
 
-from .providers.types import AudioAccounting
+from ._bounded import BoundedSet
+from .providers.types import AudioAccounting, Usage
 
 __all__ = ["TurnMetrics", "EngineMetrics", "MetricsCollector"]
 
@@ -52,6 +53,8 @@ class EngineMetrics:
     connection. ``duplicate_events``: server events seen twice (same event id), dropped.
     ``playback_overflows``: responses whose audio overflowed the playback buffer (one ERROR
     each). ``callbacks_dropped``: async app callbacks skipped because too many were pending.
+    ``usage``: running :class:`~voiceengine.providers.types.Usage` totals (see
+    :meth:`MetricsCollector.usage_reported`).
     """
 
     turns: int
@@ -89,6 +92,9 @@ class EngineMetrics:
     duplicate_events: int = 0
     playback_overflows: int = 0
     callbacks_dropped: int = 0
+    #: running usage totals of the conversation (every provider the engine used): tokens by
+    #: direction and modality, and seconds for services that bill by time
+    usage: Usage = Usage()
 
     @property
     def audio_balanced(self) -> bool:
@@ -126,7 +132,7 @@ class MetricsCollector:
     Only the last ``history`` turns are kept (bounded memory in long sessions).
     """
 
-    def __init__(self, *, history: int = 256, clock=time.perf_counter) -> None:
+    def __init__(self, *, history: int = 256, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
         self.bytes_per_ms = 48.0  # 24 kHz mono PCM16 until the engine says otherwise
         self.bytes_sent = 0
@@ -153,6 +159,11 @@ class MetricsCollector:
         self.duplicate_events = 0
         self.playback_overflows = 0
         self.callbacks_dropped = 0
+        self.usage = Usage()
+        # responses whose usage was counted, by source: a provider that reports USAGE and
+        # also puts usage on RESPONSE_DONE must not be counted twice
+        self._usage_events: BoundedSet[str] = BoundedSet(1024)
+        self._usage_done: BoundedSet[str] = BoundedSet(1024)
         self._speech_end: float | None = None
         self._current: _Turn | None = None
         self.turns: deque[TurnMetrics] = deque(maxlen=history)
@@ -229,6 +240,29 @@ class MetricsCollector:
         self.turns.append(result)
         return result
 
+    def usage_reported(self, usage: Usage) -> None:
+        """A USAGE event (an increment): added, unless RESPONSE_DONE counted that response."""
+        rid = usage.response_id
+        if rid is not None:
+            if rid in self._usage_done:
+                return
+            self._usage_events.add(rid)
+        self.usage = self.usage.plus(usage)
+
+    def response_usage(self, response_id: str | None, usage: Mapping[str, Any] | None) -> None:
+        """The usage a RESPONSE_DONE carries (OpenAI Realtime shape), for providers that do
+        not report USAGE for that response."""
+        if not isinstance(usage, Mapping) or (response_id is not None and response_id in self._usage_events):
+            return
+        increment = usage_from_realtime(usage)
+        if increment is None:
+            return
+        if response_id is not None:
+            if response_id in self._usage_done:
+                return
+            self._usage_done.add(response_id)
+        self.usage = self.usage.plus(increment)
+
     def set_status(self, status: str) -> None:
         if self._current is not None:
             self._current.status = status
@@ -253,5 +287,23 @@ class MetricsCollector:
             audio_pending_bytes=self.audio.pending_bytes, audio_unsent_bytes=self.audio_unsent_bytes,
             restores=self.restores, gave_up=self.gave_up, responses_lost=self.responses_lost,
             duplicate_events=self.duplicate_events, playback_overflows=self.playback_overflows,
-            callbacks_dropped=self.callbacks_dropped,
+            callbacks_dropped=self.callbacks_dropped, usage=self.usage,
         )
+
+
+def usage_from_realtime(usage: Mapping[str, Any]) -> Usage | None:
+    """A :class:`Usage` from a Realtime ``response.usage`` object (token details by
+    modality); ``None`` when it carries no well-formed counts."""
+    details_in = usage.get("input_token_details")
+    details_out = usage.get("output_token_details")
+    if not isinstance(details_in, Mapping) and not isinstance(details_out, Mapping):
+        return None
+
+    def count(details: Any, name: str) -> int:
+        value = details.get(name) if isinstance(details, Mapping) else None
+        return value if type(value) is int and value >= 0 else 0
+
+    return Usage(input_text_tokens=count(details_in, "text_tokens"), input_audio_tokens=count(details_in, "audio_tokens"),
+                 input_cached_tokens=count(details_in, "cached_tokens"),
+                 output_text_tokens=count(details_out, "text_tokens"),
+                 output_audio_tokens=count(details_out, "audio_tokens"))

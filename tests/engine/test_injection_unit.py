@@ -10,13 +10,20 @@ import pytest
 from voiceengine.exceptions import ConfigurationError, LimitExceeded
 from voiceengine.injection import ContextInjector, ContextItem, InjectionMode, InjectionTiming
 from voiceengine.providers.base import ProviderConfig
-from voiceengine.providers.types import EventType, ProviderEvent, ResponseInfo
+from voiceengine.providers.types import AudioFormat, EventType, ProviderCapabilities, ProviderEvent, ResponseInfo
 
 
 class TinyProvider:
     """Just the calls the injector makes, recorded in order."""
 
-    def __init__(self, instructions: str = "Be brief.") -> None:
+    name = "tiny"
+
+    def __init__(self, instructions: str = "Be brief.", **capabilities: bool) -> None:
+        fmt = AudioFormat()
+        flags = dict(silent_context=True, per_response_instructions=True, mutable_instructions=True,
+                     out_of_band_responses=True)
+        flags.update(capabilities)
+        self.capabilities = ProviderCapabilities(name="tiny", input_format=fmt, output_format=fmt, **flags)
         self.config = ProviderConfig(instructions=instructions)
         self.calls: list[tuple[str, Any]] = []
         self.response_active = False
@@ -32,6 +39,9 @@ class TinyProvider:
 
     async def update_session(self, **options: Any) -> None:
         self.calls.append(("update_session", options))
+
+    def get_capabilities(self) -> ProviderCapabilities:
+        return self.capabilities
 
 
 def ev(t: EventType, data: Any = None) -> ProviderEvent:
@@ -247,3 +257,28 @@ async def test_flush_without_task() -> None:
     inj.inject("x")
     assert await inj.flush() == 1 and provider.calls[0][0] == "add_item"
     await inj.aclose()
+
+
+@pytest.mark.parametrize(("mode", "flag"), [
+    (InjectionMode.SILENT, "silent_context"),
+    (InjectionMode.PER_RESPONSE, "per_response_instructions"),
+    (InjectionMode.GLOBAL, "mutable_instructions"),
+    (InjectionMode.OUT_OF_BAND, "out_of_band_responses"),
+])
+async def test_a_mode_the_provider_cannot_carry_is_an_error_never_a_silent_no_op(mode: InjectionMode,
+                                                                                flag: str) -> None:
+    provider = TinyProvider(**{flag: False})
+    events: list[ProviderEvent] = []
+    inj = ContextInjector(provider, emit=events.append)  # type: ignore[arg-type]
+    inj.add(ContextItem(content="Some context.", mode=mode, trusted=True))
+    assert await inj.flush() == 0
+    assert provider.calls == [] and inj.pending == ()  # nothing on the wire, not retried forever
+    assert inj.stats["failed"] == 1 and inj.stats["injected"] == 0
+    (error,) = [e for e in events if e.type is EventType.ERROR]
+    assert error.error is not None and error.error.code == "context_mode_unsupported"
+    assert mode.name in error.error.message and "Some context." not in error.error.message  # never the content
+    # RESPOND needs nothing special: an item, then a reply
+    respond = TinyProvider(silent_context=False)
+    inj2 = ContextInjector(respond)  # type: ignore[arg-type]
+    inj2.add(ContextItem(content="Tell them.", mode=InjectionMode.RESPOND))
+    assert await inj2.flush() == 1 and [c for c, _ in respond.calls] == ["add_item", "create_response"]
