@@ -407,8 +407,8 @@ class EventBus:
             if _is_power_of_ten(sub.dropped):
                 log.warning("async handler %r is too slow: %d events skipped", sub.handler, sub.dropped)
             return
+        coro = self._run_async(sub, event, awaitable)
         try:
-            coro = self._run_async(sub, event, awaitable)
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
             coro.close()

@@ -35,13 +35,10 @@ import collections
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ._bounded import BoundedDict, BoundedSet
-from ._conversation_items import _ItemEvents
-from ._conversation_order import _Rec
-from ._snapshot import replay_items
-from .providers.types import AudioFormat, EventType, ProviderEvent, ResponseInfo
+from .providers.types import AudioFormat, EventType, FunctionCall, ProviderEvent, ResponseInfo
 
 __all__ = ["ConversationState", "ConversationItem", "Turn", "ConversationSnapshot"]
 
@@ -164,6 +161,61 @@ _TURN_FIELDS = tuple(Turn.__dataclass_fields__)
 _MAX_GONE = 4096
 #: items whose deltas arrived before the item itself (reordered events; oldest dropped)
 _MAX_ORPHANS = 64
+_START: Any = object()  # previous_item_id explicitly None: at the beginning
+_ABSENT: Any = object()  # no previous_item_id given: at the end
+_TEXT_PARTS = frozenset(("input_text", "text", "output_text"))
+_AUDIO_PARTS = frozenset(("input_audio", "audio", "output_audio"))
+_FINAL_STATUS = frozenset(("completed", "incomplete", "cancelled", "failed"))
+
+
+class _Rec:
+    """Mutable per-item record; the frozen view is cached until the record changes."""
+
+    __slots__ = (
+        "id", "type", "role", "text", "transcript", "status", "audio_bytes", "spoken_ms",
+        "truncated_at_ms", "name", "call_id", "arguments", "output", "has_audio", "prev",
+        "seq", "rank", "root_seq", "response_id", "view", "transcript_final", "text_final",
+    )
+
+    def __init__(self, item_id: str, seq: int, prev: Any) -> None:
+        self.id = item_id
+        self.type = "message"
+        self.role: str | None = None
+        self.text: list[str] | None = None
+        self.transcript: list[str] | None = None
+        self.status: str | None = None
+        self.audio_bytes = 0
+        self.spoken_ms: float | None = None
+        self.truncated_at_ms: int | None = None
+        self.name: str | None = None
+        self.call_id: str | None = None
+        self.arguments: str | None = None
+        self.output: str | None = None
+        self.has_audio = False
+        self.prev = prev
+        self.seq = seq
+        # later-inserted siblings come first (the server inserts right after the named item)
+        self.rank: tuple[int, ...] = (-seq,)
+        self.root_seq: tuple[int, ...] = (seq,)
+        self.response_id: str | None = None
+        self.view: ConversationItem | None = None
+        # set by a *_done event: later deltas of that item (duplicated or reordered server
+        # events) must not grow the final text again
+        self.transcript_final = False
+        self.text_final = False
+
+    def adopt(self, orphan: "_Rec") -> None:
+        """Take over the content an orphan record gathered before this item was added."""
+        if self.transcript is None and orphan.transcript is not None:
+            self.transcript, self.transcript_final = orphan.transcript, orphan.transcript_final
+        if self.text is None and orphan.text is not None:
+            self.text, self.text_final = orphan.text, orphan.text_final
+        self.audio_bytes += orphan.audio_bytes
+        if self.truncated_at_ms is None:
+            self.truncated_at_ms = orphan.truncated_at_ms
+        self.has_audio = self.has_audio or orphan.has_audio
+        self.response_id = self.response_id or orphan.response_id
+
 
 
 class _TurnRec:
@@ -193,8 +245,13 @@ class _TurnRec:
         self.view: Turn | None = None
 
 
-class ConversationState(_ItemEvents):
+
+class ConversationState:
     """Folds normalized events into conversation items and turns (see the module docstring).
+
+    One class, sections in this order: views, apply, turns and speech, item order (where an
+    item goes: ``previous_item_id`` links), item events (content, truncation, deletion),
+    replay.
 
     ``max_items`` bounds the mirror (the first items in order are dropped and counted in
     :attr:`dropped_items`); ``max_turns`` bounds the turn history. ``output_format`` is the
@@ -491,9 +548,356 @@ class ConversationState(_ItemEvents):
         audio -> an assistant message with ``output_text`` = what was heard; text, system
         messages, function calls and outputs as they are. Roles are preserved.
         """
-        wire, ids, skipped = replay_items(self.items, include_ids=include_ids)
+        wire, ids, skipped = _replay_items(self.items, include_ids=include_ids)
         return ConversationSnapshot(items=wire, item_ids=ids, skipped_ids=skipped,
                                     dropped_items=self.dropped_items, taken_at=self._clock())
 
     def __repr__(self) -> str:
         return f"<ConversationState items={len(self._recs)} turns={len(self._turns)} speaking={self._speaking}>"
+
+    # ---------------------------------------------------------------- item order
+    def _insert(self, item_id: str, prev: Any) -> _Rec:
+        if prev is not _START and prev is not _ABSENT and prev == item_id:
+            prev = _ABSENT
+        rec = _Rec(item_id, self._seq, prev)
+        self._seq += 1
+        orphan = self._orphans.pop(item_id, None)
+        if orphan is not None:  # content deltas that raced ahead of the item
+            rec.adopt(orphan)
+        self._recs[item_id] = rec
+        self._changed(structure=True)
+        while len(self._recs) > self.max_items:
+            first = self._ordered()[0]
+            self._delete(first.id)
+            self.dropped_items += 1
+        return rec
+
+    def _delete(self, item_id: str) -> bool:
+        order = self._ordered()
+        rec = self._recs.get(item_id)
+        if rec is None:
+            return False
+        # followers take the deleted item's place, so the visible order of the rest is kept
+        for other in order:
+            if other.prev == item_id:
+                other.prev = rec.prev
+                other.rank = rec.rank + other.rank
+                other.root_seq = rec.root_seq + other.root_seq
+                other.view = None
+        del self._recs[item_id]
+        self._gone.add(item_id)
+        self._changed(structure=True)
+        return True
+
+    def _ordered(self) -> tuple[_Rec, ...]:
+        if self._order is not None:
+            return self._order
+        recs = self._recs
+        children: dict[str, list[_Rec]] = {}
+        roots: list[tuple[tuple[Any, ...], _Rec]] = []
+        for rec in recs.values():
+            prev = rec.prev
+            if prev is _START:
+                roots.append(((0, rec.rank), rec))
+            elif prev is not _ABSENT and prev in recs:
+                children.setdefault(prev, []).append(rec)
+            else:
+                roots.append(((1, rec.root_seq, rec.rank), rec))
+        roots.sort(key=lambda pair: pair[0])
+        for siblings in children.values():
+            siblings.sort(key=lambda r: r.rank)
+        order: list[_Rec] = []
+        visited: set[str] = set()
+
+        def walk(start: _Rec) -> None:
+            stack = [start]
+            while stack:  # iterative: a long conversation is one deep chain
+                rec = stack.pop()
+                if rec.id in visited:
+                    continue
+                visited.add(rec.id)
+                order.append(rec)
+                stack.extend(reversed(children.get(rec.id, ())))
+
+        for _, rec in roots:
+            walk(rec)
+        if len(order) < len(recs):  # a previous_item_id cycle: break it at the oldest item
+            for rec in sorted(recs.values(), key=lambda r: r.seq):
+                if rec.id not in visited:
+                    walk(rec)
+        self._order = tuple(order)
+        return self._order
+
+    def _changed(self, *, structure: bool = False) -> None:
+        if structure:
+            self._order = None
+        self._items_view = None
+
+    def _touch(self, rec: _Rec) -> None:
+        rec.view = None
+        self._items_view = None
+
+    # ---------------------------------------------------------------- item events
+    def _on_item_added(self, event: ProviderEvent) -> None:
+        item = event.data
+        if not isinstance(item, Mapping):
+            return
+        item_id = item.get("id") or event.item_id
+        if not item_id:
+            return
+        rec = self._recs.get(item_id)
+        # a known id is a duplicated event, a reordered one, or an item replayed into a
+        # restored session: update it in place, never a second item, never a new turn
+        new = rec is None
+        if rec is None:
+            rec = self._insert(item_id, self._declared_prev(item, event))
+            self._gone.pop(item_id, None)
+        self._fill(rec, item, event)
+        if rec.role == "user" and rec.type == "message":
+            if not rec.has_audio:
+                if new:
+                    self._text_turn(rec.id)
+            elif self._turns and self._turns[-1].user_item_id == rec.id:
+                self._spoken_ms(self._turns[-1])  # VAD timing arrived before the item
+
+    def _on_item_done(self, event: ProviderEvent) -> None:
+        item = event.data
+        if not isinstance(item, Mapping):
+            return
+        item_id = item.get("id") or event.item_id
+        if not item_id or item_id in self._gone:  # never resurrect a deleted item
+            return
+        rec = self._recs.get(item_id)
+        if rec is None:
+            rec = self._insert(item_id, self._declared_prev(item, event))
+        self._fill(rec, item, event)
+
+    def _on_output_item_done(self, event: ProviderEvent) -> None:
+        # out-of-band responses' items are not in the conversation: only update known ones
+        item = event.data
+        if isinstance(item, Mapping):
+            rec = self._recs.get(item.get("id") or event.item_id or "")
+            if rec is not None:
+                self._fill(rec, item, event)
+
+    @staticmethod
+    def _declared_prev(item: Mapping[str, Any], event: ProviderEvent) -> Any:
+        for source in (item, event.raw):
+            if source is not None and "previous_item_id" in source:
+                prev = source["previous_item_id"]
+                return _START if prev is None else str(prev)
+        return _ABSENT
+
+    def _fill(self, rec: _Rec, item: Mapping[str, Any], event: ProviderEvent) -> None:
+        rec.type = str(item.get("type") or rec.type)
+        status = item.get("status")
+        stale = status == "in_progress" and rec.status in _FINAL_STATUS
+        if status is not None and not stale:
+            rec.status = str(status)
+        # a late/duplicated "added" must not reopen a finished item nor roll back its arguments
+        for name in ("role", "name", "call_id") if stale else ("role", "name", "call_id", "arguments", "output"):
+            value = item.get(name)
+            if value is not None:
+                setattr(rec, name, value if isinstance(value, str) else str(value))
+        rec.response_id = rec.response_id or event.response_id
+        content = item.get("content")
+        if isinstance(content, (list, tuple)):
+            texts: list[str] = []
+            transcripts: list[str] = []
+            audio = False
+            for part in content:
+                if not isinstance(part, Mapping):
+                    continue
+                kind = part.get("type")
+                if kind in _TEXT_PARTS and part.get("text") is not None:
+                    texts.append(str(part["text"]))
+                elif kind in _AUDIO_PARTS:
+                    audio = True
+                    if part.get("transcript") is not None:
+                        transcripts.append(str(part["transcript"]))
+            if rec.has_audio and not audio and texts:
+                # our own snapshot replayed into a restored session: audio became text (the
+                # transcript, cut where heard). Keep the audio item as it was (transcript,
+                # audio_ms, truncation): taking the text would double it on the next replay.
+                texts = []
+            rec.has_audio = rec.has_audio or audio
+            final = status in _FINAL_STATUS
+            # an in-progress item carries empty content: never wipe accumulated deltas
+            if texts and ("".join(texts) or rec.text is None):
+                rec.text = ["".join(texts)]
+                rec.text_final = rec.text_final or final
+            if transcripts and ("".join(transcripts) or rec.transcript is None):
+                rec.transcript = ["".join(transcripts)]
+                rec.transcript_final = rec.transcript_final or final
+        if rec.role == "user" and not rec.transcript_final:
+            pending = self._pending_input_transcripts.pop(rec.id, None)
+            if pending is not None:
+                rec.transcript = [pending]
+                rec.transcript_final = True
+        self._touch(rec)
+
+    def _rec_for(self, event: ProviderEvent) -> _Rec | None:
+        item_id = event.item_id
+        if not item_id:
+            return None
+        rec = self._recs.get(item_id)
+        if rec is None and item_id not in self._gone:
+            # a delta ahead of its item (reordered events): park it on an orphan record the
+            # item adopts when it is added (out-of-band items never are: bounded, evicted)
+            rec = self._orphans.get(item_id)
+            if rec is None:
+                rec = _Rec(item_id, -1, _ABSENT)
+                self._orphans.put(item_id, rec)
+        return rec
+
+    def _on_transcript_delta(self, event: ProviderEvent) -> None:
+        rec = self._rec_for(event)
+        if rec is not None and isinstance(event.data, str) and not rec.transcript_final:
+            rec.has_audio = True
+            if rec.transcript is None:
+                rec.transcript = []
+            rec.transcript.append(event.data)
+            self._touch(rec)
+
+    def _on_transcript_done(self, event: ProviderEvent) -> None:
+        rec = self._rec_for(event)
+        if rec is not None and isinstance(event.data, str):
+            rec.transcript = [event.data]
+            rec.transcript_final = True
+            self._touch(rec)
+
+    def _on_text_delta(self, event: ProviderEvent) -> None:
+        rec = self._rec_for(event)
+        if rec is not None and isinstance(event.data, str) and not rec.text_final:
+            if rec.text is None:
+                rec.text = []
+            rec.text.append(event.data)
+            self._touch(rec)
+        self._first_output(event, "first_text_at")
+
+    def _on_text_done(self, event: ProviderEvent) -> None:
+        rec = self._rec_for(event)
+        if rec is not None and isinstance(event.data, str):
+            rec.text = [event.data]
+            rec.text_final = True
+            self._touch(rec)
+
+    def _on_audio_delta(self, event: ProviderEvent) -> None:
+        rec = self._rec_for(event)
+        if rec is not None and event.data is not None:
+            rec.audio_bytes += len(event.data)
+            rec.has_audio = True
+            rec.view = None
+            self._items_view = None
+        if self._speaking is None:
+            self._speaking = "assistant"
+        self._first_output(event, "first_audio_at")
+
+    def _on_audio_done(self, event: ProviderEvent) -> None:
+        if self._speaking == "assistant":
+            self._speaking = None
+
+    def _on_input_transcript_delta(self, event: ProviderEvent) -> None:
+        rec = self._rec_for(event)
+        if rec is not None and isinstance(event.data, str) and not rec.transcript_final:
+            if rec.transcript is None:
+                rec.transcript = []
+            rec.transcript.append(event.data)
+            self._touch(rec)
+
+    def _on_input_transcript(self, event: ProviderEvent) -> None:
+        if not event.item_id or not isinstance(event.data, str):
+            return
+        rec = self._recs.get(event.item_id)
+        if rec is None:
+            # transcription raced ahead of the item: keep it (bounded) until the item arrives
+            self._pending_input_transcripts[event.item_id] = event.data
+            while len(self._pending_input_transcripts) > 64:
+                self._pending_input_transcripts.popitem(last=False)
+            return
+        rec.transcript = [event.data]
+        rec.transcript_final = True
+        self._touch(rec)
+
+    def _on_truncated(self, event: ProviderEvent) -> None:
+        rec = self._rec_for(event)
+        data = event.data if isinstance(event.data, Mapping) else {}
+        if rec is not None:
+            rec.truncated_at_ms = int(data.get("audio_end_ms", 0))
+            self._touch(rec)
+        if self._speaking == "assistant":
+            self._speaking = None
+
+    def _on_deleted(self, event: ProviderEvent) -> None:
+        if event.item_id:
+            self._delete(event.item_id)
+
+    def _on_function_call(self, event: ProviderEvent) -> None:
+        call = event.data
+        if not isinstance(call, FunctionCall):
+            return
+        item_id = call.item_id or event.item_id
+        if not item_id or item_id in self._gone:
+            return
+        rec = self._recs.get(item_id)
+        if rec is None:
+            rec = self._insert(item_id, _ABSENT)
+        rec.type = "function_call"
+        rec.name, rec.call_id, rec.arguments = call.name, call.call_id, call.arguments
+        rec.status = "completed"
+        rec.response_id = rec.response_id or call.response_id or event.response_id
+        self._touch(rec)
+
+
+
+def _replay_items(
+    items: Iterable[ConversationItem], *, include_ids: bool,
+) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...], tuple[str, ...]]:
+    """The wire items, their ids and the ids of the items skipped (nothing replayable)."""
+    wire: list[dict[str, Any]] = []
+    ids: list[str] = []
+    skipped: list[str] = []
+    for item in items:
+        entry = _wire_item(item)
+        if entry is None:
+            skipped.append(item.id)
+            continue
+        if include_ids:
+            entry = {"id": item.id, **entry}
+        wire.append(entry)
+        ids.append(item.id)
+    return tuple(wire), tuple(ids), tuple(skipped)
+
+
+
+def _wire_item(item: ConversationItem) -> dict[str, Any] | None:
+    if item.type == "function_call":
+        if item.name is None or item.status == "in_progress" and not item.arguments:
+            return None
+        entry: dict[str, Any] = {"type": "function_call", "name": item.name, "arguments": item.arguments or ""}
+        if item.call_id:
+            entry["call_id"] = item.call_id
+        return entry
+    if item.type == "function_call_output":
+        if not item.call_id:
+            return None
+        return {"type": "function_call_output", "call_id": item.call_id, "output": item.output or ""}
+    if item.type != "message":
+        return None
+    if item.role == "assistant":
+        text = item.heard_transcript if item.has_audio and item.transcript is not None else item.text
+        if item.text and item.has_audio and not text:
+            text = item.text
+        if not text:
+            return None
+        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+    if item.role in ("user", "system"):
+        pieces = [p for p in (item.text, item.transcript) if p]
+        if item.role == "system":
+            pieces = [item.text] if item.text else []
+        if not pieces:
+            return None
+        return {"type": "message", "role": item.role,
+                "content": [{"type": "input_text", "text": piece} for piece in pieces]}
+    return None
+
