@@ -324,3 +324,31 @@ def test_long_chain_has_no_recursion_limit() -> None:
     for k, prev in zip(range(3000), itertools.chain([None], (f"i{k}" for k in range(3000)))):
         s.apply(added(f"i{k}", prev))
     assert len(s.items) == 3000 and s.items[-1].id == "i2999"
+
+
+def test_attached_record_is_the_source_of_items_and_turns_stay_here() -> None:
+    from voiceengine.providers.conversation import ConversationRecord
+
+    record = ConversationRecord(output_bytes_per_ms=48.0)
+    state = ConversationState(clock=iter(range(100)).__next__)
+    state.attach(record)
+    user = ProviderEvent(type=EventType.ITEM_ADDED, item_id="u1", data={
+        "id": "u1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]})
+    for event in (user, user):  # the provider folds into its record; the state only keeps turns
+        record.apply(event)
+        state.apply(event)
+    assert [i.id for i in state.items] == ["u1"] and state.get("u1").text == "hello"
+    assert len(state.turns) == 1 and state.turns[0].trigger == "text"  # one text turn, not two
+    started = ProviderEvent(type=EventType.RESPONSE_STARTED, response_id="r1", data=ResponseInfo(response_id="r1"))
+    audio = ProviderEvent(type=EventType.AUDIO_DELTA, item_id="a1", response_id="r1", data=bytes(4800))
+    added = ProviderEvent(type=EventType.ITEM_ADDED, item_id="a1", data={
+        "id": "a1", "type": "message", "role": "assistant", "content": [{"type": "output_audio"}]})
+    for event in (started, added, audio):
+        record.apply(event)
+        state.apply(event)
+    assert state.speaking == "assistant" and state.current_turn.first_audio_at is not None
+    assert state.get("a1").audio_ms == 100.0 and "a1" in state and len(state) == 2
+    record.apply(ProviderEvent(type=EventType.ITEM_TRUNCATED, item_id="a1", data={"audio_end_ms": 40}))
+    assert state.get("a1").truncated_at_ms == 40  # read, not folded: the state saw no event
+    state.attach(None)
+    assert state.items == ()  # standalone again: its own (empty) fold

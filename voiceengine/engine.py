@@ -65,7 +65,10 @@ class VoiceEngine:
         self.config = config or VoiceEngineConfig()
         self._provider = self._resolve(provider)
         self.events = EventBus(queue_size=self.config.event_queue_size)
+        # the conversation is the provider's record (provider.conversation); the state reads
+        # it and adds the turns, their timing and who is speaking
         self.state = ConversationState()
+        self.state.attach(self._provider.conversation)
         self._metrics = MetricsCollector()
         self.injector = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
                                         auto_response=self._auto_response(self._provider))
@@ -295,8 +298,10 @@ class VoiceEngine:
     async def switch_provider(self, provider: str | BaseProvider) -> BaseProvider:
         """Disconnect the current provider, connect ``provider`` and replay the conversation.
 
-        The conversation (:meth:`ConversationState.snapshot`) is re-created on the new
-        provider as items with their original roles, never folded into instructions.
+        The old provider's record (``provider.conversation``, read through
+        :meth:`ConversationState.snapshot`) is re-created on the new provider as items with
+        their original roles (``add_item``: each provider encodes them for its service),
+        never folded into instructions; the state then reads the new provider's record.
         Returns the old provider (disconnected).
         """
         new = self._resolve(provider)
@@ -319,6 +324,7 @@ class VoiceEngine:
         self._provider = new
         self.injector.auto_response = self._auto_response(new)
         self.state.clear()
+        self.state.attach(new.conversation)
         self._response_id = self._response_at_loss = None
         if was_connected:
             try:

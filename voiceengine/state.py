@@ -1,5 +1,11 @@
-"""Conversation state: an ordered mirror of the provider's conversation, folded from
-normalized :class:`~voiceengine.providers.types.ProviderEvent`\\ s.
+"""Conversation state: the conversation's items and turns, from normalized
+:class:`~voiceengine.providers.types.ProviderEvent`\\ s.
+
+Two ways to get the items. Attached to a provider's record
+(:meth:`ConversationState.attach`, what :class:`~voiceengine.engine.VoiceEngine` does), the
+state *reads* the items from ``provider.conversation`` (the provider folds its own events
+into it) and folds only the turns, their timing and who is speaking. Standalone, it folds the
+items itself, by the rules below.
 
 Ordering follows ``previous_item_id`` the way the Realtime API defines it: an item is
 inserted right after the item it names; ``previous_item_id = None`` (explicitly present)
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from ._bounded import BoundedDict, BoundedSet
+from .providers.conversation import ConversationEntry, ConversationRecord, EntryKind
 from .providers.types import AudioFormat, EventType, FunctionCall, ProviderEvent, ResponseInfo
 
 __all__ = ["ConversationState", "ConversationItem", "Turn", "ConversationSnapshot"]
@@ -52,6 +59,8 @@ class ConversationItem:
     ``text`` is the text content (``None`` if the item has none), ``transcript`` the audio
     transcript (assistant speech, or the user's transcription), ``audio_ms`` the audio
     received (assistant) or spoken (user, from VAD), ``truncated_at_ms`` where it was cut.
+    ``previous_item_id`` and ``response_id`` are known only when the state folds the items
+    itself (a provider's record does not keep them: ``None``).
     """
 
     id: str
@@ -282,7 +291,26 @@ class ConversationState:
         self._speaking: str | None = None
         self._current_response: ResponseInfo | None = None
         self.last_response: ResponseInfo | None = None
-        self.dropped_items = 0
+        self._dropped_items = 0
+        # reading a provider's record (see attach()): items come from it, not from _recs
+        self._record: ConversationRecord | None = None
+        self._record_entries: tuple[ConversationEntry, ...] | None = None
+        self._record_items: tuple[ConversationItem, ...] | None = None
+        self._record_views: dict[str, tuple[ConversationEntry, float | None, ConversationItem]] = {}
+        self._spoken: BoundedDict[str, float] = BoundedDict(_MAX_GONE)  # user items' VAD duration
+        self._user_items: BoundedSet[str] = BoundedSet(_MAX_GONE)  # user items seen (one text turn each)
+        self._turn_dispatch: dict[EventType, Callable[[ProviderEvent], None]] = {
+            EventType.ITEM_ADDED: self._turn_item_added,
+            EventType.TEXT_DELTA: self._turn_text_delta,
+            EventType.AUDIO_DELTA: self._turn_audio_delta,
+            EventType.AUDIO_DONE: self._on_audio_done,
+            EventType.ITEM_TRUNCATED: self._turn_truncated,
+            EventType.RESPONSE_STARTED: self._on_response_started,
+            EventType.RESPONSE_DONE: self._on_response_done,
+            EventType.SPEECH_STARTED: self._on_speech_started,
+            EventType.SPEECH_STOPPED: self._on_speech_stopped,
+            EventType.INPUT_COMMITTED: self._on_committed,
+        }
         self._dispatch: dict[EventType, Callable[[ProviderEvent], None]] = {
             EventType.ITEM_ADDED: self._on_item_added,
             EventType.ITEM_DONE: self._on_item_done,
@@ -323,21 +351,66 @@ class ConversationState:
         self._items_view = None
 
     @property
+    def record(self) -> ConversationRecord | None:
+        """The provider's record the items are read from (:meth:`attach`), or ``None``."""
+        return self._record
+
+    def attach(self, record: ConversationRecord | None) -> None:
+        """Read the items from ``record`` (a provider's
+        :class:`~voiceengine.providers.conversation.ConversationRecord`, which that provider
+        folds its own events into) instead of folding item events here: one conversation,
+        one owner. Turns, timing and who is speaking are still folded here. ``None`` goes
+        back to folding the items in this state (standalone use)."""
+        if record is not None and not isinstance(record, ConversationRecord):
+            raise TypeError("attach() takes a ConversationRecord or None")
+        self._record = record
+        self._record_entries = self._record_items = None
+        self._record_views = {}
+
+    @property
+    def dropped_items(self) -> int:
+        """Items forgotten because the conversation outgrew its bound."""
+        return self._record.dropped if self._record is not None else self._dropped_items
+
+    @property
     def items(self) -> tuple[ConversationItem, ...]:
         """The items in conversation order (read-only views)."""
+        if self._record is not None:
+            return self._recorded_items(self._record)
         if self._items_view is None:
             self._items_view = tuple(self._view(rec) for rec in self._ordered())
         return self._items_view
 
     def get(self, item_id: str) -> ConversationItem | None:
+        if self._record is not None:
+            self._recorded_items(self._record)
+            cached = self._record_views.get(item_id)
+            return cached[2] if cached is not None else None
         rec = self._recs.get(item_id)
         return self._view(rec) if rec is not None else None
 
     def __len__(self) -> int:
-        return len(self._recs)
+        return len(self._record) if self._record is not None else len(self._recs)
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._recs
+        return item_id in (self._record if self._record is not None else self._recs)
+
+    def _recorded_items(self, record: ConversationRecord) -> tuple[ConversationItem, ...]:
+        entries = record.entries
+        if entries is self._record_entries and self._record_items is not None:
+            return self._record_items
+        views: dict[str, tuple[ConversationEntry, float | None, ConversationItem]] = {}
+        for entry in entries:
+            spoken = self._spoken.get(entry.id)
+            cached = self._record_views.get(entry.id)
+            if cached is not None and cached[0] is entry and cached[1] == spoken:
+                views[entry.id] = cached
+            else:
+                views[entry.id] = (entry, spoken, _entry_view(entry, spoken))
+        self._record_views = views
+        self._record_entries = entries
+        self._record_items = tuple(view for _, _, view in views.values())
+        return self._record_items
 
     @property
     def speaking(self) -> str | None:
@@ -366,6 +439,10 @@ class ConversationState:
         self._turns.clear()
         self._speaking = None
         self._current_response = None
+        self._spoken.clear()
+        self._user_items.clear()
+        self._record_entries = self._record_items = None
+        self._record_views = {}
         self._changed(structure=True)
 
     # ----------------------------------------------------------------- apply
@@ -388,7 +465,8 @@ class ConversationState:
 
     def fold(self, event: ProviderEvent) -> None:
         """Fold one event without the duplicate check (for a caller that made it)."""
-        handler = self._dispatch.get(event.type)
+        dispatch = self._turn_dispatch if self._record is not None else self._dispatch
+        handler = dispatch.get(event.type)
         if handler is None:
             return
         try:
@@ -471,6 +549,10 @@ class ConversationState:
     def _spoken_ms(self, turn: _TurnRec) -> None:
         if turn.audio_start_ms is None or turn.audio_end_ms is None or not turn.user_item_id:
             return
+        if self._record is not None:  # the record knows output audio only: keep the VAD figure here
+            self._spoken.put(turn.user_item_id, float(max(0, turn.audio_end_ms - turn.audio_start_ms)))
+            self._record_items = None
+            return
         rec = self._recs.get(turn.user_item_id)
         if rec is not None:
             rec.spoken_ms = float(max(0, turn.audio_end_ms - turn.audio_start_ms))
@@ -552,6 +634,37 @@ class ConversationState:
         return ConversationSnapshot(items=wire, item_ids=ids, skipped_ids=skipped,
                                     dropped_items=self.dropped_items, taken_at=self._clock())
 
+    # ------------------------------------------------- turns, reading a record
+    def _turn_item_added(self, event: ProviderEvent) -> None:
+        """ITEM_ADDED's part in the turns (the record holds the item itself)."""
+        item = event.data
+        if not isinstance(item, Mapping):
+            return
+        item_id = item.get("id") or event.item_id
+        if not isinstance(item_id, str) or not item_id or item.get("role") != "user" \
+                or item.get("type", "message") != "message":
+            return
+        content = item.get("content")
+        audio = isinstance(content, (list, tuple)) and any(
+            isinstance(part, Mapping) and part.get("type") in _AUDIO_PARTS for part in content)
+        if not audio:
+            if not self._user_items.seen(item_id):
+                self._text_turn(item_id)
+        elif self._turns and self._turns[-1].user_item_id == item_id:
+            self._spoken_ms(self._turns[-1])  # VAD timing arrived before the item
+
+    def _turn_text_delta(self, event: ProviderEvent) -> None:
+        self._first_output(event, "first_text_at")
+
+    def _turn_audio_delta(self, event: ProviderEvent) -> None:
+        if self._speaking is None:
+            self._speaking = "assistant"
+        self._first_output(event, "first_audio_at")
+
+    def _turn_truncated(self, event: ProviderEvent) -> None:
+        if self._speaking == "assistant":
+            self._speaking = None
+
     def __repr__(self) -> str:
         return f"<ConversationState items={len(self._recs)} turns={len(self._turns)} speaking={self._speaking}>"
 
@@ -569,7 +682,7 @@ class ConversationState:
         while len(self._recs) > self.max_items:
             first = self._ordered()[0]
             self._delete(first.id)
-            self.dropped_items += 1
+            self._dropped_items += 1
         return rec
 
     def _delete(self, item_id: str) -> bool:
@@ -773,7 +886,7 @@ class ConversationState:
                 rec.text = []
             rec.text.append(event.data)
             self._touch(rec)
-        self._first_output(event, "first_text_at")
+        self._turn_text_delta(event)
 
     def _on_text_done(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
@@ -789,9 +902,7 @@ class ConversationState:
             rec.has_audio = True
             rec.view = None
             self._items_view = None
-        if self._speaking is None:
-            self._speaking = "assistant"
-        self._first_output(event, "first_audio_at")
+        self._turn_audio_delta(event)
 
     def _on_audio_done(self, event: ProviderEvent) -> None:
         if self._speaking == "assistant":
@@ -825,8 +936,7 @@ class ConversationState:
         if rec is not None:
             rec.truncated_at_ms = int(data.get("audio_end_ms", 0))
             self._touch(rec)
-        if self._speaking == "assistant":
-            self._speaking = None
+        self._turn_truncated(event)
 
     def _on_deleted(self, event: ProviderEvent) -> None:
         if event.item_id:
@@ -848,6 +958,18 @@ class ConversationState:
         rec.response_id = rec.response_id or call.response_id or event.response_id
         self._touch(rec)
 
+
+
+def _entry_view(entry: ConversationEntry, spoken_ms: float | None) -> ConversationItem:
+    """The view of a record entry (``spoken_ms``: a user item's duration from VAD)."""
+    message = entry.kind is EntryKind.MESSAGE
+    return ConversationItem(
+        id=entry.id, type=entry.kind.value, role=entry.role if message else None, text=entry.text,
+        transcript=entry.transcript, status=entry.status,
+        audio_ms=spoken_ms if spoken_ms is not None else entry.audio_ms, truncated_at_ms=entry.heard_ms,
+        name=entry.name, call_id=entry.call_id, arguments=entry.arguments, output=entry.output,
+        has_audio=entry.has_audio,
+    )
 
 
 def _replay_items(

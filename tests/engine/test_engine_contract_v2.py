@@ -95,3 +95,30 @@ async def test_generation_done_plays_out_a_reply_shorter_than_the_prebuffer() ->
         provider._emit(ProviderEvent(type=EventType.GENERATION_DONE, provider="mock", response_id="gen_1"))
         await rec.wait(EventType.PLAYBACK_STOPPED, timeout=5)
         assert len(heard) == 4800
+
+
+async def test_engine_state_reads_the_providers_record_not_a_second_mirror() -> None:
+    first = MockProvider(MockConfig(turn_detection=None, responses=("Hello from the first.",)))
+    second = MockProvider(MockConfig(turn_detection=None, responses=("Hello from the second.",)))
+    async with VoiceEngine(first, fast_config()) as engine:
+        rec = Recorder(engine)
+        assert engine.state.record is first.conversation
+        await engine.send_text("hi")
+        await rec.wait(EventType.METRICS)
+        ids = [e.id for e in first.conversation.entries]
+        assert [i.id for i in engine.state.items] == ids and len(engine.state) == len(ids) == 2
+        assert engine.state.items[1].transcript == first.conversation.entries[1].transcript
+        # whatever the provider records is the state's item, with no event in between
+        first.conversation.add_message("system", "A note the provider recorded.", entry_id="note_1")
+        assert "note_1" in engine.state and engine.state.get("note_1").text == "A note the provider recorded."
+        await engine.switch_provider(second)
+        assert engine.state.record is second.conversation
+        # the conversation went to the new provider, which recorded it as its own items
+        texts = [(i.role, (i.text or i.transcript or "").strip()) for i in engine.state.items]
+        assert texts == [("user", "hi"), ("assistant", "Hello from the first."),
+                         ("system", "A note the provider recorded.")]
+        turns_before = len(engine.state.turns)
+        await engine.send_text("again")
+        await rec.wait(EventType.METRICS, lambda e: len(rec.of(EventType.METRICS)) >= 2, past=True)
+        assert [i.role for i in engine.state.items][-2:] == ["user", "assistant"]
+        assert len(engine.state.turns) == turns_before + 1  # turns are still the state's own
