@@ -71,7 +71,7 @@ class VoiceEngine:
         self.state.attach(self._provider.conversation)
         self._metrics = MetricsCollector()
         self.injector = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
-                                        auto_response=self._auto_response(self._provider))
+                                        auto_response=self._service_replies())
         self._retired_injections = {"injected": 0, "expired": 0}
         self._sink = sink
         self._own_sink = False
@@ -107,7 +107,7 @@ class VoiceEngine:
             return create_provider(provider, self.config.provider_config)
         return create_provider(provider, **self.config.provider_fields(provider))
 
-    def _auto_response(self, provider: BaseProvider) -> bool:
+    def _service_replies(self) -> bool:
         """Whether the *service* starts the reply at the end of a user turn.
 
         By default (``config.auto_response=None``) the engine asks for every reply itself
@@ -125,7 +125,7 @@ class VoiceEngine:
         itself at the end of a turn (``auto_response=False`` in its turn detection): the
         engine sends NEXT_TURN context on INPUT_COMMITTED, then asks for the reply."""
         settings = provider.config.turn_detection_settings
-        if settings.manual or not settings.auto_response or self._auto_response(provider):
+        if settings.manual or not settings.auto_response or self._service_replies():
             return
         await provider.update_session(turn_detection=replace(settings, auto_response=False))
 
@@ -282,7 +282,7 @@ class VoiceEngine:
         for name in self._retired_injections:
             self._retired_injections[name] += old.stats[name]
         new = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
-                              auto_response=self._auto_response(self._provider))
+                              auto_response=self._service_replies())
         for item in old.pending:  # queued context survives a reconnect
             new.add(item)
         return new
@@ -322,7 +322,7 @@ class VoiceEngine:
         self._retired_audio = _acc_sum(self._retired_audio, _acc_sum(old.audio_accounting, self._audio_base, -1))
         self._audio_base = new.audio_accounting
         self._provider = new
-        self.injector.auto_response = self._auto_response(new)
+        self.injector.auto_response = self._service_replies()
         self.state.clear()
         self.state.attach(new.conversation)
         self._response_id = self._response_at_loss = None
@@ -503,12 +503,9 @@ class VoiceEngine:
     # --------------------------------------------------------------- barge-in
     async def interrupt(self) -> InterruptResult:
         """Stop the assistant now: flush playback, cut the item at what was played."""
-        return await self._interrupt(time.perf_counter(), "interrupt")
-
-    async def _interrupt(self, t0: float, reason: str) -> InterruptResult:
         if self._playback is None or not self._connected:
             raise InvalidState("interrupt() while not connected")
-        return await self._tell_provider(self._stop_playback(t0))
+        return await self._tell_provider(self._stop_playback(time.perf_counter()))
 
     def _stop_playback(self, t0: float) -> _Barge:
         """The local half of a barge-in, done at once (no await): flush playback, note what
@@ -517,8 +514,10 @@ class VoiceEngine:
         Done synchronously so that events already received behind the trigger (the end of
         the user's speech, the next reply starting) cannot run first: the cut is what was
         heard when the user spoke, and only the replies playing then are dropped."""
-        assert self._playback is not None
-        cut = self._playback.stop_now()
+        playback = self._playback
+        if playback is None:
+            raise InvalidState("no playback to stop while not connected")
+        cut = playback.stop_now()
         sink_clear = getattr(self._sink, "clear", None)
         clearing = sink_clear() if callable(sink_clear) else None
         latency = time.perf_counter() - t0
