@@ -107,7 +107,8 @@ async def test_barge_in_never_cancels_the_reply_that_follows_it() -> None:
     config = FakeServerConfig(speed=math.inf, responses=[LONG, "The reply to the barge-in."])
     async with FakeRealtimeServer(config) as server:
         provider = OpenAIProvider(OpenAIConfig(api_key="test-key", url=server.url))
-        cfg = VoiceEngineConfig(playback_speed=2.0, prebuffer_ms=0, playback_tick_ms=5)
+        # the service replies by itself, so its next reply comes in the same burst
+        cfg = VoiceEngineConfig(playback_speed=2.0, prebuffer_ms=0, playback_tick_ms=5, auto_response=True)
         async with VoiceEngine(provider, cfg) as engine:
             rec = Recorder(engine)
             await engine.send_text("first")
