@@ -36,7 +36,10 @@ from typing import Any, Mapping, Sequence
 
 from ...exceptions import LimitExceeded
 from ..conversation import ConversationEntry, EntryKind
-from ..types import ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent, TurnDetection
+from ..types import (
+    ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent, ResponseInfo, SessionExpiring,
+    TurnDetection, Usage,
+)
 from .bounded import (
     MAX_ACTIVE_RESPONSES,
     MAX_CANCELLED_RESPONSES,
@@ -66,6 +69,26 @@ log = logging.getLogger("voiceengine.providers.openai.session")
 _DROPPABLE = (EventType.AUDIO_DELTA, EventType.TRANSCRIPT_DELTA)
 #: output audio bytes per second by format (PCM16 24 kHz; G.711 8 kHz)
 BYTES_PER_SECOND = {"audio/pcm": 48000, "audio/pcmu": 8000, "audio/pcma": 8000}
+
+
+def _count(details: Any, name: str) -> int:
+    value = details.get(name) if isinstance(details, Mapping) else None
+    return value if type(value) is int and value >= 0 else 0
+
+
+def usage_from_response(usage: Mapping[str, Any] | None, response_id: str | None) -> Usage | None:
+    """The neutral :class:`Usage` of a ``response.done`` ``usage`` object (per response, so
+    already an increment); ``None`` when absent or empty. Ill-typed members count as 0."""
+    if not isinstance(usage, Mapping):
+        return None
+    inp, out = usage.get("input_token_details"), usage.get("output_token_details")
+    text_in, audio_in = _count(inp, "text_tokens"), _count(inp, "audio_tokens")
+    text_out, audio_out = _count(out, "text_tokens"), _count(out, "audio_tokens")
+    if not (text_in or audio_in or text_out or audio_out):  # no details: the totals count as text
+        text_in, text_out = _count(usage, "input_tokens"), _count(usage, "output_tokens")
+    result = Usage(input_text_tokens=text_in, input_audio_tokens=audio_in, input_cached_tokens=_count(inp, "cached_tokens"),
+                   output_text_tokens=text_out, output_audio_tokens=audio_out, response_id=response_id)
+    return result if result.total_tokens or result.input_cached_tokens else None
 
 
 def replay_item(entry: ConversationEntry) -> dict[str, Any]:
@@ -551,8 +574,12 @@ class RealtimeSession:
         info = event.error
         if info is None:
             return [event]
-        if info.code == SESSION_EXPIRED:
-            self.expiring = True
+        if info.code == SESSION_EXPIRED and not self.expiring:
+            self.expiring = True  # the close (1001) follows: the runtime restores the session
+            notice = SessionExpiring(time_left_ms=0, reason="session_expired")
+            expiring = ProviderEvent(type=EventType.SESSION_EXPIRING, data=notice, provider=event.provider,
+                                     session_id=event.session_id)
+            return [event, expiring]
         if info.request_type == "response.create" and info.event_id == self._inflight:
             self._inflight = None  # our request failed: free the gate
             self._release()
@@ -579,7 +606,12 @@ class RealtimeSession:
         if not self._active:
             self._cancel_sent = self._server_cancelling = False
         self._release()
-        return [event]
+        usage = usage_from_response(event.data.usage if isinstance(event.data, ResponseInfo) else None,
+                                    event.response_id)
+        if usage is None:
+            return [event]
+        return [event, ProviderEvent(type=EventType.USAGE, data=usage, provider=event.provider,
+                                     session_id=event.session_id, response_id=event.response_id)]
 
 
     def _on_speech_started(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
