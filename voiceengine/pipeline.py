@@ -168,6 +168,14 @@ class ItemTrack:
     played: int = 0  # bytes that left the ring through the read head (played, never flushed)
 
 
+@dataclass(slots=True)
+class _Segment:
+    """A run of consecutive bytes of one item in the ring (``left``: not read yet)."""
+
+    track: ItemTrack
+    left: int
+
+
 @dataclass(frozen=True, slots=True)
 class PlaybackCut:
     """What :meth:`Playback.stop_now` cut.
@@ -225,9 +233,9 @@ class Playback:
         self._on_start = on_start
         self._on_stop = on_stop
         self._on_played = on_played
-        # what the ring holds, oldest first: [track, bytes not yet read] (bounded by the
-        # ring: a segment exists only while its bytes are in the ring)
-        self._queued: collections.deque[list[Any]] = collections.deque()
+        # what the ring holds, oldest first (bounded by the ring: a segment exists only
+        # while its bytes are in the ring)
+        self._queued: collections.deque[_Segment] = collections.deque()
         self._tracks: dict[str, ItemTrack] = {}  # items with audio in the ring, by key
         self._heard: ItemTrack | None = None  # the item of the last byte read, this playback session
         self.playing = False
@@ -246,16 +254,16 @@ class Playback:
         if stored:
             key = item_id or f"<{response_id}>"
             last = self._queued[-1] if self._queued else None
-            if last is not None and last[0].key == key:
-                last[1] += stored
-                track: ItemTrack = last[0]
+            if last is not None and last.track.key == key:
+                last.left += stored
+                track = last.track
             else:
                 found = self._tracks.get(key)
                 if found is None:
                     found = self._heard if self._heard is not None and self._heard.key == key else None
                 track = found if found is not None else ItemTrack(key, item_id, response_id)
                 self._tracks[key] = track
-                self._queued.append([track, stored])
+                self._queued.append(_Segment(track, stored))
             track.received += stored
         self.stream_done = False
         self._wake.set()
@@ -274,15 +282,15 @@ class Playback:
         queued = self._queued
         while left and queued:
             segment = queued[0]
-            track: ItemTrack = segment[0]
-            take = min(left, segment[1])
+            track = segment.track
+            take = min(left, segment.left)
             track.played += take
-            segment[1] -= take
+            segment.left -= take
             left -= take
             self._heard = track
-            if segment[1] == 0:
+            if segment.left == 0:
                 queued.popleft()
-                if not any(s[0] is track for s in queued):
+                if not any(s.track is track for s in queued):
                     self._tracks.pop(track.key, None)
         return chunk
 
@@ -300,7 +308,7 @@ class Playback:
         """Flush playback at once; returns which item was being heard and what was not."""
         heard = self._heard
         unheard: list[ItemTrack] = []
-        for track, _ in self._queued:
+        for track in (segment.track for segment in self._queued):
             # a partly heard item that is not under the read head (interleaved deltas of
             # two items) is neither heard now nor unheard: it is left as it is
             if track is not heard and track.played == 0 and track not in unheard:
