@@ -129,13 +129,28 @@ def test_barge_in_interrupts_the_reply_and_drops_its_tail() -> None:
     assert EventType.RESPONSE_STARTED in types(out) and s._reply is not None and s._reply.response_id != rid
 
 
-def test_idle_output_is_dropped_outside_a_reply_and_kept_inside() -> None:
+def test_idle_output_is_dropped_outside_a_reply() -> None:
     s = started()
     assert s.receive(audio(QUIET), 0.0) == [] and s.dropped_idle_frames == 1
     assert not s.reply_active
+
+
+def test_a_quiet_pause_inside_a_reply_is_played_when_the_reply_goes_on() -> None:
+    s = started()
     s.receive(audio(LOUD), 0.0)
-    out = s.receive(audio(QUIET), 0.0)                                          # quiet speech inside a reply
-    assert types(out) == [EventType.AUDIO_DELTA] and s.dropped_idle_frames == 1
+    assert s.receive(audio(QUIET), 0.0) == []                                   # held: pause or idle track?
+    out = s.receive(audio(LOUD), 0.0)                                           # the reply goes on: a pause
+    assert [e.data for e in out] == [QUIET, LOUD] and s.dropped_idle_frames == 0
+
+
+def test_a_quiet_tail_after_a_reply_is_the_idle_track_and_ends_it() -> None:
+    s = started(reply_end_gap_ms=300)
+    s.receive(audio(LOUD), 0.0)
+    assert s.receive(audio(QUIET), 0.0) == [] and s.receive(audio(QUIET), 0.0) == []
+    out = s.receive(audio(QUIET), 0.0)                                          # 300 ms of idle track
+    assert types(out)[-1] is EventType.RESPONSE_DONE
+    heard = [e for e in out if e.type is EventType.AUDIO_DELTA]
+    assert heard == [] and s.dropped_idle_frames == 3 and not s.reply_active
 
 
 def test_idle_dropping_can_be_turned_off() -> None:
@@ -317,3 +332,24 @@ def test_the_conversation_record_follows_the_inferred_items() -> None:
         record.apply(e)
     assert [(e.role, e.content_text, e.status) for e in record.entries] == [
         ("user", "hi bot", "completed"), ("assistant", "Hello human", "completed")]
+
+
+def test_a_late_fragment_of_the_answered_turn_is_not_a_barge_in() -> None:
+    s = started()
+    s.receive(ev("session.input_transcript.delta", delta="what time", start_ms=0, end_ms=400), 0.0)
+    s.receive(ev("session.output_transcript.delta", delta="It is", start_ms=900, end_ms=1100), 0.0)
+    user_item = next(e.item_id for e in s.receive(ev("session.input_transcript.delta", delta=" is it",
+                                                     start_ms=400, end_ms=700), 0.0))
+    assert s.reply_active                                     # stamped before the reply: not a barge-in
+    assert user_item is not None and user_item.startswith("live_user")
+    out = s.receive(ev("session.input_transcript.delta", delta="stop", start_ms=1200, end_ms=1300), 0.0)
+    assert types(out)[0] is EventType.SERVER_INTERRUPTED    # after the reply began: a barge-in
+
+
+def test_a_gap_between_fragments_starts_a_new_user_turn() -> None:
+    s = started(user_turn_gap_ms=800)
+    s.receive(ev("session.input_transcript.delta", delta="one", start_ms=0, end_ms=200), 0.0)
+    out = s.receive(ev("session.input_transcript.delta", delta="two", start_ms=1000, end_ms=1200), 0.0)
+    assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_TRANSCRIPT, EventType.ITEM_DONE,
+                          EventType.ITEM_ADDED, EventType.SPEECH_STARTED, EventType.INPUT_TRANSCRIPT_DELTA]
+    assert out[1].data == "one"

@@ -91,7 +91,7 @@ class _Reply:
     """The reply being spoken (synthetic ids: Live has none)."""
 
     __slots__ = ("response_id", "item_id", "transcript", "audio_ms", "start_timeline_ms", "end_timeline_ms",
-                 "last_output_wall_s")
+                 "last_output_wall_s", "held", "held_ms", "server_start_ms")
 
     def __init__(self, response_id: str, item_id: str, timeline_ms: float, now_s: float) -> None:
         self.response_id = response_id
@@ -101,6 +101,9 @@ class _Reply:
         self.start_timeline_ms: float = timeline_ms
         self.end_timeline_ms: float = timeline_ms  # where its output ends on the timeline (so far)
         self.last_output_wall_s = now_s
+        self.held: list[bytes] = []  # quiet output frames not yet known to belong to the reply
+        self.held_ms = 0.0
+        self.server_start_ms: int | None = None  # its first transcript's start_ms (server timeline)
 
 
 class _UserTurn:
@@ -134,6 +137,8 @@ class LiveSession:
         self._reply: _Reply | None = None
         self._user: _UserTurn | None = None
         self._interrupted_at_ms: float | None = None
+        self._last_user_item: str | None = None
+        self._last_user_end_ms = 0
         self._usage_seconds = 0.0
         self._delegations: set[str] = set()
         self._backend_active: set[str] = set()
@@ -202,12 +207,18 @@ class LiveSession:
         if not self.started:
             raise InvalidState("the Live session has not started yet (wait for SESSION_CREATED)")
 
-    def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
-        """Queue one ``session.input_audio.append``; the timeline moves by its duration."""
+    def encode_audio(self, pcm: bytes | bytearray | memoryview) -> str:
+        """The ``session.input_audio.append`` frame for ``pcm`` (returned, not queued, so the
+        caller can account for the audio it carries); the timeline moves by its duration."""
         self._require_started()
         n = pcm.nbytes if isinstance(pcm, memoryview) else len(pcm)
-        self._frames.append(codec.encode_audio(pcm))
+        frame = codec.encode_audio(pcm)
         self.timeline_ms += n / self.config.bytes_per_ms
+        return frame
+
+    def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Queue one ``session.input_audio.append`` (see :meth:`encode_audio`)."""
+        self._frames.append(self.encode_audio(pcm))
 
     def send_context(self, kind: str, text: str) -> str:
         """``thinking`` (silent), ``instructions`` (developer, kept through compaction) or
@@ -318,8 +329,14 @@ class LiveSession:
     # ---------------------------------------------------------------- user turns
     def _on_input(self, record: InputTranscript) -> list[ProviderEvent]:
         events: list[ProviderEvent] = []
-        if self._reply is not None:
+        reply = self._reply
+        if reply is not None and self._late_fragment(record, reply):
+            # words of the turn the reply answers, transcribed late: not a barge-in
+            return [self._event(EventType.INPUT_TRANSCRIPT_DELTA, record.delta, item_id=self._last_user_item)]
+        if reply is not None:
             events += self._end_reply(interrupted=True)
+        if self._user is not None and record.start_ms - self._user.end_ms >= self.config.user_turn_gap_ms:
+            events += self._end_user_turn()  # a gap on the timeline: a new turn
         if self._user is None:
             self._user = _UserTurn(self._new_id("live_user"), record.start_ms)
             item = {"id": self._user.item_id, "type": "message", "role": "user", "status": "in_progress",
@@ -333,10 +350,20 @@ class LiveSession:
         events.append(self._event(EventType.INPUT_TRANSCRIPT_DELTA, record.delta, item_id=user.item_id))
         return events
 
+    def _late_fragment(self, record: InputTranscript, reply: _Reply) -> bool:
+        """A fragment stamped before the reply began (server timeline), or overlapping the
+        previous turn, belongs to that turn."""
+        if self._last_user_item is None:
+            return False
+        if reply.server_start_ms is not None and record.end_ms <= reply.server_start_ms:
+            return True
+        return record.start_ms < self._last_user_end_ms
+
     def _end_user_turn(self) -> list[ProviderEvent]:
         user, self._user = self._user, None
         if user is None:
             return []
+        self._last_user_item, self._last_user_end_ms = user.item_id, user.end_ms
         text = "".join(user.transcript)
         item = {"id": user.item_id, "type": "message", "role": "user", "status": "completed",
                 "content": [{"type": "input_audio", "transcript": text}]}
@@ -350,15 +377,25 @@ class LiveSession:
     def _on_output(self, now_s: float, *, pcm: bytes | None = None,
                    transcript: OutputTranscript | None = None) -> list[ProviderEvent]:
         cfg = self.config
-        if self._reply is None:
+        quiet = pcm is not None and cfg.drop_idle_output and peak_dbfs(pcm) <= cfg.idle_output_max_dbfs
+        reply = self._reply
+        if reply is None:
             if self._interrupted_at_ms is not None and self.timeline_ms - self._interrupted_at_ms < cfg.barge_in_tail_ms:
                 self.dropped_tail_frames += 1  # the cut reply's last words, already in flight
                 return []
-            if pcm is not None and cfg.drop_idle_output and peak_dbfs(pcm) <= cfg.idle_output_max_dbfs:
+            if quiet:
                 self.dropped_idle_frames += 1  # the service's near-silent idle track
                 return []
+        elif quiet:
+            assert pcm is not None
+            # a pause inside the reply, or the idle track after its end: held until louder
+            # output says the reply goes on; dropped when the reply ends
+            reply.held.append(pcm)
+            reply.held_ms += len(pcm) / cfg.bytes_per_ms
+            if reply.held_ms >= cfg.reply_end_gap_ms and not self._backend_active and not self.open_calls:
+                return self._end_reply(interrupted=False)  # quiet on the output clock too
+            return []
         events: list[ProviderEvent] = []
-        reply = self._reply
         if reply is None:
             events += self._end_user_turn()  # the server answers: the user's turn is over
             reply = self._reply = _Reply(self._new_id("live_resp"), self._new_id("live_item"),
@@ -374,22 +411,29 @@ class LiveSession:
                                       response_id=reply.response_id))
         reply.last_output_wall_s = now_s
         if pcm is not None:
-            reply.audio_ms += len(pcm) / cfg.bytes_per_ms
-            reply.end_timeline_ms = max(reply.end_timeline_ms, reply.start_timeline_ms + reply.audio_ms,
-                                        self.timeline_ms)
-            events.append(self._event(EventType.AUDIO_DELTA, pcm, item_id=reply.item_id,
-                                      response_id=reply.response_id))
+            for chunk in [*reply.held, pcm]:  # a pause the reply went on after: played as received
+                events.append(self._audio(reply, chunk))
+            reply.held.clear()
+            reply.held_ms = 0.0
         if transcript is not None:
+            if reply.server_start_ms is None:
+                reply.server_start_ms = transcript.start_ms
             reply.transcript.append(transcript.delta)
             reply.end_timeline_ms = max(reply.end_timeline_ms, transcript.end_ms, self.timeline_ms)
             events.append(self._event(EventType.TRANSCRIPT_DELTA, transcript.delta, item_id=reply.item_id,
                                       response_id=reply.response_id))
         return events
 
+    def _audio(self, reply: _Reply, pcm: bytes) -> ProviderEvent:
+        reply.audio_ms += len(pcm) / self.config.bytes_per_ms
+        reply.end_timeline_ms = max(reply.end_timeline_ms, reply.start_timeline_ms + reply.audio_ms, self.timeline_ms)
+        return self._event(EventType.AUDIO_DELTA, pcm, item_id=reply.item_id, response_id=reply.response_id)
+
     def _end_reply(self, *, interrupted: bool, reason: str = "turn_detected") -> list[ProviderEvent]:
         reply, self._reply = self._reply, None
         if reply is None:
             return []
+        self.dropped_idle_frames += len(reply.held)  # the quiet tail was the idle track
         rid, iid = reply.response_id, reply.item_id
         text = "".join(reply.transcript)
         item = {"id": iid, "type": "message", "role": "assistant",

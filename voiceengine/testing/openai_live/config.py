@@ -71,6 +71,8 @@ class FakeOpenAILiveConfig:
     * ``tool_arguments``: the JSON arguments of the scripted tool call (a mapping or a string).
     * ``delegate_spoken_turns``: when tools are declared, a *spoken* turn also runs the scripted
       delegation (by default only typed turns do).
+    * ``input_word_interval_ms``: while the user speaks, one more word of the turn's
+      transcript goes out per this much speech (the first at once; what is left at the turn's end).
     * ``idle_output_ms``: like the real service, stream a near-silent output track between
       replies, one ``session.output_audio.delta`` per ``idle_output_ms`` of input heard
       (None: no idle track). ``idle_output_amplitude`` is its peak in PCM16 units.
@@ -96,6 +98,7 @@ class FakeOpenAILiveConfig:
     vad_silence_ms: int = 500
     vad_prefix_ms: int = 0
     vad_min_speech_ms: int = 20
+    input_word_interval_ms: int = 250
     idle_output_ms: int | None = None
     idle_output_amplitude: int = 3
     session_duration_s: float = 3600.0
@@ -132,6 +135,8 @@ class FakeOpenAILiveConfig:
             raise ValueError("idle_output_ms must be None or a positive multiple of 10")
         if not 0 <= self.idle_output_amplitude <= 32767:
             raise ValueError("idle_output_amplitude must be in 0..32767")
+        if self.input_word_interval_ms < 10:
+            raise ValueError("input_word_interval_ms must be >= 10")
         if self.vad_silence_ms < 10 or self.vad_prefix_ms < 0 or self.vad_min_speech_ms < 0:
             raise ValueError("vad_silence_ms must be >= 10, vad_prefix_ms and vad_min_speech_ms >= 0")
         if self.max_session_s is not None and not self.max_session_s > 0:

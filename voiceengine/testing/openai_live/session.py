@@ -120,8 +120,9 @@ class FakeLiveSession:
         self._reply_count = 0
         self._reply: _Reply | None = None
         self._new_reply = False
-        self._speech_start_ms = 0
         self._turn_words: list[str] = []
+        self._words_sent = 0
+        self._last_word_ms = 0
         self._idle_pending_ms = 0
         self._idle_phase = 1
         self._pending_user_text: str | None = None
@@ -393,6 +394,8 @@ class FakeLiveSession:
                 self._on_speech_started(vad_event.ms)
             else:
                 self._on_speech_stopped(vad_event.ms)
+        if self._vad.speaking:
+            self._transcribe_while_speaking()
         self._idle_output(len(pcm) * 1000 // (2 * self.rate))
 
     def _on_speech_started(self, ms: int) -> None:
@@ -407,19 +410,31 @@ class FakeLiveSession:
         else:
             text = script[self._turns % len(script)] if script else ""
         self._turns += 1
-        self._speech_start_ms = ms
         self._turn_words = text.split()
-        if self._turn_words:
-            self.emit("session.input_transcript.delta", delta=self._turn_words[0], start_ms=ms, end_ms=ms)
+        self._words_sent = 0
+        self._last_word_ms = ms
+        if self._turn_words:  # the first word at once: the client's barge-in signal
+            self._emit_word(ms, ms)
+
+    def _emit_word(self, start_ms: int, end_ms: int) -> None:
+        word = self._turn_words[self._words_sent]
+        self.emit("session.input_transcript.delta", delta=word if self._words_sent == 0 else " " + word,
+                  start_ms=start_ms, end_ms=end_ms)
+        self._words_sent += 1
+        self._last_word_ms = end_ms
+
+    def _transcribe_while_speaking(self) -> None:
+        """One more word every ``input_word_interval_ms`` of speech (what is left at the end goes then)."""
+        interval = self.config.input_word_interval_ms
+        while self._words_sent < len(self._turn_words) and self.timeline_ms - self._last_word_ms >= interval:
+            self._emit_word(self._last_word_ms, self._last_word_ms + interval)
 
     def _on_speech_stopped(self, ms: int) -> None:
-        words, start = self._turn_words, self._speech_start_ms
-        rest = words[1:]
-        span = max(0, ms - self.config.vad_silence_ms - start)
-        for i, word in enumerate(rest, 1):
-            a = start + span * i // len(words)
-            b = start + span * (i + 1) // len(words)
-            self.emit("session.input_transcript.delta", delta=" " + word, start_ms=a, end_ms=b)
+        words = self._turn_words
+        left = len(words) - self._words_sent
+        start, end = self._last_word_ms, max(self._last_word_ms, ms - self.config.vad_silence_ms)
+        for i in range(left):
+            self._emit_word(start + (end - start) * i // left, start + (end - start) * (i + 1) // left)
         text = " ".join(words)
         self.transcripts.append(text)
         self._last_user_text = text
