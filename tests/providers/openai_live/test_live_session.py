@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from live_schema import check_client_event
 from voiceengine.exceptions import InvalidState
@@ -353,3 +354,25 @@ def test_a_gap_between_fragments_starts_a_new_user_turn() -> None:
     assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_TRANSCRIPT, EventType.ITEM_DONE,
                           EventType.ITEM_ADDED, EventType.SPEECH_STARTED, EventType.INPUT_TRANSCRIPT_DELTA]
     assert out[1].data == "one"
+
+
+_LEAF = st.none() | st.booleans() | st.integers(-5, 5000) | st.text(max_size=6) | st.just(base64.b64encode(LOUD[:96]).decode())
+_VALUE = st.recursive(_LEAF, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
+    st.sampled_from(["type", "id", "delta", "call_id", "name", "arguments", "item", "response", "status"]),
+    kids, max_size=4), max_leaves=10)
+_TYPES = ["session.started", "session.output_audio.delta", "session.output_transcript.delta",
+          "session.input_transcript.delta", "session.delegation.created", "response.event", "session.usage.updated",
+          "session.closed", "error", "info", "session.thinking.appended", "brand.new"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_TYPES), st.dictionaries(
+    st.sampled_from(["delta", "start_ms", "end_ms", "event", "delegation", "usage", "reason", "error", "session",
+                     "offset_ms", "delegation_id", "code", "message"]), _VALUE, max_size=5)), max_size=12))
+def test_receive_never_raises_and_always_returns_typed_events(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    s = started(tools=[TOOL])
+    for i, (wire_type, body) in enumerate(messages):
+        for event in s.receive(json.dumps({**body, "type": wire_type}), float(i)) + s.tick(float(i)):
+            assert isinstance(event, ProviderEvent) and isinstance(event.type, EventType)
+        if s.started and s.closed_reason is None:
+            s.send_audio(SILENCE_100MS)

@@ -62,6 +62,11 @@ class OpenAILiveConfig(ProviderConfig):
     * ``drop_idle_output`` (True) / ``idle_output_max_dbfs`` (-54): outside a reply, output
       frames whose peak is at most this level are the service's idle track and are dropped
       (counted); a louder frame or an output transcript starts a reply.
+
+    Continuity (the runtime's): ``reconnect``, ``backoff_initial_s``/``backoff_max_s``,
+    ``reconnect_audio_buffer_ms`` (input audio kept while a session is restored),
+    ``session_limit_s`` (None: Live reports ``expires_at`` and ends with ``session.closed``
+    ``expired``, which restores; set it to recycle ``recycle_margin_s`` earlier, when idle).
     """
 
     url: str = DEFAULT_URL
@@ -79,9 +84,16 @@ class OpenAILiveConfig(ProviderConfig):
     idle_output_max_dbfs: float = -54.0
     max_size_bytes: int = 16 * 1024 * 1024
     max_history_messages: int = 128
+    max_queue_messages: int = 1024
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     open_timeout_s: float = 10.0
+    reconnect: bool = True
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 8.0
+    reconnect_audio_buffer_ms: int = 3000
+    session_limit_s: float | None = None
+    recycle_margin_s: float = 120.0
     allow_insecure: bool = False
 
     def __post_init__(self) -> None:
@@ -127,8 +139,14 @@ class OpenAILiveConfig(ProviderConfig):
             raise ConfigurationError("acknowledgement_delay_ms must be an int >= 0 or None")
         if not -120.0 <= self.idle_output_max_dbfs <= 0.0:
             raise ConfigurationError("idle_output_max_dbfs must be in -120..0")
-        if self.max_size_bytes < 1024:
-            raise ConfigurationError("max_size_bytes must be >= 1024")
+        if self.max_size_bytes < 1024 or self.max_queue_messages < 1:
+            raise ConfigurationError("max_size_bytes must be >= 1024 and max_queue_messages >= 1")
+        if not self.backoff_initial_s > 0 or self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigurationError("backoff_initial_s must be > 0 and backoff_max_s >= backoff_initial_s")
+        if type(self.reconnect_audio_buffer_ms) is not int or self.reconnect_audio_buffer_ms < 0:
+            raise ConfigurationError("reconnect_audio_buffer_ms must be an int >= 0")
+        if self.session_limit_s is not None and not 0 <= self.recycle_margin_s < self.session_limit_s:
+            raise ConfigurationError("session_limit_s must be > recycle_margin_s >= 0, or None (no recycling)")
         if not 0 <= self.max_history_messages <= 128:
             raise ConfigurationError("max_history_messages must be in 0..128 (the service's limit)")
 
