@@ -37,7 +37,7 @@ def types(events: list[ProviderEvent]) -> list[EventType]:
 def started(**cfg: Any) -> LiveSession:
     s = LiveSession(OpenAILiveConfig(**cfg))
     s.start()
-    start = json.loads(s.frames_to_send()[0])
+    start = json.loads(s.data_to_send()[0])
     check_client_event(start)
     out = s.receive(ev("session.started", session={"id": "sess_9", "expires_at": 1, "model": "m", "status": "active"}), 0.0)
     assert types(out) == [EventType.SESSION_CREATED] and s.session_id == "sess_9"
@@ -50,7 +50,7 @@ def feed(s: LiveSession, ms: int, now: float = 0.0) -> list[ProviderEvent]:
     for _ in range(ms // 100):
         s.send_audio(SILENCE_100MS)
         out += s.tick(now)
-    s.frames_to_send()
+    s.data_to_send()
     return out
 
 
@@ -73,11 +73,12 @@ def test_spoken_turn_then_reply_inferred_on_the_timeline() -> None:
     user_item = out[0].item_id
     # the reply starts: the user's turn is over
     out = s.receive(ev("session.output_transcript.delta", delta="Hi", start_ms=900, end_ms=1100), 1.0)
-    assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_TRANSCRIPT, EventType.ITEM_DONE,
+    assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_COMMITTED, EventType.INPUT_TRANSCRIPT,
+                          EventType.ITEM_DONE,
                           EventType.RESPONSE_STARTED, EventType.ITEM_ADDED, EventType.OUTPUT_ITEM_ADDED,
                           EventType.TRANSCRIPT_DELTA]
-    assert out[0].data == {"audio_end_ms": 700} and out[1].data == "hello there" and out[1].item_id == user_item
-    rid, iid = out[3].response_id, out[4].item_id
+    assert out[0].data == {"audio_end_ms": 700} and out[2].data == "hello there" and out[2].item_id == user_item
+    rid, iid = out[4].response_id, out[5].item_id
     out = s.receive(audio(LOUD), 1.0)
     assert types(out) == [EventType.AUDIO_DELTA] and out[0].data == LOUD
     assert (out[0].item_id, out[0].response_id) == (iid, rid)
@@ -96,7 +97,8 @@ def test_user_turn_ends_on_a_timeline_gap_without_a_reply() -> None:
     s.receive(ev("session.input_transcript.delta", delta="um", start_ms=0, end_ms=100), 0.0)
     assert feed(s, 500) == []                      # timeline 500 < 100 + 500
     out = feed(s, 100)
-    assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_TRANSCRIPT, EventType.ITEM_DONE]
+    assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_COMMITTED, EventType.INPUT_TRANSCRIPT,
+                          EventType.ITEM_DONE]
 
 
 def test_wall_clock_ends_a_reply_when_the_app_stops_streaming() -> None:
@@ -190,7 +192,7 @@ def test_tool_round_sends_one_response_create_after_every_result_and_the_backend
     assert _completed(s) == []
     assert s.open_calls == ("c2",)
     assert s.send_function_result("c2", "two") is True
-    frames = [json.loads(f) for f in s.frames_to_send()]
+    frames = [json.loads(f) for f in s.data_to_send()]
     assert [f["type"] for f in frames] == ["response.item.create", "response.item.create", "response.create"]
     assert [f["item"]["call_id"] for f in frames[:2]] == ["c1", "c2"]
     for f in frames:
@@ -203,9 +205,9 @@ def test_results_given_before_the_backend_completes_continue_on_completion() -> 
     s = started(tools=[TOOL])
     _call(s, "c1")
     assert s.send_function_result("c1", "x") is False
-    s.frames_to_send()
+    s.data_to_send()
     _completed(s)
-    assert [json.loads(f)["type"] for f in s.frames_to_send()] == ["response.create"]
+    assert [json.loads(f)["type"] for f in s.data_to_send()] == ["response.create"]
 
 
 def test_a_reply_does_not_end_while_delegated_work_is_outstanding() -> None:
@@ -215,8 +217,7 @@ def test_a_reply_does_not_end_while_delegated_work_is_outstanding() -> None:
     feed(s, 5000, now=100.0)
     assert s.reply_active
     s.send_function_result("c1", "42")
-    _completed(s)
-    assert types(feed(s, 900, now=100.0))[-1] is EventType.RESPONSE_DONE
+    assert types(_completed(s))[-1] is EventType.RESPONSE_DONE     # quiet long enough: ends at once
 
 
 def test_unknown_function_result_and_typed_turn_without_tools_raise() -> None:
@@ -230,7 +231,7 @@ def test_unknown_function_result_and_typed_turn_without_tools_raise() -> None:
 def test_typed_turn_frames() -> None:
     s = started(tools=[TOOL])
     s.send_user_text("weather?")
-    frames = [json.loads(f) for f in s.frames_to_send()]
+    frames = [json.loads(f) for f in s.data_to_send()]
     assert [f["type"] for f in frames] == ["response.item.create", "response.create"]
     for f in frames:
         check_client_event(f)
@@ -240,7 +241,7 @@ def test_context_frames_validate() -> None:
     s = started()
     for kind in ("thinking", "instructions", "commentary"):
         s.send_context(kind, f"{kind} text")
-    frames = [json.loads(f) for f in s.frames_to_send()]
+    frames = [json.loads(f) for f in s.data_to_send()]
     assert [f["type"] for f in frames] == ["session.thinking.append", "session.instructions.append",
                                            "session.commentary.append"]
     assert all(f["delegation_id"] is None for f in frames)
@@ -282,7 +283,7 @@ def test_session_closed_reasons(reason: str, restorable: bool) -> None:
 def test_errors_are_matched_to_their_request_and_classified() -> None:
     s = started(tools=[TOOL])
     s.send_user_text("x")
-    eid = json.loads(s.frames_to_send()[0])["event_id"]
+    eid = json.loads(s.data_to_send()[0])["event_id"]
     out = s.receive(ev("error", error={"type": "invalid_request_error", "code": "bad_item", "message": "no",
                                        "param": None, "client_event_id": eid}), 0.0)
     info = out[0].error
@@ -315,11 +316,20 @@ def test_history_of_the_neutral_conversation() -> None:
     assert LiveSession.history_of(record.replayable()) == [
         ("user", "What's up?"), ("developer", "Be kind."), ("developer", "Earlier tool call: lookup({})"),
         ("developer", "Earlier tool result: 42"), ("assistant", "All good.")]
-    s = LiveSession(OpenAILiveConfig(max_history_messages=2))
-    s.start(LiveSession.history_of(record.replayable()))
-    start = json.loads(s.frames_to_send()[0])
+    s = LiveSession(OpenAILiveConfig(max_history_messages=2), history=record.replayable())
+    s.start()
+    start = json.loads(s.data_to_send()[0])
     check_client_event(start)
     assert [m["content"][0]["text"] for m in start["session"]["input"]] == ["Earlier tool result: 42", "All good."]
+    s.receive(ev("session.started", session={"id": "s", "expires_at": 1, "model": "m", "status": "active"}), 0.0)
+    for entry in record.replayable():   # the runtime replays every entry after set-up
+        s.replay_entry(entry)
+    frames = [json.loads(f) for f in s.data_to_send()]
+    # the two carried by session.start are not sent again; the three it could not hold go as silent context
+    assert [f["type"] for f in frames] == ["session.thinking.append"] * 3
+    assert frames[0]["content"] == "Earlier in this conversation, user: What's up?"
+    for f in frames:
+        check_client_event(f)
 
 
 def test_the_conversation_record_follows_the_inferred_items() -> None:
@@ -351,9 +361,10 @@ def test_a_gap_between_fragments_starts_a_new_user_turn() -> None:
     s = started(user_turn_gap_ms=800)
     s.receive(ev("session.input_transcript.delta", delta="one", start_ms=0, end_ms=200), 0.0)
     out = s.receive(ev("session.input_transcript.delta", delta="two", start_ms=1000, end_ms=1200), 0.0)
-    assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_TRANSCRIPT, EventType.ITEM_DONE,
+    assert types(out) == [EventType.SPEECH_STOPPED, EventType.INPUT_COMMITTED, EventType.INPUT_TRANSCRIPT,
+                          EventType.ITEM_DONE,
                           EventType.ITEM_ADDED, EventType.SPEECH_STARTED, EventType.INPUT_TRANSCRIPT_DELTA]
-    assert out[1].data == "one"
+    assert out[2].data == "one"
 
 
 _LEAF = st.none() | st.booleans() | st.integers(-5, 5000) | st.text(max_size=6) | st.just(base64.b64encode(LOUD[:96]).decode())
@@ -376,3 +387,22 @@ def test_receive_never_raises_and_always_returns_typed_events(messages: list[tup
             assert isinstance(event, ProviderEvent) and isinstance(event.type, EventType)
         if s.started and s.closed_reason is None:
             s.send_audio(SILENCE_100MS)
+
+
+def test_protocol_session_surface_for_the_runtime() -> None:
+    s = LiveSession(OpenAILiveConfig())
+    assert not s.ready and s.resumption_handle is None and not s.resumed and not s.expiring
+    s.start()
+    s.data_to_send()
+    s.receive(ev("session.started", session={"id": "s1", "expires_at": 1, "model": "m", "status": "active"}), 0.0)
+    assert s.ready and s.session_id == "s1" and s.idle
+    s.receive(audio(LOUD), 0.0)
+    rid = next(iter(s.lost_responses()))
+    assert rid is not None and rid.startswith("live_resp") and not s.reply_active
+    assert s.lost_responses() == []
+    s.receive(ev("session.closed", reason="connection_lost", usage={"seconds": 0},
+                 session={"id": "s1", "expires_at": 1, "model": "m", "status": "active"}), 0.0)
+    assert s.expiring                                   # a normal close after this one is reconnectable
+    with pytest.raises(ValueError):
+        from voiceengine.providers.conversation import ConversationEntry, EntryKind
+        s.replay_entry(ConversationEntry(id="x", kind=EntryKind.MESSAGE, role="user"))

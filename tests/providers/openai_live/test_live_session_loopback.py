@@ -51,7 +51,7 @@ class Client:
         self._take(self.session.connection_lost())
 
     async def flush(self) -> None:
-        for frame in self.session.frames_to_send():
+        for frame in self.session.data_to_send():
             await self.ws.send(frame)
 
     async def stream(self, pcm: bytes) -> None:
@@ -84,8 +84,8 @@ class Client:
 async def live(server: FakeOpenAILiveServer, config: OpenAILiveConfig, record: ConversationRecord | None = None,
                ) -> AsyncIterator[Client]:
     record = record if record is not None else ConversationRecord()
-    session = LiveSession(config)
-    session.start(LiveSession.history_of(record.replayable()))
+    session = LiveSession(config, history=record.replayable())
+    session.start()
     async with websockets.connect(server.url, additional_headers=server.auth_headers, max_size=2**24) as ws:
         client = Client(ws, session, record)
         await client.flush()

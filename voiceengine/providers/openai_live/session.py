@@ -10,7 +10,8 @@ docs/openai_live.md, tuned by :class:`~.config.OpenAILiveConfig`):
 * **User speech starts** at the first input-transcript fragment after a gap:
   SPEECH_STARTED, a synthetic user item (ITEM_ADDED) and INPUT_TRANSCRIPT_DELTAs.
   It **ends** when a reply starts or the timeline moves ``user_turn_gap_ms`` past the last
-  fragment: SPEECH_STOPPED, INPUT_TRANSCRIPT (whole), ITEM_DONE.
+  fragment (or a fragment comes that long after the previous one): SPEECH_STOPPED,
+  INPUT_COMMITTED, INPUT_TRANSCRIPT (whole), ITEM_DONE.
 * **A reply starts** with the first output transcript or non-idle output audio outside a
   reply: RESPONSE_STARTED and a synthetic assistant item; AUDIO_DELTA / TRANSCRIPT_DELTA
   carry its ids. Quiet output frames outside a reply are the idle track: dropped, counted.
@@ -31,8 +32,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..._audio.pcm import peak_dbfs
 from ...exceptions import InvalidState
@@ -119,13 +121,22 @@ class _UserTurn:
 class LiveSession:
     """One Live session's protocol state (see the module docstring).
 
+    It implements the runtime's :class:`~voiceengine.providers.interfaces.ProtocolSession`.
     Requests (``start``, ``send_audio``, ``send_context``, ``send_user_text``,
-    ``send_function_result``, ``close``) queue frames: drain them with :meth:`frames_to_send`.
-    :meth:`receive` and :meth:`tick` return the normalized events.
+    ``send_function_result``, ``close``, ``replay_entry``) queue frames: drain them with
+    :meth:`data_to_send`. :meth:`receive` and :meth:`tick` return the normalized events.
+
+    ``history``: the neutral conversation to carry into this session (``session.start``'s
+    text ``input``: Live has no resumption handle, so a restored session gets it this way).
+    ``clock``: monotonic seconds for the wall-clock inference (tests pass a fake one).
     """
 
-    def __init__(self, config: OpenAILiveConfig) -> None:
+    def __init__(self, config: OpenAILiveConfig, *, history: Sequence[ConversationEntry] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.clock = clock
+        self._history = tuple(history)
+        self._carried: frozenset[str] = frozenset()
         self.started = False
         self.session_id: str | None = None
         self.closed_reason: str | None = None
@@ -171,10 +182,37 @@ class LiveSession:
         """The service closed the session for a reason a fresh session repairs."""
         return self.closed_reason in RESTORABLE_CLOSE_REASONS
 
-    def frames_to_send(self) -> list[str]:
+    @property
+    def ready(self) -> bool:
+        """``session.started`` arrived: audio and requests may flow."""
+        return self.started
+
+    @property
+    def expiring(self) -> bool:
+        """The service ended the session for a reason a fresh one repairs (its close, even a
+        normal 1000, is then reconnectable)."""
+        return self.restorable
+
+    @property
+    def resumption_handle(self) -> str | None:
+        """Live offers no server-side resumption: always ``None``."""
+        return None
+
+    @property
+    def resumed(self) -> bool:
+        """Never: a restored Live session gets the conversation as start history."""
+        return False
+
+    def data_to_send(self) -> list[str]:
         """Drain the queued client frames, in order."""
         out, self._frames = self._frames, []
         return out
+
+    def lost_responses(self) -> list[str | None]:
+        """The reply in flight dies with the connection (the runtime reports it ``failed``)."""
+        reply, self._reply = self._reply, None
+        self._end_user_turn()
+        return [reply.response_id] if reply is not None else []
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
@@ -193,15 +231,29 @@ class LiveSession:
                              item_id=item_id, response_id=response_id, error=error, raw=raw)
 
     # ---------------------------------------------------------------- requests
-    def start(self, history: Sequence[tuple[str, str]] = ()) -> None:
-        """Queue ``session.start``; ``history`` is (role, text) pairs replayed as text input."""
+    def start(self) -> None:
+        """Queue ``session.start`` with the configuration and the carried history (the last
+        ``max_history_messages`` entries a text history can hold)."""
         cfg = self.config
-        kept = list(history)[-cfg.max_history_messages:] if cfg.max_history_messages else []
+        pairs = [(entry.id, pair) for entry in self._history for pair in self.history_of((entry,))]
+        kept = pairs[-cfg.max_history_messages:] if cfg.max_history_messages else []
+        self._carried = frozenset(entry_id for entry_id, _ in kept)
         session = codec.session_config(
             model=cfg.model, instructions=cfg.instructions, voice=cfg.voice, sample_rate=cfg.sample_rate,
             tools=cfg.tools, backend_model=cfg.backend_model, backend_instructions=cfg.backend_instructions,
-            acknowledgement_delay_ms=cfg.acknowledgement_delay_ms, history=kept)
+            acknowledgement_delay_ms=cfg.acknowledgement_delay_ms, history=[pair for _, pair in kept])
         self._frames.append(codec.encode_session_start(session, self._request_id("session.start")))
+
+    def replay_entry(self, entry: ConversationEntry) -> None:
+        """Re-create ``entry`` in this session: nothing when ``session.start`` carried it;
+        else (an entry the history could not hold) as silent context, ``session.thinking.append``."""
+        if entry.id in self._carried:
+            return
+        pairs = self.history_of((entry,))
+        if not pairs:
+            raise ValueError(f"conversation entry {entry.id!r} has nothing a Live session can carry")
+        role, text = pairs[0]
+        self.send_context("thinking", f"Earlier in this conversation, {role}: {text}")
 
     def _require_started(self) -> None:
         if not self.started:
@@ -267,11 +319,11 @@ class LiveSession:
             self._frames.append(codec.encode_session_close(self._request_id("session.close")))
 
     # ---------------------------------------------------------------- inbound
-    def receive(self, text: str | bytes, now_s: float) -> list[ProviderEvent]:
-        """One server message -> normalized events (never raises on what the server sent)."""
-        record = codec.decode(text)
-        events = self._dispatch(record, now_s)
-        return events
+    def receive(self, frame: str | bytes, now_s: float | None = None) -> list[ProviderEvent]:
+        """One server message -> normalized events, then the inference (:meth:`tick`).
+        Never raises on what the server sent."""
+        now = self.clock() if now_s is None else now_s
+        return self._dispatch(codec.decode(frame), now) + self.tick(now)
 
     def _dispatch(self, record: WireRecord, now_s: float) -> list[ProviderEvent]:
         if isinstance(record, OutputAudio):
@@ -369,6 +421,9 @@ class LiveSession:
                 "content": [{"type": "input_audio", "transcript": text}]}
         return [
             self._event(EventType.SPEECH_STOPPED, {"audio_end_ms": user.end_ms}, item_id=user.item_id),
+            # the service took the turn (Live commits by itself): says "the user is done" to
+            # consumers that wait for a commit (the runtime's recycler, the engine)
+            self._event(EventType.INPUT_COMMITTED, {"previous_item_id": None}, item_id=user.item_id),
             self._event(EventType.INPUT_TRANSCRIPT, text, item_id=user.item_id),
             self._event(EventType.ITEM_DONE, item, item_id=user.item_id),
         ]
@@ -462,9 +517,11 @@ class LiveSession:
         Nothing goes on the wire: the service stops by itself when it hears the user."""
         return self._end_reply(interrupted=True, reason="client_cancelled")
 
-    def tick(self, now_s: float) -> list[ProviderEvent]:
+    def tick(self, now_s: float | None = None) -> list[ProviderEvent]:
         """Inference on the timeline and the wall clock: ends a user turn or a reply that has
-        gone quiet (see the module docstring). Call it after audio is sent and periodically."""
+        gone quiet (see the module docstring). Runs after every frame received; call it
+        after audio is sent too (the timeline moves only then)."""
+        now_s = self.clock() if now_s is None else now_s
         cfg = self.config
         events: list[ProviderEvent] = []
         user = self._user
