@@ -386,3 +386,23 @@ async def test_reject_handshake_fault() -> None:
         assert info.value.response.status_code == 503
         async with raw(server, start={"model": "m"}):
             pass
+
+
+async def test_serve_openai_live_async_serves_until_cancelled() -> None:
+    from voiceengine.testing.openai_live import serve_openai_live_async
+
+    urls: list[str] = []
+    listening = asyncio.Event()
+
+    def ready(server: FakeOpenAILiveServer) -> None:
+        urls.append(server.url)
+        listening.set()
+
+    task = asyncio.get_running_loop().create_task(serve_openai_live_async(0, config=fast(), ready=ready))
+    await asyncio.wait_for(listening.wait(), 5)
+    async with websockets.connect(urls[0], additional_headers={"Authorization": "Bearer k"}) as ws:
+        await ws.send(json.dumps({"type": "session.start", "session": {"model": "m"}}))
+        assert json.loads(await ws.recv())["type"] == "session.started"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

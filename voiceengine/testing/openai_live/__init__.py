@@ -11,7 +11,13 @@ See ``docs/openai_live.md``.
 """
 
 from .config import FakeOpenAILiveConfig, LiveReplyContext, default_live_reply, default_live_transcript
-from .server import LIVE_DELTA_TYPES, SUPPORTED_FAULTS, FakeOpenAILiveServer, serve_openai_live
+from .server import (
+    LIVE_DELTA_TYPES,
+    SUPPORTED_FAULTS,
+    FakeOpenAILiveServer,
+    serve_openai_live,
+    serve_openai_live_async,
+)
 from .session import CLOSE_REASONS, FakeLiveSession, LiveClientError
 
 __all__ = [
@@ -26,4 +32,5 @@ __all__ = [
     "default_live_reply",
     "default_live_transcript",
     "serve_openai_live",
+    "serve_openai_live_async",
 ]

@@ -35,7 +35,8 @@ from ..faults import Fault, FaultBook, FaultKind, Trigger
 from .config import FakeOpenAILiveConfig
 from .session import FakeLiveSession
 
-__all__ = ["FakeOpenAILiveServer", "SUPPORTED_FAULTS", "LIVE_DELTA_TYPES", "serve_openai_live"]
+__all__ = ["FakeOpenAILiveServer", "SUPPORTED_FAULTS", "LIVE_DELTA_TYPES", "serve_openai_live",
+           "serve_openai_live_async"]
 
 log = logging.getLogger("voiceengine.testing.openai_live")
 
@@ -526,21 +527,25 @@ class FakeOpenAILiveServer:
             self.connections.remove(conn)
 
 
-async def _serve_forever(config: FakeOpenAILiveConfig, ready: Callable[[FakeOpenAILiveServer], None]) -> None:
-    async with FakeOpenAILiveServer(config) as server:
-        ready(server)
+async def serve_openai_live_async(port: int = 8766, host: str = "127.0.0.1", *,
+                                  config: FakeOpenAILiveConfig | None = None,
+                                  ready: Callable[[FakeOpenAILiveServer], None] | None = None) -> None:
+    """Run a fake Live server until cancelled (``ready`` is called once it listens)."""
+    cfg = dataclasses.replace(config or FakeOpenAILiveConfig(), host=host, port=port)
+    async with FakeOpenAILiveServer(cfg) as server:
+        if ready is not None:
+            ready(server)
         await asyncio.Event().wait()
 
 
 def serve_openai_live(port: int = 8766, host: str = "127.0.0.1", *,
                       config: FakeOpenAILiveConfig | None = None) -> None:
     """Blocking entry point (for a CLI): serve a fake Live server until Ctrl-C."""
-    cfg = dataclasses.replace(config or FakeOpenAILiveConfig(), host=host, port=port)
 
     def announce(server: FakeOpenAILiveServer) -> None:
         print(f"fake OpenAI Live server listening on {server.url} (Ctrl-C to stop)", flush=True)
 
     try:
-        asyncio.run(_serve_forever(cfg, announce))
+        asyncio.run(serve_openai_live_async(port, host, config=config, ready=announce))
     except KeyboardInterrupt:
         pass
