@@ -406,3 +406,20 @@ def test_protocol_session_surface_for_the_runtime() -> None:
     with pytest.raises(ValueError):
         from voiceengine.providers.conversation import ConversationEntry, EntryKind
         s.replay_entry(ConversationEntry(id="x", kind=EntryKind.MESSAGE, role="user"))
+
+
+def test_backend_reply_request_and_reply_ids() -> None:
+    s = started(tools=[TOOL])
+    assert s.reply_ids == (None, None)
+    s.request_backend_reply()
+    frame = json.loads(s.data_to_send()[0])
+    assert frame["type"] == "response.create"
+    check_client_event(frame)
+    s.receive(audio(LOUD), 0.0)
+    item_id, response_id = s.reply_ids
+    assert item_id is not None and response_id is not None and item_id.startswith("live_item")
+    _call(s, "c1")
+    with pytest.raises(InvalidState):
+        s.request_backend_reply()                      # the round waits for its result
+    with pytest.raises(InvalidState):
+        started().request_backend_reply()              # no delegation without tools

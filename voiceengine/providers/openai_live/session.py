@@ -305,6 +305,22 @@ class LiveSession:
         self._frames.append(codec.encode_function_output(call_id, output, self._request_id("response.item.create")))
         return self._maybe_continue()
 
+    def request_backend_reply(self) -> None:
+        """Queue one ``response.create``: the Responses backend answers the newest typed turn
+        (needs tools, i.e. Responses delegation)."""
+        self._require_started()
+        if not self.config.tools:
+            raise InvalidState("response.create needs Responses delegation (declare tools)")
+        if self.open_calls:
+            raise InvalidState(f"the delegated response is waiting for the result of {self.open_calls[0]!r}")
+        self._frames.append(codec.encode_response_create(self._request_id("response.create")))
+
+    @property
+    def reply_ids(self) -> tuple[str | None, str | None]:
+        """(item id, response id) of the reply being spoken; (None, None) between replies."""
+        reply = self._reply
+        return (reply.item_id, reply.response_id) if reply is not None else (None, None)
+
     def _maybe_continue(self) -> bool:
         if not self._round or not self._round_backend_done or self.open_calls:
             return False
