@@ -419,7 +419,27 @@ def test_backend_reply_request_and_reply_ids() -> None:
     item_id, response_id = s.reply_ids
     assert item_id is not None and response_id is not None and item_id.startswith("live_item")
     _call(s, "c1")
-    with pytest.raises(InvalidState):
-        s.request_backend_reply()                      # the round waits for its result
+    _call(s, "c2")
+    _completed(s)
+    s.data_to_send()
+    s.request_backend_reply()                          # the round waits for its results: nothing yet
+    assert s.data_to_send() == []
+    assert s.send_function_result("c1", "1", respond=False) is False
+    assert s.send_function_result("c2", "2", respond=False) is True   # asked for earlier: goes now
+    frames = [json.loads(f)["type"] for f in s.data_to_send()]
+    assert frames == ["response.item.create", "response.item.create", "response.create"]
     with pytest.raises(InvalidState):
         started().request_backend_reply()              # no delegation without tools
+
+
+def test_results_without_respond_wait_for_an_explicit_request() -> None:
+    s = started(tools=[TOOL])
+    _call(s, "c1")
+    _completed(s)
+    s.data_to_send()
+    assert s.send_function_result("c1", "1", respond=False) is False
+    assert [json.loads(f)["type"] for f in s.data_to_send()] == ["response.item.create"]
+    s.request_backend_reply()
+    assert [json.loads(f)["type"] for f in s.data_to_send()] == ["response.create"]
+    s.request_backend_reply()                          # a new request: a new backend reply
+    assert [json.loads(f)["type"] for f in s.data_to_send()] == ["response.create"]

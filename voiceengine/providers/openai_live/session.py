@@ -155,6 +155,7 @@ class LiveSession:
         self._backend_active: set[str] = set()
         self._round: dict[str, str | None] = {}      # call_id -> output (None: not yet given)
         self._round_backend_done = False
+        self._round_continue = False  # the app asked for the round's continuation
         self._requests: OrderedDict[str, str] = OrderedDict()  # client event_id -> wire type
 
     # ---------------------------------------------------------------- state
@@ -293,9 +294,11 @@ class LiveSession:
             self._frames.append(codec.encode_response_create(self._request_id("response.create")))
         return event_id
 
-    def send_function_result(self, call_id: str, output: str) -> bool:
-        """Queue the ``function_call_output``; returns True when it completed the round (and
-        the one ``response.create`` of the round was queued)."""
+    def send_function_result(self, call_id: str, output: str, *, respond: bool = True) -> bool:
+        """Queue the ``function_call_output``. With ``respond`` the round's one
+        ``response.create`` goes out once every call of the round has its result and the
+        backend response has completed (else a later :meth:`request_backend_reply` asks for
+        it). Returns True when this result queued the ``response.create``."""
         self._require_started()
         if call_id not in self._round:
             raise InvalidState(f"no open function call {call_id!r} in this Live session")
@@ -303,16 +306,21 @@ class LiveSession:
             raise InvalidState(f"function call {call_id!r} already has its result")
         self._round[call_id] = output
         self._frames.append(codec.encode_function_output(call_id, output, self._request_id("response.item.create")))
+        if respond:
+            self._round_continue = True
         return self._maybe_continue()
 
     def request_backend_reply(self) -> None:
-        """Queue one ``response.create``: the Responses backend answers the newest typed turn
-        (needs tools, i.e. Responses delegation)."""
+        """Ask the Responses backend to go on (needs tools, i.e. Responses delegation): while a
+        tool round is open, its one ``response.create`` is sent as soon as every result is in
+        (never twice, never before); otherwise one ``response.create`` now (a typed turn)."""
         self._require_started()
         if not self.config.tools:
             raise InvalidState("response.create needs Responses delegation (declare tools)")
-        if self.open_calls:
-            raise InvalidState(f"the delegated response is waiting for the result of {self.open_calls[0]!r}")
+        if self._round:
+            self._round_continue = True
+            self._maybe_continue()
+            return
         self._frames.append(codec.encode_response_create(self._request_id("response.create")))
 
     @property
@@ -322,10 +330,10 @@ class LiveSession:
         return (reply.item_id, reply.response_id) if reply is not None else (None, None)
 
     def _maybe_continue(self) -> bool:
-        if not self._round or not self._round_backend_done or self.open_calls:
+        if not self._round or not self._round_backend_done or self.open_calls or not self._round_continue:
             return False
         self._round.clear()
-        self._round_backend_done = False
+        self._round_backend_done = self._round_continue = False
         self._frames.append(codec.encode_response_create(self._request_id("response.create")))
         return True
 
@@ -628,10 +636,10 @@ class LiveSession:
             events += self._end_reply(interrupted=True, reason="connection_lost")
             self._interrupted_at_ms = None
         events += self._end_user_turn()
-        if self._round:
-            events.append(self._event(EventType.TOOL_CALL_CANCELLED, ToolCallCancelled(call_ids=tuple(self._round))))
+        if self.open_calls:
+            events.append(self._event(EventType.TOOL_CALL_CANCELLED, ToolCallCancelled(call_ids=self.open_calls)))
         self._round.clear()
-        self._round_backend_done = False
+        self._round_backend_done = self._round_continue = False
         self._backend_active.clear()
         self._delegations.clear()
         return events
