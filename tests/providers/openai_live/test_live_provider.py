@@ -269,3 +269,17 @@ async def test_the_key_never_reaches_a_log_line(caplog: pytest.LogCaptureFixture
             await run.wait(is_done)
         assert "sk-test-live" not in repr(run.provider) and "sk-test-live" not in repr(run.provider.config)
     assert caplog.records and "sk-test-live" not in caplog.text
+
+
+async def test_a_call_still_owed_when_the_connection_drops_is_withdrawn() -> None:
+    async with FakeOpenAILiveServer(fake()) as server:
+        async with running(server, tools=[TOOL]) as run:
+            await run.provider.send_text("Weather?")
+            call = (await run.wait(lambda e: e.type is EventType.FUNCTION_CALL, feed_silence=False)).data
+            server.inject(Fault(kind=FaultKind.CLOSE, close_code=1006))
+            cancelled = await run.wait(lambda e: e.type is EventType.TOOL_CALL_CANCELLED)
+            assert cancelled.data.call_ids == (call.call_id,)
+            await run.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored")
+            with pytest.raises(InvalidState):
+                await run.provider.send_function_result(call.call_id, "too late")
+    assert [e.kind.value for e in run.provider.conversation.entries if e.kind.value == "function_call"] == []

@@ -66,6 +66,7 @@ def _item_text(content: Any) -> str:
                 pieces.append(value)
     return "".join(pieces)
 
+
 #: backlog audio is replayed in appends of at most this much audio
 REPLAY_CHUNK_MS = 500
 #: built-in voices known to openai-python 3.60 (custom voices are passed through as given)
@@ -108,19 +109,22 @@ class OpenAILiveProvider(ProviderRuntime[LiveSession]):
         super().__init__(config, settings, reconnect_delays=reconnect_delays, stable_after_s=stable_after_s,
                          send_timeout_s=send_timeout_s, clock=clock)
         self._context_ids = itertools.count(1)
+        self._last_session: LiveSession | None = None  # the runtime forgets a lost one; we ask it what it owed
 
     # ------------------------------------------------------------ the binding
     async def open_transport(self) -> WebSocketTransport:
         return await open_live_transport(self.config)
 
     def new_session(self, *, resume_handle: str | None) -> LiveSession:
-        previous = self._session
+        previous = self._last_session
         if previous is not None and previous.open_calls:
             # a fresh session cannot take these results: the app must not wait for them
             self._emit(ProviderEvent(type=EventType.TOOL_CALL_CANCELLED, provider=self.name,
                                      session_id=previous.session_id,
                                      data=ToolCallCancelled(call_ids=previous.open_calls)))
-        return LiveSession(self.config, history=self.conversation.replayable(), clock=self.clock.monotonic)
+        session = LiveSession(self.config, history=self.conversation.replayable(), clock=self.clock.monotonic)
+        self._last_session = session
+        return session
 
     def _deliver(self, events: list[ProviderEvent]) -> None:
         for event in events:
