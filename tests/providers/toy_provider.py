@@ -1,9 +1,8 @@
 """A toy provider on the runtime: the walkthrough of docs/provider_interface.md, runnable.
 
-Toy protocol (JSON text frames). Client: ``{"t": "hello"}`` first, ``{"t": "audio", "b64"}``,
-``{"t": "say", "id", "role", "text"}``, ``{"t": "reply"}``. Server: ``{"t": "ready",
-"session"}``, ``{"t": "text", "id", "text"}`` (the assistant's reply), ``{"t": "done", "id"}``.
-Reconnects, the audio backlog and ledger, recycling and restore all come from the runtime.
+Toy protocol (JSON text). Client: {"t": "hello"}, {"t": "audio", "b64"}, {"t": "say", "id",
+"role", "text"}, {"t": "reply"}. Server: {"t": "ready", "session"}, {"t": "text", "id", "text"},
+{"t": "done", "id"}. Reconnects, backlog, ledger, recycling and restore come from the runtime.
 """
 
 from __future__ import annotations
@@ -54,22 +53,20 @@ class ToySession:
     """The sans-I/O half: frames in -> events out, calls in -> frames out."""
 
     resumption_handle = None  # the toy service cannot resume sessions: restores replay
-    resumed = False
-    expiring = False
+    resumed = expiring = ready = False
+    session_id: str | None = None
 
     def __init__(self) -> None:
-        self.ready = False
-        self.session_id: str | None = None
         self.replying: str | None = None  # id of the reply in progress
-        self._out: list[Frame] = [json.dumps({"t": "hello"})]  # start() would add config
+        self._out: list[Frame] = []
         self._ids = itertools.count(1)
 
     @property
     def idle(self) -> bool:
         return self.replying is None
 
-    def start(self) -> None:
-        pass  # the hello is queued in __init__; a real service sends its config here
+    def start(self) -> None:  # a real service queues its configuration here
+        self._out.append(json.dumps({"t": "hello"}))
 
     def data_to_send(self) -> list[Frame]:
         out, self._out = self._out, []

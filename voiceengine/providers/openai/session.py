@@ -49,13 +49,13 @@ from .bounded import (
     BoundedDict,
     BoundedSet,
 )
+from .codecs import make_codec
 from .config import OpenAIConfig
 from .decoders import DecodeContext
 from .errors import SESSION_EXPIRED
 from .protocol import (
     MAX_ID_LENGTH,
     turn_detection_payload,
-    make_codec,
     new_item_id,
     pcm_bytes,
     settings_from_config,
