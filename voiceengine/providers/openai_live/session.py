@@ -51,8 +51,8 @@ from ..types import (
     ToolCallCancelled,
     Usage,
 )
-from . import codec
 from .codec import (
+    FATAL_CODES,
     Ack,
     BackendEvent,
     DelegationCreated,
@@ -68,6 +68,15 @@ from .codec import (
     Unknown,
     UsageUpdated,
     WireRecord,
+    decode,
+    encode_audio as audio_append_frame,
+    encode_context,
+    encode_function_output,
+    encode_response_create,
+    encode_session_close,
+    encode_session_start,
+    encode_user_message,
+    session_config,
 )
 from .config import OpenAILiveConfig
 
@@ -239,11 +248,11 @@ class LiveSession:
         pairs = [(entry.id, pair) for entry in self._history for pair in self.history_of((entry,))]
         kept = pairs[-cfg.max_history_messages:] if cfg.max_history_messages else []
         self._carried = frozenset(entry_id for entry_id, _ in kept)
-        session = codec.session_config(
+        session = session_config(
             model=cfg.model, instructions=cfg.instructions, voice=cfg.voice, sample_rate=cfg.sample_rate,
             tools=cfg.tools, backend_model=cfg.backend_model, backend_instructions=cfg.backend_instructions,
             acknowledgement_delay_ms=cfg.acknowledgement_delay_ms, history=[pair for _, pair in kept])
-        self._frames.append(codec.encode_session_start(session, self._request_id("session.start")))
+        self._frames.append(encode_session_start(session, self._request_id("session.start")))
 
     def replay_entry(self, entry: ConversationEntry) -> None:
         """Re-create ``entry`` in this session: nothing when ``session.start`` carried it;
@@ -265,7 +274,7 @@ class LiveSession:
         caller can account for the audio it carries); the timeline moves by its duration."""
         self._require_started()
         n = pcm.nbytes if isinstance(pcm, memoryview) else len(pcm)
-        frame = codec.encode_audio(pcm)
+        frame = audio_append_frame(pcm)
         self.timeline_ms += n / self.config.bytes_per_ms
         return frame
 
@@ -278,7 +287,7 @@ class LiveSession:
         ``commentary`` (spoken). Returns the client event id."""
         self._require_started()
         event_id = self._request_id(f"session.{kind}.append")
-        self._frames.append(codec.encode_context(kind, text, event_id))
+        self._frames.append(encode_context(kind, text, event_id))
         return event_id
 
     def send_user_text(self, text: str, *, respond: bool = True) -> str:
@@ -289,9 +298,9 @@ class LiveSession:
             raise InvalidState("typed turns on OpenAI Live go through Responses delegation: declare tools, "
                                "or use send_context('commentary'|'thinking', ...)")
         event_id = self._request_id("response.item.create")
-        self._frames.append(codec.encode_user_message(text, event_id))
+        self._frames.append(encode_user_message(text, event_id))
         if respond:
-            self._frames.append(codec.encode_response_create(self._request_id("response.create")))
+            self._frames.append(encode_response_create(self._request_id("response.create")))
         return event_id
 
     def send_function_result(self, call_id: str, output: str, *, respond: bool = True) -> bool:
@@ -305,7 +314,7 @@ class LiveSession:
         if self._round[call_id] is not None:
             raise InvalidState(f"function call {call_id!r} already has its result")
         self._round[call_id] = output
-        self._frames.append(codec.encode_function_output(call_id, output, self._request_id("response.item.create")))
+        self._frames.append(encode_function_output(call_id, output, self._request_id("response.item.create")))
         if respond:
             self._round_continue = True
         return self._maybe_continue()
@@ -321,7 +330,7 @@ class LiveSession:
             self._round_continue = True
             self._maybe_continue()
             return
-        self._frames.append(codec.encode_response_create(self._request_id("response.create")))
+        self._frames.append(encode_response_create(self._request_id("response.create")))
 
     @property
     def reply_ids(self) -> tuple[str | None, str | None]:
@@ -334,20 +343,20 @@ class LiveSession:
             return False
         self._round.clear()
         self._round_backend_done = self._round_continue = False
-        self._frames.append(codec.encode_response_create(self._request_id("response.create")))
+        self._frames.append(encode_response_create(self._request_id("response.create")))
         return True
 
     def close(self) -> None:
         """Queue ``session.close`` (the service answers with ``session.closed``)."""
         if self.started and self.closed_reason is None:
-            self._frames.append(codec.encode_session_close(self._request_id("session.close")))
+            self._frames.append(encode_session_close(self._request_id("session.close")))
 
     # ---------------------------------------------------------------- inbound
     def receive(self, frame: str | bytes, now_s: float | None = None) -> list[ProviderEvent]:
         """One server message -> normalized events, then the inference (:meth:`tick`).
         Never raises on what the server sent."""
         now = self.clock() if now_s is None else now_s
-        return self._dispatch(codec.decode(frame), now) + self.tick(now)
+        return self._dispatch(decode(frame), now) + self.tick(now)
 
     def _dispatch(self, record: WireRecord, now_s: float) -> list[ProviderEvent]:
         if isinstance(record, OutputAudio):
@@ -387,7 +396,7 @@ class LiveSession:
 
     def _error(self, record: ServerError) -> ProviderEvent:
         request_type = self._requests.get(record.client_event_id) if record.client_event_id else None
-        fatal = record.code in codec.FATAL_CODES
+        fatal = record.code in FATAL_CODES
         info = ErrorInfo(message=record.message, code=record.code, type=record.type, param=record.param,
                          event_id=record.client_event_id, request_type=request_type, fatal=fatal,
                          retryable=record.type == "server_error" and not fatal, remote=True)
