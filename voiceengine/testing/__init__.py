@@ -1,4 +1,6 @@
-"""A local fake OpenAI Realtime (GA) server with fault injection, for your own tests.
+"""Local fake servers with fault injection, for your own tests: OpenAI Realtime (GA)
+(:class:`FakeRealtimeServer`) and OpenAI Live (:class:`FakeOpenAILiveServer`, see
+``docs/openai_live.md``).
 
 ::
 
