@@ -50,6 +50,7 @@ from .providers import (
 )
 from .providers.mock import MockConfig, MockProvider
 from .providers.openai import OpenAIConfig
+from .providers.openai_live import OpenAILiveConfig
 from .secrets import Secret
 from .state import ConversationItem, ConversationSnapshot, ConversationState, Turn
 
@@ -68,7 +69,8 @@ __all__ = [
     "BaseProvider", "ProviderConfig", "ProviderEvent", "ProviderCapabilities", "EventType",
     "MessageType", "ConnectionState", "ConnectionChange", "AudioEncoding", "AudioFormat",
     "ErrorInfo", "FunctionCall", "InterruptResult", "ResponseInfo",
-    "MockProvider", "MockConfig", "OpenAIProvider", "OpenAIConfig", "Secret",
+    "MockProvider", "MockConfig", "OpenAIProvider", "OpenAIConfig", "OpenAILiveProvider", "OpenAILiveConfig",
+    "Secret",
     # errors
     "VoiceEngineError", "ConfigurationError", "AudioFormatError", "InvalidState", "LimitExceeded",
     "ProviderError", "ConnectionFailed", "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
@@ -82,6 +84,10 @@ def __getattr__(name: str) -> object:
         from .providers.openai import OpenAIProvider as provider
 
         return provider
+    if name == "OpenAILiveProvider":
+        from .providers.openai_live.provider import OpenAILiveProvider as live_provider
+
+        return live_provider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Scrub keys from every voiceengine.* / websockets.* logger that importing created, even

@@ -1,4 +1,6 @@
-"""A local fake OpenAI Realtime (GA) server with fault injection, for your own tests.
+"""Local fake servers with fault injection, for your own tests: OpenAI Realtime (GA)
+(:class:`FakeRealtimeServer`) and OpenAI Live (:class:`FakeOpenAILiveServer`, see
+``docs/openai_live.md``).
 
 ::
 
@@ -20,6 +22,7 @@ from .config import (
 )
 from .connection import FakeConnection
 from .faults import Fault, FaultKind, Trigger
+from .openai_live import FakeOpenAILiveConfig, FakeOpenAILiveServer
 from .server import FakeRealtimeServer, serve, serve_async
 from .session import FakeSession
 from .vad import EnergyVad
@@ -28,6 +31,8 @@ __all__ = [
     "AuthFailureMode",
     "EnergyVad",
     "FakeConnection",
+    "FakeOpenAILiveConfig",
+    "FakeOpenAILiveServer",
     "FakeRealtimeServer",
     "FakeServerConfig",
     "FakeSession",

@@ -241,8 +241,10 @@ class FaultBook:
         self._counters[key] = n
         return False
 
-    def match_server_event(self, session: int, event: Mapping[str, Any]) -> list[Fault]:
-        """Faults that fire after ``event`` was sent."""
+    def match_server_event(self, session: int, event: Mapping[str, Any], *,
+                           delta_types: frozenset[str] = DELTA_TYPES) -> list[Fault]:
+        """Faults that fire after ``event`` was sent. ``delta_types`` are the event types that
+        count for ``MID_RESPONSE`` (a server of another protocol passes its own)."""
         etype = event.get("type")
         out: list[Fault] = []
         for a in self._targets(session):
@@ -252,7 +254,7 @@ class FaultBook:
             if f.trigger is Trigger.AFTER_SERVER_EVENTS and f.event_type in (None, etype):
                 if self._count(session, a):
                     out.append(self._consume(a, session))
-            elif f.trigger is Trigger.MID_RESPONSE and etype in DELTA_TYPES:
+            elif f.trigger is Trigger.MID_RESPONSE and etype in delta_types:
                 if self._count(session, a):
                     out.append(self._consume(a, session))
         return out
