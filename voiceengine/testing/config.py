@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
+from ..secrets import SecretKeys
 from .audio import SynthParams
 from .faults import Fault
 
@@ -114,7 +115,8 @@ class FakeServerConfig:
     port: int = 0
     path: str = "/v1/realtime"
     model: str = "gpt-realtime"
-    # Auth: None accepts any non-empty bearer token; a tuple accepts only those keys.
+    # Auth: None accepts any non-empty bearer token; a tuple accepts only those keys
+    # (kept as a SecretKeys: the repr shows how many, never which; pickling refuses).
     api_keys: tuple[str, ...] | None = None
     auth_failure: AuthFailureMode = AuthFailureMode.ERROR_EVENT
     auth_close_code: int = 1008
@@ -158,9 +160,10 @@ class FakeServerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", tuple(self.faults))
         if self.api_keys is not None:
-            object.__setattr__(self, "api_keys", tuple(self.api_keys))
-            if not self.api_keys or not all(isinstance(k, str) and k for k in self.api_keys):
+            keys = tuple(self.api_keys)
+            if not keys or not all(isinstance(k, str) and k for k in keys):
                 raise ValueError("api_keys must be None or non-empty strings")
+            object.__setattr__(self, "api_keys", SecretKeys(keys))
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
         if not (self.speed > 0 or math.isinf(self.speed)):
