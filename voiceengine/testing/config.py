@@ -147,6 +147,11 @@ class FakeServerConfig:
     max_history_items: int = 1000
     max_recorded_events: int = 10_000
     max_recorded_sessions: int = 1000
+    # Closed sessions ``FakeRealtimeServer.sessions`` keeps with their records (the oldest
+    # closed one goes first). None keeps them up to max_recorded_sessions, for tests that
+    # read a finished connection; a long-running server (``voiceengine fake-server``) uses
+    # 0, and then a closed session leaves nothing but the server's counters.
+    keep_closed_sessions: int | None = None
     record_audio_payloads: bool = True
     # Item audio kept for conversation.item.retrieve (and audio_sent_by_item). False keeps
     # only lengths: a long many-session run (the soak) then holds no audio per item.
@@ -176,6 +181,8 @@ class FakeServerConfig:
                      "max_recorded_events", "max_recorded_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.keep_closed_sessions is not None and self.keep_closed_sessions < 0:
+            raise ValueError("keep_closed_sessions must be None or >= 0")
         if self.expiry_poll_s <= 0 or self.close_timeout_s < 0:
             raise ValueError("expiry_poll_s must be > 0 and close_timeout_s >= 0")
         if self.turn_detection is not None and self.turn_detection.get("type") not in ("server_vad", "semantic_vad"):
