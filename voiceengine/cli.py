@@ -235,7 +235,10 @@ async def run_file(args: argparse.Namespace, out: Any = None) -> int:
     except (wave.Error, EOFError, ValueError) as exc:
         raise UserError(f"cannot read {args.input} as a PCM16 WAV file: {exc}") from None
     name, cfg = _provider_for(args)
-    sink = WavSink(args.output, sample_rate=args.rate, channels=1)
+    try:
+        sink = WavSink(args.output, sample_rate=args.rate, channels=1)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     try:
         engine = VoiceEngine(name, cfg, sink=sink)
         async with engine:
