@@ -12,7 +12,7 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .providers.types import AudioAccounting
 
@@ -126,7 +126,7 @@ class MetricsCollector:
     Only the last ``history`` turns are kept (bounded memory in long sessions).
     """
 
-    def __init__(self, *, history: int = 256, clock=time.perf_counter) -> None:
+    def __init__(self, *, history: int = 256, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
         self.bytes_per_ms = 48.0  # 24 kHz mono PCM16 until the engine says otherwise
         self.bytes_sent = 0

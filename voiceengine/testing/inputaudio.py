@@ -82,10 +82,11 @@ class InputAudioMixin:
     @property
     def turn_detection(self) -> dict[str, Any] | None:
         """The session's current turn detection, or None (manual turns)."""
-        return self.session["audio"]["input"].get("turn_detection")
+        td: dict[str, Any] | None = self.session["audio"]["input"].get("turn_detection")
+        return td
 
     def _in_fmt(self) -> str:
-        return self.session["audio"]["input"]["format"].get("type", "audio/pcm")
+        return str(self.session["audio"]["input"]["format"].get("type", "audio/pcm"))
 
     def _rebuild_vad(self) -> None:
         td = self.turn_detection

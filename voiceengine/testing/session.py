@@ -268,7 +268,7 @@ class FakeSession(InputAudioMixin):
 
     def public_item(self, item: Mapping[str, Any], *, with_audio: bool = False) -> dict[str, Any]:
         """Wire copy of an item; audio payloads only when ``with_audio`` (retrieve)."""
-        out = json.loads(json.dumps(item))
+        out: dict[str, Any] = json.loads(json.dumps(item))
         for c in out.get("content", ()):
             if with_audio and c.get("type") == "input_audio":
                 if item["id"] in self._item_audio:
@@ -303,7 +303,7 @@ class FakeSession(InputAudioMixin):
         return {k: bytes(v) for k, v in self._audio_out.items()}
 
     def _out_fmt(self) -> str:
-        return self.session["audio"]["output"]["format"].get("type", "audio/pcm")
+        return str(self.session["audio"]["output"]["format"].get("type", "audio/pcm"))
 
     def _truncated_at(self, item_id: str) -> int | None:
         for t in reversed(self.truncations):
