@@ -500,6 +500,19 @@ def test_extra_headers_bad_value_error_does_not_echo(canary: str) -> None:
     assert "X-Api-Key" in str(info.value) and canary not in str(info.value)
 
 
+def test_engine_config_provider_options_mask_credentials(canary: str, evidence: Evidence) -> None:
+    config = VoiceEngineConfig(url="ws://127.0.0.1:9/v1/realtime", provider_options={
+        "extra_headers": {"X-Api-Key": canary, "X-Trace": "t-1"}, "api_key": canary})
+    evidence.obj("VoiceEngineConfig", config)
+    with pytest.raises(TypeError):
+        pickle.dumps(config)
+    provider_config = OpenAIConfig(**config.provider_fields("openai"))  # what the engine builds
+    evidence.obj("OpenAIConfig", provider_config)
+    assert provider_config.key == canary
+    assert dict(build_headers(provider_config))["X-Api-Key"] == canary
+    evidence.assert_clean()
+
+
 def test_fake_server_config_masks_api_keys(canary: str, evidence: Evidence) -> None:
     config = FakeServerConfig(api_keys=(canary, canary + "-2"))
     evidence.obj("FakeServerConfig", config)

@@ -16,6 +16,7 @@ __all__ = [
     "SecretScrubbingFilter",
     "install_scrubbing_filter",
     "is_credential_name",
+    "protect_options",
 ]
 
 _MASK = "***"
@@ -189,6 +190,22 @@ class SecretKeys(tuple[str, ...]):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "SecretKeys":
         return self
+
+
+def protect_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of free-form provider options with the credentials they may carry masked.
+
+    ``extra_headers`` becomes :class:`SecretHeaders` and a ``str`` ``api_key`` a
+    :class:`Secret` (both accepted by the provider configs they are handed to); every other
+    option is kept as it is.
+    """
+    protected = dict(options)
+    headers = protected.get("extra_headers")
+    if isinstance(headers, Mapping) and not isinstance(headers, SecretHeaders):
+        protected["extra_headers"] = SecretHeaders(headers)
+    if isinstance(protected.get("api_key"), str):
+        protected["api_key"] = Secret(protected["api_key"])
+    return protected
 
 
 class _Registry:

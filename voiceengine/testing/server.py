@@ -202,7 +202,8 @@ class FakeRealtimeServer:
 
     @property
     def input_audio_bytes(self) -> int:
-        """Input audio bytes the server accepted (handled appends), across every session."""
+        """Input audio bytes the server accepted (handled appends), across every session (one
+        dropped while still live, past ``max_recorded_sessions``, counts what it had by then)."""
         return self._dropped_input_audio_bytes + sum(s.input_audio_bytes for s in self.sessions)
 
     @property
