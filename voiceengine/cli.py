@@ -185,7 +185,11 @@ async def run_demo(args: argparse.Namespace, out: Any = None) -> int:
                 await asyncio.sleep(args.barge_in_after)
                 print("-> user speaks over the assistant", file=out)
                 interrupted = asyncio.ensure_future(_wait_event(engine, EventType.INTERRUPTED, args.timeout))
-                await _stream(engine, synth_utterance(rate, seed=2) + bytes(rate * 2 * 900 // 1000), rate)
+                # paced like a microphone (on the virtual clock): sent at once, the server's
+                # speech_started and its next response.created arrive together, and an engine
+                # that reads them in one batch under load cancels the new response instead
+                await _stream(engine, synth_utterance(rate, seed=2) + bytes(rate * 2 * 900 // 1000), rate,
+                              pace=args.speed or 1.0)
                 await interrupted
                 await _wait_event(engine, EventType.METRICS, args.timeout,
                                   lambda e: not e.data.interrupted)
