@@ -25,6 +25,7 @@ import binascii
 import dataclasses
 import logging
 import math
+import os
 import pickle
 import secrets
 import traceback
@@ -33,12 +34,15 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
+import websockets
 
+import voiceengine
 from voiceengine.engine import VoiceEngine, VoiceEngineConfig
-from voiceengine.exceptions import ConnectionFailed, VoiceEngineError
+from voiceengine.exceptions import ConfigurationError, ConnectionFailed, VoiceEngineError
 from voiceengine.providers import ConnectionState, EventType, ProviderEvent
 from voiceengine.providers.openai import OpenAIConfig, OpenAIProvider
-from voiceengine.secrets import Secret, SecretScrubbingFilter
+from voiceengine.providers.openai.connection import build_headers
+from voiceengine.secrets import Secret, SecretHeaders, SecretScrubbingFilter
 from voiceengine.testing import AuthFailureMode, FakeRealtimeServer, FakeServerConfig, Fault, FaultKind
 
 WAIT_S = 10.0
@@ -145,9 +149,13 @@ class Evidence:
         assert found == [], "canary key leaked:\n" + "\n".join(found)
 
 
+# The installed packages' own directories: a checkout folder that happens to be called
+# "voiceengine" (what `git clone` picks) must not make the test's own frames library code.
+_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (voiceengine, websockets))
+
+
 def _is_library(filename: str) -> bool:
-    path = filename.replace("\\", "/")
-    return "/voiceengine/" in path or "/websockets/" in path
+    return os.path.abspath(filename).startswith(_LIBRARY_DIRS)
 
 
 def _around(blob: bytes, needle: bytes) -> str:
@@ -444,6 +452,87 @@ async def test_handshake_401_traceback_locals(canary: str, evidence: Evidence) -
         await provider.disconnect()
     evidence.frame_locals("connect 401", info.value)
     evidence.text("marker", "nothing")  # the locals may be all there is to check
+    evidence.assert_clean()
+
+
+def test_library_frames_are_told_by_the_package_directory(tmp_path: Any) -> None:
+    """Only the installed packages' files are library code, whatever the checkout is called."""
+    assert _is_library(voiceengine.__file__)
+    assert _is_library(websockets.__file__)
+    assert not _is_library(__file__)
+    assert not _is_library(str(tmp_path / "voiceengine" / "tests" / "test_canary_secrets.py"))
+
+
+# header name -> how its value embeds the key
+_CREDENTIAL_HEADERS = {
+    "X-Api-Key": "{}", "Authorization": "Bearer {}", "Proxy-Authorization": "Basic {}",
+    "X-Auth-Token": "{}", "Cookie": "session={}", "X-Client-Secret": "{}", "X-Password": "{}",
+    "X-Whatever": "Bearer {}",  # a neutral name, but the value says what it is
+}
+
+
+@pytest.mark.parametrize("header", sorted(_CREDENTIAL_HEADERS))
+def test_extra_headers_credentials_are_masked(canary: str, evidence: Evidence, header: str) -> None:
+    value = _CREDENTIAL_HEADERS[header].format(canary)
+    config = OpenAIConfig(url="ws://127.0.0.1:9/v1/realtime", extra_headers={header: value, "X-Trace": "t-1"})
+    evidence.obj("OpenAIConfig", config)
+    evidence.obj("OpenAIConfig.extra_headers", config.extra_headers)
+    with pytest.raises(TypeError):
+        pickle.dumps(config)
+    assert "'X-Trace': 't-1'" in repr(config)  # the harmless ones stay readable
+    assert config.extra_headers is not None and config.extra_headers[header] == value
+    if header.lower() not in ("authorization", "api-key"):  # those two the provider replaces
+        assert dict(build_headers(config))[header] == value  # still sent as given
+    evidence.assert_clean()
+
+
+def test_extra_headers_without_credentials_stay_plain() -> None:
+    config = OpenAIConfig(url="ws://127.0.0.1:9/v1/realtime", extra_headers={"X-Trace": "t-1"})
+    assert isinstance(config.extra_headers, SecretHeaders)
+    copy = pickle.loads(pickle.dumps(config.extra_headers))
+    assert dict(copy) == {"X-Trace": "t-1"}
+    assert config == OpenAIConfig(url="ws://127.0.0.1:9/v1/realtime", extra_headers={"X-Trace": "t-1"})
+
+
+def test_extra_headers_bad_value_error_does_not_echo(canary: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        OpenAIConfig(url="ws://127.0.0.1:9/v1/realtime", extra_headers={"X-Api-Key": canary.encode()})  # type: ignore[dict-item]
+    assert "X-Api-Key" in str(info.value) and canary not in str(info.value)
+
+
+def test_engine_config_provider_options_mask_credentials(canary: str, evidence: Evidence) -> None:
+    config = VoiceEngineConfig(url="ws://127.0.0.1:9/v1/realtime", provider_options={
+        "extra_headers": {"X-Api-Key": canary, "X-Trace": "t-1"}, "api_key": canary})
+    evidence.obj("VoiceEngineConfig", config)
+    with pytest.raises(TypeError):
+        pickle.dumps(config)
+    provider_config = OpenAIConfig(**config.provider_fields("openai"))  # what the engine builds
+    evidence.obj("OpenAIConfig", provider_config)
+    assert provider_config.key == canary
+    assert dict(build_headers(provider_config))["X-Api-Key"] == canary
+    evidence.assert_clean()
+
+
+def test_fake_server_config_masks_api_keys(canary: str, evidence: Evidence) -> None:
+    config = FakeServerConfig(api_keys=(canary, canary + "-2"))
+    evidence.obj("FakeServerConfig", config)
+    with pytest.raises(TypeError):
+        pickle.dumps(config)
+    assert canary in config.api_keys and config.api_keys is not None and config.api_keys[0] == canary
+    evidence.assert_clean()
+
+
+async def test_extra_header_credential_through_the_handshake(canary: str, evidence: Evidence) -> None:
+    """A credential in extra_headers crosses the handshake (logged at DEBUG) and leaks nowhere."""
+    async with _server(canary) as server:
+        provider = _provider(server.url, canary, extra_headers={"X-Custom-Token": canary})
+        events = _Events(provider)
+        await provider.connect()
+        await provider.send_text("hello")
+        await events.wait(lambda e: e.type is EventType.RESPONSE_DONE)
+        await provider.disconnect()
+        _collect_provider(evidence, provider, events)
+    _assert_handshake_logged(evidence, "x-custom-token")
     evidence.assert_clean()
 
 

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from .engine import VoiceEngine, VoiceEngineConfig
 from .exceptions import ConfigurationError, VoiceEngineError
 from .providers.types import EventType, InterruptResult, ProviderEvent
+from .testing.config import FakeServerConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -184,7 +185,11 @@ async def run_demo(args: argparse.Namespace, out: Any = None) -> int:
                 await asyncio.sleep(args.barge_in_after)
                 print("-> user speaks over the assistant", file=out)
                 interrupted = asyncio.ensure_future(_wait_event(engine, EventType.INTERRUPTED, args.timeout))
-                await _stream(engine, synth_utterance(rate, seed=2) + bytes(rate * 2 * 900 // 1000), rate)
+                # paced like a microphone (on the virtual clock): sent at once, the server's
+                # speech_started and its next response.created arrive together, and an engine
+                # that reads them in one batch under load cancels the new response instead
+                await _stream(engine, synth_utterance(rate, seed=2) + bytes(rate * 2 * 900 // 1000), rate,
+                              pace=args.speed or 1.0)
                 await interrupted
                 await _wait_event(engine, EventType.METRICS, args.timeout,
                                   lambda e: not e.data.interrupted)
@@ -234,7 +239,10 @@ async def run_file(args: argparse.Namespace, out: Any = None) -> int:
     except (wave.Error, EOFError, ValueError) as exc:
         raise UserError(f"cannot read {args.input} as a PCM16 WAV file: {exc}") from None
     name, cfg = _provider_for(args)
-    sink = WavSink(args.output, sample_rate=args.rate, channels=1)
+    try:
+        sink = WavSink(args.output, sample_rate=args.rate, channels=1)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     try:
         engine = VoiceEngine(name, cfg, sink=sink)
         async with engine:
@@ -293,8 +301,14 @@ async def run_talk(args: argparse.Namespace, out: Any = None) -> int:
 
 
 # ----------------------------------------------------------------- fake-server
+def fake_server_config(args: argparse.Namespace) -> FakeServerConfig:
+    """The long-running server's settings: nothing of a closed session is kept unless
+    ``--keep-sessions N`` asks for the last N; live sessions record no audio payloads."""
+    return FakeServerConfig(speed=args.server_speed, keep_closed_sessions=args.keep_sessions,
+                            record_audio_payloads=False)
+
+
 async def run_fake_server(args: argparse.Namespace, out: Any = None) -> int:
-    from .testing import FakeServerConfig
     from .testing.server import serve_async
 
     out = out or sys.stdout
@@ -303,13 +317,23 @@ async def run_fake_server(args: argparse.Namespace, out: Any = None) -> int:
         print(f"fake Realtime server listening on {server.url} (Ctrl-C to stop)", file=out, flush=True)
 
     try:
-        await serve_async(args.port, args.host, config=FakeServerConfig(speed=args.server_speed), ready=ready)
+        await serve_async(args.port, args.host, config=fake_server_config(args), ready=ready)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
 
 
 # ------------------------------------------------------------------- argparse
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceengine", description="Realtime voice conversations.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -343,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--port", type=int, default=8765)
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--server-speed", type=float, default=10.0)
+    fake.add_argument("--keep-sessions", type=_non_negative_int, default=0, metavar="N",
+                      help="keep the records of the last N closed sessions in memory (default 0)")
     return parser
 
 

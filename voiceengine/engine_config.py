@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from .exceptions import ConfigurationError
 from .providers.base import ProviderConfig
-from .secrets import Secret
+from .secrets import Secret, protect_options
 
 __all__ = ["VoiceEngineConfig"]
 
@@ -70,6 +70,10 @@ class VoiceEngineConfig:
             object.__setattr__(self, "api_key", Secret(self.api_key))
         elif self.api_key is not None and not isinstance(self.api_key, Secret):
             raise ConfigurationError("api_key must be a str, a Secret or None")
+        try:  # credentials in provider options (extra_headers, api_key) are masked too
+            object.__setattr__(self, "provider_options", protect_options(self.provider_options))
+        except TypeError as exc:  # the message names the header, never its value
+            raise ConfigurationError(f"provider_options: {exc}") from None
         if not 1.0 <= self.frame_ms <= 1000.0:
             raise ConfigurationError("frame_ms must be in 1..1000")
         for name in ("input_sample_rate", "output_sample_rate"):

@@ -6,9 +6,18 @@ import logging
 import re
 import threading
 import weakref
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NoReturn
 
-__all__ = ["Secret", "SecretScrubbingFilter", "install_scrubbing_filter"]
+__all__ = [
+    "Secret",
+    "SecretHeaders",
+    "SecretKeys",
+    "SecretScrubbingFilter",
+    "install_scrubbing_filter",
+    "is_credential_name",
+    "protect_options",
+]
 
 _MASK = "***"
 
@@ -60,6 +69,143 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("Secret values cannot be pickled")
+
+
+# Parts of a header (or field) name that say its value is a credential: ``X-Api-Key``,
+# ``Authorization``, ``Proxy-Authorization``, ``X-Auth-Token``, ``Cookie``, ``X-Client-Secret``...
+_CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|auth|passw|cookie|credential|signature|bearer|jwt")
+# A value that announces itself as one, whatever the header is called.
+_CREDENTIAL_VALUE = re.compile(r"(?i)^\s*(bearer|basic|token|digest)\s+\S")
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a header or field called ``name`` holds a credential (by its name alone)."""
+    return bool(_CREDENTIAL_NAME.search(name))
+
+
+def _refuse_pickle(kind: str) -> NoReturn:
+    raise TypeError(f"{kind} holding credentials cannot be pickled")
+
+
+class SecretHeaders(Mapping[str, str]):
+    """Read-only HTTP headers whose credential values never show in a repr or a pickle.
+
+    A value counts as a credential when its name does (:func:`is_credential_name`:
+    ``X-Api-Key``, ``Authorization``, ``Cookie``, ...) or when it reads like one
+    (``Bearer ...``, ``Basic ...``). Those values are kept as :class:`Secret` (so log
+    records that still contain them are scrubbed) and shown as ``'***'`` by ``repr``;
+    indexing and iteration give the plain strings, for the transport that sends them.
+    Pickling refuses while a credential is held, like :class:`Secret`; copying returns
+    the same (immutable) object. Names and values must be ``str``; anything else is a
+    :class:`TypeError` whose message names the header, never its value.
+    """
+
+    __slots__ = ("_values", "_secret_names")
+
+    def __init__(self, headers: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        values: dict[str, str | Secret] = {}
+        secret_names: set[str] = set()
+        for name, value in pairs:
+            if not isinstance(name, str):
+                raise TypeError(f"header names must be str, got {type(name).__name__}")
+            if isinstance(value, Secret):
+                value = value.reveal()
+            if not isinstance(value, str):
+                raise TypeError(f"header {name!r} must have a str value, got {type(value).__name__}")
+            if is_credential_name(name) or _CREDENTIAL_VALUE.match(value):
+                values[name] = Secret(value)
+                secret_names.add(name)
+            else:
+                values[name] = value
+        self._values = values
+        self._secret_names = frozenset(secret_names)
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """The names whose values are masked."""
+        return self._secret_names
+
+    def __getitem__(self, name: str) -> str:
+        value = self._values[name]
+        return value.reveal() if isinstance(value, Secret) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name!r}: {_MASK!r}" if name in self._secret_names else f"{name!r}: {value!r}"
+                          for name, value in self._values.items())
+        return f"SecretHeaders({{{shown}}})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        if self._secret_names:
+            _refuse_pickle("SecretHeaders")
+        return (SecretHeaders, (dict(self.items()),))
+
+    def __copy__(self) -> "SecretHeaders":
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "SecretHeaders":
+        return self
+
+
+class SecretKeys(tuple[str, ...]):
+    """A tuple of keys (e.g. the API keys a test server accepts) that never shows them.
+
+    It is a plain ``tuple`` of ``str`` for membership tests and indexing, but ``repr``
+    shows only how many keys it holds, each key is registered for log scrubbing (as a
+    :class:`Secret`), and pickling refuses.
+    """
+
+    _held: tuple[Secret, ...]
+
+    def __new__(cls, keys: Iterable[str]) -> "SecretKeys":
+        values = tuple(k.reveal() if isinstance(k, Secret) else k for k in keys)
+        for value in values:
+            if not isinstance(value, str):
+                raise TypeError(f"keys must be str, got {type(value).__name__}")
+        self = super().__new__(cls, values)
+        self._held = tuple(Secret(v) for v in values)  # registered for scrubbing while we live
+        return self
+
+    def __repr__(self) -> str:
+        return f"SecretKeys(<{len(self)} masked>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        _refuse_pickle("SecretKeys")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        _refuse_pickle("SecretKeys")
+
+    def __copy__(self) -> "SecretKeys":
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "SecretKeys":
+        return self
+
+
+def protect_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of free-form provider options with the credentials they may carry masked.
+
+    ``extra_headers`` becomes :class:`SecretHeaders` and a ``str`` ``api_key`` a
+    :class:`Secret` (both accepted by the provider configs they are handed to); every other
+    option is kept as it is.
+    """
+    protected = dict(options)
+    headers = protected.get("extra_headers")
+    if isinstance(headers, Mapping) and not isinstance(headers, SecretHeaders):
+        protected["extra_headers"] = SecretHeaders(headers)
+    if isinstance(protected.get("api_key"), str):
+        protected["api_key"] = Secret(protected["api_key"])
+    return protected
 
 
 class _Registry:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import array
+import gc
 import io
 import struct
+import sys
 import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,12 +144,25 @@ async def test_realtime_catches_up_after_a_stall(tmp_path: Path) -> None:
     assert clock.sleeps == [pytest.approx(0.02)]
 
 
-def write_raw_wav(path: Path, *, fmt_tag: int = 1, width: int = 2, channels: int = 1, rate: int = 24000,
-                  data: bytes = b"\x00\x00" * 10) -> None:
+_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")  # KSDATAFORMAT_SUBTYPE_*
+
+
+def raw_wav(*, fmt_tag: int = 1, width: int = 2, channels: int = 1, rate: int = 24000,
+            data: bytes = b"\x00\x00" * 10, subformat: int = 1, guid_tail: bytes = _GUID_TAIL,
+            declared_data_bytes: int | None = None, extra_chunk: bytes = b"") -> bytes:
+    """A WAV file's bytes; ``fmt_tag=0xFFFE`` writes WAVE_FORMAT_EXTENSIBLE with ``subformat``."""
     block = channels * width
     fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * block, block, width * 8)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    if fmt_tag == 0xFFFE:  # cbSize, valid bits, channel mask, subformat GUID (as sox writes it)
+        fmt += struct.pack("<HHI", 22, width * 8, (1 << channels) - 1) + struct.pack("<H", subformat) + guid_tail
+    size = len(data) if declared_data_bytes is None else declared_data_bytes
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra_chunk
+            + b"data" + struct.pack("<I", size) + data)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def write_raw_wav(path: Path, **kwargs: Any) -> None:
+    path.write_bytes(raw_wav(**kwargs))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -155,13 +171,61 @@ def write_raw_wav(path: Path, *, fmt_tag: int = 1, width: int = 2, channels: int
     ({"width": 1}, "8-bit"),
     ({"width": 3, "data": b"\x00" * 9}, "24-bit"),
     ({"width": 4}, "32-bit"),
-    ({"channels": 6, "data": b"\x00" * 12}, "6 channels"),
+    ({"fmt_tag": 0xFFFE, "width": 4, "subformat": 3}, "float"),
+    ({"fmt_tag": 0xFFFE, "subformat": 7, "width": 1}, "mu-law"),
+    ({"fmt_tag": 0xFFFE, "guid_tail": bytes(14)}, "subformat"),
+    ({"fmt_tag": 0xFFFE, "width": 3, "data": b"\x00" * 9}, "24-bit"),
 ])
 def test_unsupported_formats_are_refused_clearly(tmp_path: Path, kwargs: dict, message: str) -> None:
     path = tmp_path / "bad.wav"
     write_raw_wav(path, **kwargs)
     with pytest.raises(AudioFormatError, match=message):
         WavSource(path)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+async def test_extensible_pcm16_is_read_like_plain_pcm(tmp_path: Path, channels: int) -> None:
+    pcm = ramp(4801, channels)
+    path = tmp_path / "ext.wav"
+    write_raw_wav(path, fmt_tag=0xFFFE, channels=channels, rate=16000, data=pcm)
+    src = WavSource(path, chunk_ms=20, block_ms=50)
+    assert (src.sample_rate, src.channels, src.frames) == (16000, channels, 4801)
+    assert b"".join([c async for c in src]) == pcm
+    assert WavSource(io.BytesIO(raw_wav(fmt_tag=0xFFFE, channels=channels, data=pcm))).read_all() == pcm
+
+
+@pytest.mark.parametrize("fmt_tag", [1, 0xFFFE])
+async def test_more_than_two_channels_are_mixed_down_to_mono(tmp_path: Path, fmt_tag: int) -> None:
+    frames = [(1000, -3000, 5), (-32768, -32768, -32768), (32767, 32767, 32766), (7, 8, 9)] * 300
+    data = array.array("h", [s for frame in frames for s in frame]).tobytes()
+    path = tmp_path / "three.wav"  # what `sox -c 3` writes (fmt_tag 0xFFFE)
+    write_raw_wav(path, fmt_tag=fmt_tag, channels=3, data=data)
+    src = WavSource(path, chunk_ms=20, block_ms=30)
+    assert (src.channels, src.file_channels, src.frames) == (1, 3, len(frames))
+    expected = array.array("h", [sum(f) // 3 for f in frames]).tobytes()
+    assert b"".join([c async for c in src]) == expected
+    assert src.read_all() == expected
+    assert all(len(c) == 480 * 2 for c in [c async for c in src][:-1])
+
+
+async def test_chunks_before_data_and_odd_padding_are_skipped(tmp_path: Path) -> None:
+    pcm = ramp(100)
+    odd = b"LIST" + struct.pack("<I", 5) + b"INFO!" + b"\x00"  # 5 bytes + the pad byte
+    path = tmp_path / "list.wav"
+    write_raw_wav(path, data=pcm, extra_chunk=odd)
+    assert WavSource(path).read_all() == pcm
+
+
+def test_data_chunk_cut_short_is_an_error(tmp_path: Path) -> None:
+    pcm = ramp(2400)
+    path = tmp_path / "cut.wav"
+    path.write_bytes(raw_wav(data=pcm)[:-1000])  # an interrupted copy: the header still says 4800 bytes
+    with pytest.raises(AudioFormatError, match="cut short.*4800 bytes"):
+        WavSource(path)
+    with pytest.raises(AudioFormatError, match="cut short"):
+        WavSource(io.BytesIO(raw_wav(data=pcm, declared_data_bytes=len(pcm) + 2)))
+    write_raw_wav(path, data=pcm)  # whole again: fine
+    assert WavSource(path).read_all() == pcm
 
 
 def test_not_a_wav_and_truncated(tmp_path: Path) -> None:
@@ -191,6 +255,16 @@ def test_bad_arguments(tmp_path: Path) -> None:
         WavSink(tmp_path / "x.wav", sample_rate=0)
     with pytest.raises(ValueError):
         WavSink(tmp_path / "x.wav", sample_rate=24000, channels=3)
+
+
+def test_sink_into_a_missing_directory_raises_and_leaves_nothing_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(FileNotFoundError):
+        WavSink(tmp_path / "missing-dir" / "a.wav", sample_rate=24000)
+    gc.collect()  # a half-built wave writer would complain from its __del__ here
+    assert unraisable == []
 
 
 def test_sink_validates_pcm16(tmp_path: Path) -> None:

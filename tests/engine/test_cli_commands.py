@@ -64,6 +64,21 @@ def test_bad_input_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "bad.wav" in _one_error_line(capsys)
 
 
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_output_in_a_missing_directory_is_one_clean_line(tmp_path: Path, command: str) -> None:
+    """As a user runs it (a subprocess: a traceback printed at interpreter exit counts too)."""
+    src = tmp_path / "q.wav"
+    write_wav(src, voiced(16000, 200), 16000)
+    target = tmp_path / "missing-dir" / "a.wav"
+    argv = ["run", "--input", str(src), "--provider", "mock"] if command == "run" else ["demo"]
+    proc = subprocess.run([sys.executable, "-m", "voiceengine", *argv, "--output", str(target)],
+                          capture_output=True, text=True, timeout=60)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "a.wav" in err[0] and "No such file or directory" in err[0]
+
+
 def test_no_api_key(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     src = tmp_path / "q.wav"

@@ -61,7 +61,12 @@ async def test_audio_turn_at_48k_stereo_is_resampled_and_framed(kind: str) -> No
 
 
 async def test_interrupt_truncates_at_played_position(kind: str) -> None:
-    async with make_provider(kind, responses=["This is a rather long answer " * 4]) as (provider, server):
+    # The fake server paces its reply in real time (about 7 s of audio), so the response is
+    # still active on the server when the cancel arrives, however loaded the machine. Unpaced,
+    # it sent response.done within milliseconds; a client that had not read it yet then
+    # (rightly) cancelled, and the server (rightly) answered response_cancel_not_active.
+    async with make_provider(kind, responses=["This is a rather long answer " * 4],
+                             server_config={"speed": 1.0}) as (provider, server):
         cfg = VoiceEngineConfig(playback_speed=20.0, prebuffer_ms=0, playback_tick_ms=5)
         played = bytearray()
         async with VoiceEngine(provider, cfg) as engine:
@@ -87,6 +92,8 @@ async def test_interrupt_truncates_at_played_position(kind: str) -> None:
             assert [e for e in server.errors if e["error"].get("code") != "response_cancel_not_active"] == []
             truncs = [e for e in server.received if e["type"] == "conversation.item.truncate"]
             assert truncs and truncs[0]["audio_end_ms"] == result.audio_end_ms
+            done = [e["response"]["status"] for e in server.sent if e["type"] == "response.done"]
+            assert done == ["cancelled"]  # the cancel met the response while it was active
 
 
 async def test_callbacks_as_attributes_and_decorators(kind: str) -> None:

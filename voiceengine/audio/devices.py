@@ -151,13 +151,13 @@ class Microphone(_Device):
         self._open(sd, "RawInputStream", "input device")
 
     # runs on the PortAudio thread: no locks, no blocking, no allocation beyond the copy
-    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+    def _callback(self, data: Any, frames: int, time_info: Any, status: Any) -> None:
         if status and getattr(status, "input_overflow", False):
             self.device_overflows += 1
         frames_q = self._frames
         if len(frames_q) == frames_q.maxlen:
             self.overflows += 1  # the deque drops the oldest on append
-        frames_q.append(bytes(indata))
+        frames_q.append(bytes(data))
         self.frames_captured += 1
         if not self._wake_pending and self._loop is not None:
             self._wake_pending = True
@@ -245,8 +245,8 @@ class Speaker(_Device):
         self._open(sd, "RawOutputStream", "output device")
 
     # runs on the PortAudio thread
-    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-        out = memoryview(outdata).cast("B")
+    def _callback(self, data: Any, frames: int, time_info: Any, status: Any) -> None:
+        out = memoryview(data).cast("B")
         if self._prebuffering:
             available = getattr(self.source, "available", None)
             if available is not None and available < self.prebuffer_bytes:

@@ -1,7 +1,12 @@
-"""WAV file I/O over the stdlib :mod:`wave`: :class:`WavSource` and :class:`WavSink`.
+"""WAV file I/O: :class:`WavSource` and :class:`WavSink`.
 
-Only 16-bit integer PCM (mono or stereo) is read and written; anything else is refused
-with :class:`~voiceengine.exceptions.AudioFormatError` saying what the file holds.
+Only 16-bit integer PCM is read and written, in the plain (``WAVE_FORMAT_PCM``) or the
+``WAVE_FORMAT_EXTENSIBLE`` form with the PCM subformat (what sox and ffmpeg write for more
+than two channels). Anything else is refused with
+:class:`~voiceengine.exceptions.AudioFormatError` saying what the file holds, and so is a
+file whose data chunk is cut short (its header declares more audio than the file holds:
+an interrupted copy or download), rather than playing part of it silently. Files with more
+than two channels are read mixed down to mono (the engine takes mono or stereo).
 
 :class:`WavSource` never keeps a file open between chunks: a path is re-opened once per
 read block (``block_ms``, default 1 s), so an abandoned ``async for`` leaks nothing. A file
@@ -10,40 +15,124 @@ object given by the caller is read whole at construction (and never closed by us
 
 from __future__ import annotations
 
+import array
 import asyncio
+import io
 import os
+import struct
+import sys
 import wave
-from typing import Any, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Awaitable, BinaryIO, Callable
 
 from ..exceptions import AudioFormatError, InvalidState
 
 __all__ = ["WavSource", "WavSink"]
 
-
-
-def _header_error(path: Any, exc: BaseException) -> AudioFormatError:
-    detail = str(exc) or type(exc).__name__
-    if "unknown format" in detail:
-        code = detail.rsplit(":", 1)[-1].strip()
-        kind = {"3": "32-bit float", "6": "A-law", "7": "mu-law", "65534": "WAVE_FORMAT_EXTENSIBLE"}.get(code, code)
-        detail = f"encoding {kind} is not supported"
-    return AudioFormatError(f"{_name(path)}: not a 16-bit PCM WAV file ({detail}); convert it, e.g. "
-                            f"`ffmpeg -i in.wav -acodec pcm_s16le out.wav`")
+_PCM = 0x0001
+_EXTENSIBLE = 0xFFFE
+# The 14 bytes after the format code in a KSDATAFORMAT_SUBTYPE_* GUID (…-0000-0010-8000-00aa00389b71).
+_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
+_FORMAT_NAMES = {3: "32-bit float", 6: "A-law", 7: "mu-law", 2: "ADPCM", 0x11: "IMA ADPCM", 0x55: "MP3"}
+_CONVERT = "convert it, e.g. `ffmpeg -i in.wav -acodec pcm_s16le out.wav`"
 
 
 def _name(path: Any) -> str:
     return os.fspath(path) if isinstance(path, (str, os.PathLike)) else getattr(path, "name", "<file>")
 
 
-def _check(path: Any, reader: wave.Wave_read) -> tuple[int, int, int]:
-    width, channels, rate = reader.getsampwidth(), reader.getnchannels(), reader.getframerate()
-    if width != 2:
-        raise AudioFormatError(f"{_name(path)}: {8 * width}-bit PCM is not supported, only 16-bit PCM")
-    if channels not in (1, 2):
-        raise AudioFormatError(f"{_name(path)}: {channels} channels are not supported, only mono or stereo")
+def _not_pcm16(path: Any, detail: str) -> AudioFormatError:
+    return AudioFormatError(f"{_name(path)}: not a 16-bit PCM WAV file ({detail}); {_CONVERT}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Layout:
+    """Where a WAV file's PCM16 frames are and what they are."""
+
+    sample_rate: int
+    channels: int        # in the file
+    data_offset: int     # byte offset of the first frame
+    frames: int
+
+
+def _read_layout(path: Any, f: BinaryIO) -> _Layout:
+    """Parse the RIFF header of ``f`` (positioned at its start)."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        kind = "an RF64 file" if head[:4] == b"RF64" else "no RIFF/WAVE header"
+        raise _not_pcm16(path, kind)
+    position = 12
+    fmt: tuple[int, int, int] | None = None
+    while True:
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            raise _not_pcm16(path, "no fmt chunk" if fmt is None else "no data chunk")
+        chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        position += 8
+        if chunk_id == b"fmt ":
+            body = f.read(size)
+            if len(body) < size:
+                raise _not_pcm16(path, "the fmt chunk is cut short")
+            fmt = _parse_fmt(path, body)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise _not_pcm16(path, "data chunk before the fmt chunk")
+            rate, channels, block = fmt
+            available = _remaining(f)
+            if size > available:
+                raise AudioFormatError(
+                    f"{_name(path)}: the data chunk is cut short: its header declares {size} bytes of audio, "
+                    f"the file holds {available} (an interrupted copy or download?)")
+            return _Layout(sample_rate=rate, channels=channels, data_offset=position, frames=size // block)
+        else:
+            f.seek(size, os.SEEK_CUR)
+        position += size + (size & 1)  # chunks are padded to an even size
+        f.seek(position)
+
+
+def _remaining(f: BinaryIO) -> int:
+    here = f.tell()
+    end = f.seek(0, os.SEEK_END)
+    f.seek(here)
+    return end - here
+
+
+def _parse_fmt(path: Any, body: bytes) -> tuple[int, int, int]:
+    """(sample_rate, channels, block_align) of a 16-bit PCM fmt chunk, else a clear error."""
+    if len(body) < 16:
+        raise _not_pcm16(path, "the fmt chunk is too short")
+    tag, channels, rate, _byte_rate, block, bits = struct.unpack("<HHIIHH", body[:16])
+    if tag == _EXTENSIBLE:
+        if len(body) < 40:
+            raise _not_pcm16(path, "a WAVE_FORMAT_EXTENSIBLE fmt chunk without its subformat")
+        guid = body[24:40]
+        tag = struct.unpack("<H", guid[:2])[0]
+        if guid[2:] != _GUID_TAIL:
+            raise _not_pcm16(path, f"WAVE_FORMAT_EXTENSIBLE subformat {guid.hex()} is not supported")
+    if tag != _PCM:
+        kind = _FORMAT_NAMES.get(tag, f"format code {tag:#06x}")
+        raise _not_pcm16(path, f"encoding {kind} is not supported")
+    if bits != 16:
+        raise AudioFormatError(f"{_name(path)}: {bits}-bit PCM is not supported, only 16-bit PCM; {_CONVERT}")
+    if channels < 1:
+        raise _not_pcm16(path, "0 channels")
+    if block != 2 * channels:
+        raise _not_pcm16(path, f"block align {block} does not match {channels} channels of 16-bit samples")
     if not 1 <= rate <= 384000:
         raise AudioFormatError(f"{_name(path)}: sample rate {rate} Hz is out of range")
-    return rate, channels, reader.getnframes()
+    return rate, channels, block
+
+
+def _mix_down(pcm: bytes, channels: int) -> bytes:
+    """Mono PCM16 LE: the mean of ``channels`` interleaved channels (copies)."""
+    samples = array.array("h", pcm)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    mono = array.array("h", map(lambda *frame: sum(frame) // channels,
+                                *(samples[c::channels] for c in range(channels))))
+    if sys.byteorder == "big":
+        mono.byteswap()
+    return mono.tobytes()
 
 
 class WavSource:
@@ -54,6 +143,10 @@ class WavSource:
     (default: the running loop's clock), so the pace follows the audio without drift; a
     late consumer gets the overdue chunks at once (as from a microphone's buffer).
     ``clock``/``sleep`` can be injected (tests use a fake clock).
+
+    ``channels`` is what the chunks hold: the file's channel count for mono and stereo
+    files, 1 for files with more channels (mixed down, see the module docstring;
+    ``file_channels`` keeps the file's count).
     """
 
     def __init__(
@@ -70,23 +163,32 @@ class WavSource:
         self._sleep = sleep or asyncio.sleep
         self._data: bytes | None = None
         if isinstance(path_or_file, (str, os.PathLike)):
-            try:
-                with wave.open(os.fspath(path_or_file), "rb") as reader:
-                    self.sample_rate, self.channels, self.frames = _check(path_or_file, reader)
-            except (wave.Error, EOFError) as exc:
-                raise _header_error(path_or_file, exc) from None
+            with open(os.fspath(path_or_file), "rb") as f:
+                self._layout = _read_layout(path_or_file, f)
         elif hasattr(path_or_file, "read"):
-            try:
-                with wave.open(path_or_file, "rb") as reader:  # does not close a caller's file
-                    self.sample_rate, self.channels, self.frames = _check(path_or_file, reader)
-                    self._data = reader.readframes(self.frames)
-            except (wave.Error, EOFError) as exc:
-                raise _header_error(path_or_file, exc) from None
-            self.frames = len(self._data) // (2 * self.channels)
+            raw = path_or_file.read()  # the caller's file stays open
+            if not isinstance(raw, bytes):
+                raise TypeError(f"expected a binary file object, got one that reads {type(raw).__name__}")
+            self._layout = _read_layout(path_or_file, io.BytesIO(raw))
+            start = self._layout.data_offset
+            self._data = self._convert(raw[start:start + self._layout.frames * self._file_frame_bytes])
         else:
             raise TypeError(f"expected a path or a binary file object, got {type(path_or_file).__name__}")
+        self.sample_rate = self._layout.sample_rate
+        self.file_channels = self._layout.channels
+        self.channels = self.file_channels if self.file_channels <= 2 else 1
+        self.frames = self._layout.frames
         self.chunk_frames = max(1, round(self.sample_rate * self.chunk_ms / 1000))
         self.block_frames = max(self.chunk_frames, round(self.sample_rate * block_ms / 1000))
+
+    @property
+    def _file_frame_bytes(self) -> int:
+        return 2 * self._layout.channels
+
+    def _convert(self, pcm: bytes) -> bytes:
+        """Whole frames of the file's PCM as the chunks carry them (mixed down if > 2 channels)."""
+        pcm = pcm[: len(pcm) - len(pcm) % self._file_frame_bytes]
+        return _mix_down(pcm, self._layout.channels) if self._layout.channels > 2 else pcm
 
     @property
     def duration_ms(self) -> float:
@@ -94,7 +196,7 @@ class WavSource:
 
     @property
     def frame_bytes(self) -> int:
-        """Bytes per sample frame."""
+        """Bytes per sample frame of the chunks."""
         return 2 * self.channels
 
     def read_all(self) -> bytes:
@@ -105,12 +207,10 @@ class WavSource:
         if self._data is not None:
             fb = self.frame_bytes
             return self._data[start * fb:(start + count) * fb]
-        try:
-            with wave.open(os.fspath(self._source), "rb") as reader:
-                reader.setpos(start)
-                return reader.readframes(count)
-        except (wave.Error, EOFError) as exc:
-            raise _header_error(self._source, exc) from None
+        count = max(0, min(count, self.frames - start))
+        with open(os.fspath(self._source), "rb") as f:
+            f.seek(self._layout.data_offset + start * self._file_frame_bytes)
+            return self._convert(f.read(count * self._file_frame_bytes))
 
     def __aiter__(self) -> "_WavIterator":
         return _WavIterator(self)
@@ -177,11 +277,22 @@ class WavSink:
         self.sample_rate = sample_rate
         self.channels = channels
         self.frames_written = 0
-        target = os.fspath(path_or_file) if isinstance(path_or_file, (str, os.PathLike)) else path_or_file
-        self._writer: wave.Wave_write | None = wave.open(target, "wb")
-        self._writer.setnchannels(channels)
-        self._writer.setsampwidth(2)
-        self._writer.setframerate(sample_rate)
+        # A path is opened here, not by wave.open: when that open fails, wave leaves a
+        # half-built writer whose __del__ prints a traceback after our error.
+        self._own_file: BinaryIO | None = None
+        if isinstance(path_or_file, (str, os.PathLike)):
+            self._own_file = open(os.fspath(path_or_file), "wb")
+        try:
+            target: Any = self._own_file if self._own_file is not None else path_or_file
+            writer = wave.open(target, "wb")
+            writer.setnchannels(channels)
+            writer.setsampwidth(2)
+            writer.setframerate(sample_rate)
+        except BaseException:
+            if self._own_file is not None:
+                self._own_file.close()
+            raise
+        self._writer: wave.Wave_write | None = writer
 
     @property
     def duration_ms(self) -> float:
@@ -216,8 +327,13 @@ class WavSink:
     def close(self) -> None:
         """Finish the header and close (the caller's file object stays open). Idempotent."""
         writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
+        own, self._own_file = self._own_file, None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if own is not None:
+                own.close()
 
     async def aclose(self) -> None:
         self.close()

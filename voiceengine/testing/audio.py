@@ -60,7 +60,7 @@ class Synthesis:
     sample_rate: int
 
 
-def _to_le_bytes(samples: array) -> bytes:
+def _to_le_bytes(samples: array[int]) -> bytes:
     # PCM16 on the wire is little-endian whatever the host is.
     if sys.byteorder != "little":
         samples = array("h", samples)
@@ -68,7 +68,7 @@ def _to_le_bytes(samples: array) -> bytes:
     return samples.tobytes()
 
 
-def pcm16_to_samples(pcm: bytes) -> array:
+def pcm16_to_samples(pcm: bytes) -> array[int]:
     """Little-endian PCM16 bytes -> ``array('h')`` in host order (odd trailing byte ignored)."""
     a = array("h")
     a.frombytes(pcm[: len(pcm) & ~1])

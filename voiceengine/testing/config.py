@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
+from ..secrets import SecretKeys
 from .audio import SynthParams
 from .faults import Fault
 
@@ -114,7 +115,8 @@ class FakeServerConfig:
     port: int = 0
     path: str = "/v1/realtime"
     model: str = "gpt-realtime"
-    # Auth: None accepts any non-empty bearer token; a tuple accepts only those keys.
+    # Auth: None accepts any non-empty bearer token; a tuple accepts only those keys
+    # (kept as a SecretKeys: the repr shows how many, never which; pickling refuses).
     api_keys: tuple[str, ...] | None = None
     auth_failure: AuthFailureMode = AuthFailureMode.ERROR_EVENT
     auth_close_code: int = 1008
@@ -145,6 +147,11 @@ class FakeServerConfig:
     max_history_items: int = 1000
     max_recorded_events: int = 10_000
     max_recorded_sessions: int = 1000
+    # Closed sessions ``FakeRealtimeServer.sessions`` keeps with their records (the oldest
+    # closed one goes first). None keeps them up to max_recorded_sessions, for tests that
+    # read a finished connection; a long-running server (``voiceengine fake-server``) uses
+    # 0, and then a closed session leaves nothing but the server's counters.
+    keep_closed_sessions: int | None = None
     record_audio_payloads: bool = True
     # Item audio kept for conversation.item.retrieve (and audio_sent_by_item). False keeps
     # only lengths: a long many-session run (the soak) then holds no audio per item.
@@ -158,9 +165,10 @@ class FakeServerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", tuple(self.faults))
         if self.api_keys is not None:
-            object.__setattr__(self, "api_keys", tuple(self.api_keys))
-            if not self.api_keys or not all(isinstance(k, str) and k for k in self.api_keys):
+            keys = tuple(self.api_keys)
+            if not keys or not all(isinstance(k, str) and k for k in keys):
                 raise ValueError("api_keys must be None or non-empty strings")
+            object.__setattr__(self, "api_keys", SecretKeys(keys))
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
         if not (self.speed > 0 or math.isinf(self.speed)):
@@ -173,6 +181,8 @@ class FakeServerConfig:
                      "max_recorded_events", "max_recorded_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.keep_closed_sessions is not None and self.keep_closed_sessions < 0:
+            raise ValueError("keep_closed_sessions must be None or >= 0")
         if self.expiry_poll_s <= 0 or self.close_timeout_s < 0:
             raise ValueError("expiry_poll_s must be > 0 and close_timeout_s >= 0")
         if self.turn_detection is not None and self.turn_detection.get("type") not in ("server_vad", "semantic_vad"):

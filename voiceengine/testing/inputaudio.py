@@ -82,10 +82,11 @@ class InputAudioMixin:
     @property
     def turn_detection(self) -> dict[str, Any] | None:
         """The session's current turn detection, or None (manual turns)."""
-        return self.session["audio"]["input"].get("turn_detection")
+        td: dict[str, Any] | None = self.session["audio"]["input"].get("turn_detection")
+        return td
 
     def _in_fmt(self) -> str:
-        return self.session["audio"]["input"]["format"].get("type", "audio/pcm")
+        return str(self.session["audio"]["input"]["format"].get("type", "audio/pcm"))
 
     def _rebuild_vad(self) -> None:
         td = self.turn_detection
@@ -133,7 +134,10 @@ class InputAudioMixin:
         if fmt == "audio/pcm" and len(audio) % 2:
             raise ClientError("invalid_value", "Invalid 'audio': PCM16 needs an even number of bytes.", "audio")
         bpm = bytes_per_ms(fmt)
-        if self._vad is None and (len(self._buffer) + len(audio)) // bpm > self.config.max_input_buffer_ms:
+        # The same bound with or without server VAD: under VAD the buffer only holds the
+        # prefix padding between turns, but speech that never stops would grow it forever.
+        # A refused append is not seen by the VAD either; the client commits or clears.
+        if (len(self._buffer) + len(audio)) // bpm > self.config.max_input_buffer_ms:
             raise ClientError("input_audio_buffer_too_large",
                               f"The input audio buffer would exceed {self.config.max_input_buffer_ms} ms; "
                               "commit or clear it.", "audio")

@@ -79,6 +79,11 @@ class FakeRealtimeServer:
     (live :class:`FakeConnection` objects), ``handshakes`` (count of upgrade requests).
     ``on_session``, when set, is called with each new :class:`FakeSession` before it runs
     (``sessions`` keeps only the last ``max_recorded_sessions``; this sees every one).
+
+    A closed session drops its live state at once (:meth:`FakeSession.release_live_state`)
+    and stays in ``sessions`` only as ``keep_closed_sessions`` allows. What survives every
+    session are counters: ``sessions_started``, ``sessions_closed``, and the byte totals
+    ``input_audio_bytes``/``ignored_audio_bytes`` (which include sessions no longer kept).
     """
 
     def __init__(self, config: FakeServerConfig | None = None, **overrides: Any) -> None:
@@ -94,6 +99,11 @@ class FakeRealtimeServer:
         self._sent_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
         self._recv_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
         self._next_index = 0
+        self.sessions_started = 0
+        self.sessions_closed = 0
+        # byte totals of the sessions no longer in ``sessions``
+        self._dropped_input_audio_bytes = 0
+        self._dropped_ignored_audio_bytes = 0
         self.port: int | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -192,13 +202,15 @@ class FakeRealtimeServer:
 
     @property
     def input_audio_bytes(self) -> int:
-        """Input audio bytes the server accepted (handled appends), across sessions."""
-        return sum(s.input_audio_bytes for s in self.sessions)
+        """Input audio bytes the server accepted (handled appends), across every session (one
+        dropped while still live, past ``max_recorded_sessions``, counts what it had by then)."""
+        return self._dropped_input_audio_bytes + sum(s.input_audio_bytes for s in self.sessions)
 
     @property
     def ignored_audio_bytes(self) -> int:
-        """Input audio bytes that arrived but were not handled (stalls, fault triggers)."""
-        return sum(s.ignored_audio_bytes for s in self.sessions)
+        """Input audio bytes that arrived but were not handled (stalls, fault triggers),
+        across every session (of the ones no longer kept, as far as they were recorded)."""
+        return self._dropped_ignored_audio_bytes + sum(s.ignored_audio_bytes for s in self.sessions)
 
     @property
     def session(self) -> FakeSession:
@@ -307,14 +319,32 @@ class FakeRealtimeServer:
         if self.on_session is not None:
             self.on_session(session)
         self.sessions.append(session)
+        self.sessions_started += 1
         if len(self.sessions) > self.config.max_recorded_sessions:
-            del self.sessions[0]
+            self._drop(self.sessions[0])
         conn = FakeConnection(self, ws, session, auth_ok=ok)
         self.connections.append(conn)
         try:
             await conn.run()
         finally:
             self.connections.remove(conn)
+            self._retire(session)
+
+    def _retire(self, session: FakeSession) -> None:
+        """A session's connection ended: free its live state, keep it only as configured."""
+        session.release_live_state()
+        self.sessions_closed += 1
+        keep = self.config.keep_closed_sessions
+        if keep is None:
+            return
+        closed = [s for s in self.sessions if s.finished]
+        for old in closed[: max(0, len(closed) - keep)]:
+            self._drop(old)
+
+    def _drop(self, session: FakeSession) -> None:
+        self._dropped_input_audio_bytes += session.input_audio_bytes
+        self._dropped_ignored_audio_bytes += session.ignored_audio_bytes
+        self.sessions.remove(session)
 
 
 async def serve_async(port: int = 8765, host: str = "127.0.0.1", *, config: FakeServerConfig | None = None,

@@ -52,6 +52,7 @@ class FakeSession(InputAudioMixin):
         self.ignored: deque[dict[str, Any]] = deque(maxlen=cap)
         self.request_headers: dict[str, str] = {}
         self.closed_code: int | None = None
+        self.finished = False  # the connection is gone (see release_live_state)
         self.session: dict[str, Any] = default_session(config, self.id, model or config.model,
                                                        int(config.wall_clock()))
         self._outbox: list[dict[str, Any]] = []
@@ -127,6 +128,26 @@ class FakeSession(InputAudioMixin):
     def start(self) -> None:
         """Queue ``session.created``."""
         self.emit("session.created", session=json.loads(json.dumps(self.session)))
+
+    def release_live_state(self) -> None:
+        """The connection is gone: drop what only a live session needs.
+
+        The uncommitted input buffer, the VAD, queued events and responses in flight go;
+        the records (``received``, ``sent``, ``items``, item audio...) stay for tests to read
+        for as long as the server keeps the session (``FakeServerConfig.keep_closed_sessions``).
+        """
+        self.finished = True
+        for run in self._runs.values():
+            if run.steps is not None:
+                run.steps.close()
+                run.steps = None
+        self._runs.clear()
+        self._new_runs = []
+        self._inband = None
+        self._buffer = bytearray()
+        self._vad = None
+        self._speech_item = None
+        self._outbox = []
 
     def expired(self) -> bool:
         """True once the configured maximum session duration has passed on the clock."""
@@ -247,7 +268,7 @@ class FakeSession(InputAudioMixin):
 
     def public_item(self, item: Mapping[str, Any], *, with_audio: bool = False) -> dict[str, Any]:
         """Wire copy of an item; audio payloads only when ``with_audio`` (retrieve)."""
-        out = json.loads(json.dumps(item))
+        out: dict[str, Any] = json.loads(json.dumps(item))
         for c in out.get("content", ()):
             if with_audio and c.get("type") == "input_audio":
                 if item["id"] in self._item_audio:
@@ -282,7 +303,7 @@ class FakeSession(InputAudioMixin):
         return {k: bytes(v) for k, v in self._audio_out.items()}
 
     def _out_fmt(self) -> str:
-        return self.session["audio"]["output"]["format"].get("type", "audio/pcm")
+        return str(self.session["audio"]["output"]["format"].get("type", "audio/pcm"))
 
     def _truncated_at(self, item_id: str) -> int | None:
         for t in reversed(self.truncations):

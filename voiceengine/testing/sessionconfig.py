@@ -253,11 +253,11 @@ def validate_item(item: Any, param: str) -> tuple[dict[str, Any], bytes | None]:
     return item, audio
 
 
-def validate_response_options(opts: Any) -> dict[str, Any]:
+def validate_response_options(raw: Any) -> dict[str, Any]:
     """Check ``response.create``'s ``response`` object; returns a normalised copy."""
-    if opts is None:
+    if raw is None:
         return {}
-    opts = copy.deepcopy(_need_dict(opts, "response"))
+    opts = copy.deepcopy(_need_dict(raw, "response"))
     _unknown(opts, _RESPONSE_KEYS, "response")
     conv = opts.get("conversation", "auto")
     if conv not in ("auto", "none"):

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from ...exceptions import ConfigurationError
+from ...secrets import SecretHeaders
 from ..base import ProviderConfig
 
 __all__ = ["OpenAIConfig", "VOICES", "DEFAULT_URL", "DEFAULT_MODEL"]
@@ -51,6 +52,10 @@ class OpenAIConfig(ProviderConfig):
       reconnect ``recycle_margin_s`` before the server's session limit.
     * ``max_audio_delta_bytes`` (1 MiB decoded): a bigger audio delta is dropped.
     * ``max_response_audio_s`` (600): a response with more audio is cancelled.
+
+    ``extra_headers`` is kept as a :class:`~voiceengine.secrets.SecretHeaders`: credential
+    headers (``X-Api-Key``, ``Authorization``, ``Cookie``, ...) are masked in the repr and
+    make the config refuse pickling, like ``api_key``.
     """
 
     url: str = DEFAULT_URL
@@ -81,6 +86,11 @@ class OpenAIConfig(ProviderConfig):
 
     def __post_init__(self) -> None:
         ProviderConfig.__post_init__(self)
+        if self.extra_headers is not None:
+            try:
+                object.__setattr__(self, "extra_headers", SecretHeaders(self.extra_headers))
+            except TypeError as exc:  # the message names the header, never its value
+                raise ConfigurationError(f"extra_headers: {exc}") from None
         if self.codec not in ("ga", "beta"):
             raise ConfigurationError(f"codec must be 'ga' or 'beta', got {self.codec!r}")
         parts = urlsplit(self.url)
