@@ -22,7 +22,7 @@ from libc.string cimport memchr, memcmp
 cdef extern from "Python.h":
     int PyObject_GenericSetAttr(object, object, object) except -1
     bint PyUnicode_IS_ASCII(object)
-    const char *PyUnicode_1BYTE_DATA(object)
+    const void *PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
 
 try:
@@ -65,7 +65,7 @@ cdef inline object _text(str text, const char *s, Py_ssize_t a, Py_ssize_t b, tu
     """``text[a:b]``, or the equal str of ``known`` when there is one."""
     cdef Py_ssize_t n = b - a
     for k in known:
-        if PyUnicode_GET_LENGTH(k) == n and memcmp(PyUnicode_1BYTE_DATA(k), s + a, n) == 0:
+        if PyUnicode_GET_LENGTH(k) == n and memcmp(<const char *>PyUnicode_DATA(k), s + a, n) == 0:
             return k
     return PyUnicode_Substring(text, a, b)
 
@@ -73,7 +73,7 @@ cdef inline object _text(str text, const char *s, Py_ssize_t a, Py_ssize_t b, tu
 cdef inline object _value(str text, const char *s, Py_ssize_t a, Py_ssize_t b, str known):
     """``text[a:b]``, or ``known`` when equal (the frame's type string)."""
     cdef Py_ssize_t n = b - a
-    if PyUnicode_GET_LENGTH(known) == n and memcmp(PyUnicode_1BYTE_DATA(known), s + a, n) == 0:
+    if PyUnicode_GET_LENGTH(known) == n and memcmp(<const char *>PyUnicode_DATA(known), s + a, n) == 0:
         return known
     return PyUnicode_Substring(text, a, b)
 
@@ -186,7 +186,7 @@ def scan_audio_delta(text, str wire_type, Py_ssize_t sample_width):
     cdef dict msg
     if _b64decode is None or type(text) is not str or not PyUnicode_IS_ASCII(text):
         return None
-    s = PyUnicode_1BYTE_DATA(text)
+    s = <const char *>PyUnicode_DATA(text)
     n = PyUnicode_GET_LENGTH(text)
     if not PyUnicode_IS_ASCII(wire_type):
         return None
@@ -202,7 +202,7 @@ def scan_audio_delta(text, str wire_type, Py_ssize_t sample_width):
     if i >= n or s[i] != b':':
         return None
     i = _skip_ws(s, i + 1, n)
-    if n - i < tlen + 2 or s[i] != b'"' or memcmp(s + i + 1, PyUnicode_1BYTE_DATA(wire_type), tlen) != 0 \
+    if n - i < tlen + 2 or s[i] != b'"' or memcmp(s + i + 1, <const char *>PyUnicode_DATA(wire_type), tlen) != 0 \
             or s[i + 1 + tlen] != b'"':
         return None
     msg = _parse_flat(text, s, n, _DELTA_KEY, wire_type)
