@@ -223,4 +223,4 @@ def as_json(ratios: list[Ratio]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(table(all_ratios(rounds=6, whole_rounds=6)))
+    print(table(all_ratios(rounds=12, whole_rounds=12)))
