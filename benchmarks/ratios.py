@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import soxr  # type: ignore[import-untyped]
 
 RESAMPLE_CASES: list[tuple[str, int, int, int, int]] = [
     # (label, in_rate, out_rate, in_channels, out_channels)
@@ -59,7 +60,8 @@ class Ratio:
 
 def interleaved(name: str, ours: Callable[[], int], anchor: Callable[[], int], *, rounds: int) -> Ratio:
     """Run ``ours`` and ``anchor`` rounds alternately (ABBA); each returns its call count."""
-    ours(), anchor()  # warm-up: caches, allocator, lazy imports
+    ours()  # warm-up: caches, allocator, lazy imports
+    anchor()
     per_call: dict[str, list[float]] = {"ours": [], "anchor": []}
     totals = {"ours": [0.0, 0], "anchor": [0.0, 0]}
     for r in range(rounds):
@@ -92,8 +94,6 @@ def speech_like(rate: int, seconds: float, channels: int, seed: int = 0) -> np.n
 def resample_stream(label: str, fi: int, fo: int, ci: int, co: int, chunk_ms: int, *,
                     rounds: int, seconds: float = 2.0) -> Ratio:
     """Streaming: ``Resampler.process(bytes)`` vs soxr ``ResampleStream.resample_chunk``."""
-    import soxr
-
     from voiceengine._audio.resample import Resampler
 
     x = speech_like(fi, seconds, ci)
@@ -120,8 +120,6 @@ def resample_stream(label: str, fi: int, fo: int, ci: int, co: int, chunk_ms: in
 
 def resample_whole(label: str, fi: int, fo: int, ci: int, co: int, *, rounds: int, seconds: float = 10.0) -> Ratio:
     """One-shot: ``resample(bytes)`` vs ``soxr.resample(array, "HQ")`` on ``seconds`` of audio."""
-    import soxr
-
     from voiceengine._audio.resample import resample
 
     x = speech_like(fi, seconds, ci)
