@@ -45,7 +45,7 @@ def measure_one(name: str, rounds: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--update", action="store_true", help="rewrite the baseline with this run's ratios")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds per ratio (default 10)")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per ratio (default 20)")
     parser.add_argument("--tolerance", type=float, default=0.25, help="allowed relative degradation (default 0.25)")
     parser.add_argument("--retries", type=int, default=2, help="re-measurements of a ratio over the limit")
     args = parser.parse_args(argv)
