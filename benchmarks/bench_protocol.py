@@ -1,6 +1,12 @@
 """Benchmarks of the OpenAI Realtime codec (pytest-benchmark).
 
-Run:  pytest benchmarks/bench_protocol.py --benchmark-enable --benchmark-columns=min,median,mean,ops
+Run:  pytest benchmarks/bench_protocol.py --benchmark-enable --benchmark-columns=mean,median,ops
+
+The audio-delta decode benchmarks feed a stream of 64 distinct 100 ms delta frames per
+round (mean cost per call = round time / 64) through ``RealtimeCodec.decode`` and through
+the anchor ``pybase64.b64decode(orjson.loads(text)["delta"], validate=True)`` (strict, as
+the codec is; the non-validating pybase64 decode is slower); the ratio table at the end
+compares them.
 
 One "append event" = 100 ms of 24 kHz mono PCM16 = 4800 bytes -> ~6.5 kB of JSON text.
 The template path is compared with the obvious ``json.dumps`` + ``base64`` version and
@@ -17,8 +23,10 @@ import os
 import numpy as np
 import pytest
 
+from benchmarks.ratios import audio_delta_frames
 from voiceengine.providers.openai.config import OpenAIConfig
 from voiceengine.providers.openai import protocol
+from voiceengine.providers.openai.decoders import DecodeContext
 from voiceengine.providers.openai.protocol import RealtimeCodec, pcm_bytes
 from voiceengine.providers.openai.session import RealtimeSession
 
@@ -88,3 +96,37 @@ def test_receive(benchmark, frame: str) -> None:
     session = RealtimeSession(OpenAIConfig(api_key="k", max_response_audio_s=1e9))
     events = benchmark(session.receive, frame)
     assert len(events) == 1
+
+
+DELTA_STREAM = audio_delta_frames()
+
+
+def _delta_tag(benchmark, impl: str) -> None:
+    benchmark.extra_info.update(ratio_case="decode 100 ms audio delta", ratio_mode="stream", ratio_impl=impl,
+                                calls_per_round=len(DELTA_STREAM))
+
+
+def test_delta_decode_codec(benchmark) -> None:
+    """RealtimeCodec.decode on a stream of audio deltas (the fast path)."""
+    codec, ctx = RealtimeCodec(), DecodeContext()
+    decode = codec.decode
+
+    def stream() -> int:
+        return sum(len(decode(f, ctx).event.data) for f in DELTA_STREAM)
+
+    _delta_tag(benchmark, "ours")
+    assert benchmark.pedantic(stream, rounds=200, warmup_rounds=5) == 4800 * len(DELTA_STREAM)
+
+
+def test_delta_decode_orjson_pybase64(benchmark) -> None:
+    """The anchor: orjson.loads + strict pybase64.b64decode of the same frames."""
+    orjson = pytest.importorskip("orjson")
+    import pybase64
+
+    loads, b64decode = orjson.loads, pybase64.b64decode
+
+    def stream() -> int:
+        return sum(len(b64decode(loads(f)["delta"], validate=True)) for f in DELTA_STREAM)
+
+    _delta_tag(benchmark, "orjson+pybase64")
+    assert benchmark.pedantic(stream, rounds=200, warmup_rounds=5) == 4800 * len(DELTA_STREAM)

@@ -2,9 +2,11 @@
 
 * Collects ``bench_*.py`` files when a directory is given (``pytest benchmarks``); files
   named explicitly on the command line are collected by pytest itself.
-* Prints the resampler ratio table (ours / soxr HQ median time, same session) at the end
-  of a benchmark run. Benchmarks opt in through ``extra_info``: ``ratio_case`` (row),
-  ``ratio_mode`` (column) and ``ratio_impl`` (``"ours"`` or ``"soxr"``).
+* Prints the ratio table (ours / anchor, same session) at the end of a benchmark run:
+  mean cost per call (a round's time / ``calls_per_round``) and, beside it, the ratio of
+  the medians. Benchmarks opt in through ``extra_info``: ``ratio_case`` (row),
+  ``ratio_mode`` (column), ``ratio_impl`` (``"ours"`` or the anchor's name) and
+  ``calls_per_round`` (default 1).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
     return None
 
 
-def _ratio_rows(config: pytest.Config) -> tuple[list[str], list[str], dict[tuple[str, str, str], float]]:
+def _ratio_rows(config: pytest.Config) -> tuple[list[str], list[str], dict[tuple[str, str, str], tuple[float, float]]]:
     bsession: Any = getattr(config, "_benchmarksession", None)
-    medians: dict[tuple[str, str, str], float] = {}
+    medians: dict[tuple[str, str, str], tuple[float, float]] = {}
     cases: list[str] = []
     modes: list[str] = []
     for bench in getattr(bsession, "benchmarks", None) or []:
@@ -32,11 +34,12 @@ def _ratio_rows(config: pytest.Config) -> tuple[list[str], list[str], dict[tuple
         if "ratio_case" not in info:
             continue
         try:
-            median = float(bench.stats.median)
+            calls = int(info.get("calls_per_round", 1))
+            per_call = (float(bench.stats.mean) / calls, float(bench.stats.median) / calls)
         except Exception:  # no stats (disabled run or errored benchmark)
             continue
         case, mode, impl = info["ratio_case"], info["ratio_mode"], info["ratio_impl"]
-        medians[(case, mode, impl)] = median
+        medians[(case, mode, "ours" if impl == "ours" else "anchor")] = per_call
         if case not in cases:
             cases.append(case)
         if mode not in modes:
@@ -49,19 +52,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not medians:
         return
     tr = terminalreporter
-    tr.section("resampler vs soxr HQ (median time ratio ours/soxr; < 1.0 = faster)")
-    header = f"{'case':<34}" + "".join(f"{m + ' ours':>14}{m + ' soxr':>14}{m + ' ratio':>12}" for m in modes)
-    tr.write_line(header)
+    tr.section("ours vs anchor, same run: mean cost per call (ratio of means; median ratio beside); < 1.0 = cheaper")
+    tr.write_line(f"{'case':<34}{'mode':<10}{'ours mean':>12}{'anchor mean':>13}{'ratio':>8}{'median ratio':>14}")
     for case in cases:
-        line = f"{case:<34}"
         for mode in modes:
             ours = medians.get((case, mode, "ours"))
-            soxr = medians.get((case, mode, "soxr"))
-            if ours is None or soxr is None:
-                line += f"{'-':>14}{'-':>14}{'-':>12}"
+            anchor = medians.get((case, mode, "anchor"))
+            if ours is None or anchor is None:
                 continue
-            line += f"{_fmt(ours):>14}{_fmt(soxr):>14}{ours / soxr:>11.2f}x"
-        tr.write_line(line)
+            tr.write_line(f"{case:<34}{mode:<10}{_fmt(ours[0]):>12}{_fmt(anchor[0]):>13}"
+                          f"{ours[0] / anchor[0]:>7.2f}x{ours[1] / anchor[1]:>13.2f}x")
 
 
 def _fmt(seconds: float) -> str:

@@ -70,6 +70,11 @@ MAX_FILTER_TAPS = 32768
 cdef int64_t _EXACT_TABLE_LIMIT = 1 << 20
 cdef int64_t _INTERP_ROWS_UPSAMPLE = 2048
 cdef int _CACHE_SIZE = 32
+cdef enum:
+    # outputs per kernel run (float scratch per channel: 16 KiB, stays in L1/L2)
+    _SCRATCH_FRAMES = 4096
+    # one-shot resample() feeds its input in pieces of this many frames
+    _ONESHOT_PIECE_FRAMES = 16384
 
 
 cdef class _Filter:
@@ -246,7 +251,7 @@ cdef class Resampler:
         self.flt = _make_filter(ir, orate)
         self.fp = &self.flt.f
         self._grow_hist(max(4096, 2 * self.flt.tpad))
-        self._grow_scratch(2048)
+        self._grow_scratch(_SCRATCH_FRAMES)
         self._reset()
 
     def __dealloc__(self):
@@ -311,36 +316,48 @@ cdef class Resampler:
         return n - self.n_out if n > self.n_out else 0
 
     cdef object _emit(self, int64_t n, bint as_float):
-        """Produce n outputs from the history, then drop history no longer needed."""
-        cdef int k
-        cdef int64_t i0, r0, drop, nbytes
-        cdef object out
-        cdef unsigned char *dst
+        """Produce n outputs as a new bytes object, then drop history no longer needed."""
+        cdef object out = b""
         if n > 0:
-            self._grow_scratch(n)
+            out = PyBytes_FromStringAndSize(NULL, n * (sizeof(float) if as_float else 2 * self.out_channels))
+            self._emit_into(n, <unsigned char *>PyBytes_AS_STRING(out), as_float)
+        self._trim()
+        return out
+
+    cdef void _emit_into(self, int64_t n, unsigned char *dst, bint as_float) noexcept:
+        """Write n outputs to dst (PCM16 frames, or float32 mono when as_float).
+
+        The kernel runs in blocks of at most _SCRATCH_FRAMES outputs so that the float
+        scratch and the history window it reads stay in cache however long the call.
+        """
+        cdef int k
+        cdef int64_t m, i0, r0
+        while n > 0:
+            m = n if n < _SCRATCH_FRAMES else _SCRATCH_FRAMES
             i0 = self.i_hi
             r0 = self.r
             for k in range(self.nhist):
                 self.i_hi = i0
                 self.r = r0
-                ve_rs_run(self.fp, self.hist[k], self.hstart, &self.i_hi, &self.r, n, self.scratch[k])
-            self.n_out += n
+                ve_rs_run(self.fp, self.hist[k], self.hstart, &self.i_hi, &self.r, m, self.scratch[k])
             if as_float:
-                out = PyBytes_FromStringAndSize(<char *>self.scratch[0], n * sizeof(float))
+                memcpy(dst, self.scratch[0], m * sizeof(float))
+                dst += m * sizeof(float)
             else:
-                nbytes = n * 2 * self.out_channels
-                out = PyBytes_FromStringAndSize(NULL, nbytes)
-                dst = <unsigned char *>PyBytes_AS_STRING(out)
                 if self.nhist == 2:
-                    ve_rs_store_stereo(self.scratch[0], self.scratch[1], n, dst)
+                    ve_rs_store_stereo(self.scratch[0], self.scratch[1], m, dst)
                 elif self.out_channels == 2:
-                    ve_rs_store_dup(self.scratch[0], n, dst)
+                    ve_rs_store_dup(self.scratch[0], m, dst)
                 else:
-                    ve_rs_store_mono(self.scratch[0], n, dst)
-        else:
-            out = b""
-        # keep only the window of the next output
-        drop = self.i_hi - (self.fp.tpad - 1) - self.hstart
+                    ve_rs_store_mono(self.scratch[0], m, dst)
+                dst += m * 2 * self.out_channels
+            self.n_out += m
+            n -= m
+
+    cdef void _trim(self) noexcept:
+        """Keep only the history window of the next output."""
+        cdef int k
+        cdef int64_t drop = self.i_hi - (self.fp.tpad - 1) - self.hstart
         if drop > self.hlen:
             drop = self.hlen
         if drop > 0:
@@ -348,7 +365,6 @@ cdef class Resampler:
                 memmove(self.hist[k], self.hist[k] + drop, sizeof(float) * (self.hlen - drop))
             self.hlen -= drop
             self.hstart += drop
-        return out
 
     cdef int _check_ready(self) except -1:
         if self.flt is None:
@@ -412,24 +428,28 @@ cdef class Resampler:
         self.n_out = self.n_in
         return out
 
-    cdef object _flush(self, bint as_float):
+    cdef int64_t _pad_for_flush(self) except -1:
+        """Zero-pad the input up to the window of the last output; return the tail's length."""
         cdef int k
         cdef int64_t target, n, last, pad
-        cdef object out = b""
+        if self.passthrough:
+            return 0
+        target = (self.n_in * self.flt.L + self.flt.M - 1) // self.flt.M
+        n = target - self.n_out
+        if n <= 0:
+            return 0
+        last = ((self.n_out + n - 1) * self.flt.M + self.flt.C) // self.flt.L
+        pad = last - (self.hstart + self.hlen - 1)
+        if pad > 0:
+            self._grow_hist(self.hlen + pad)
+            for k in range(self.nhist):
+                memset(self.hist[k] + self.hlen, 0, sizeof(float) * pad)
+            self.hlen += pad
+        return n
+
+    cdef object _flush(self, bint as_float):
         self._check_ready()
-        if not self.passthrough:
-            target = (self.n_in * self.flt.L + self.flt.M - 1) // self.flt.M
-            n = target - self.n_out
-            if n > 0:
-                # zero-pad the input up to the window of the last output
-                last = ((self.n_out + n - 1) * self.flt.M + self.flt.C) // self.flt.L
-                pad = last - (self.hstart + self.hlen - 1)
-                if pad > 0:
-                    self._grow_hist(self.hlen + pad)
-                    for k in range(self.nhist):
-                        memset(self.hist[k] + self.hlen, 0, sizeof(float) * pad)
-                    self.hlen += pad
-                out = self._emit(n, as_float)
+        cdef object out = self._emit(self._pad_for_flush(), as_float)
         self._reset()
         return out
 
@@ -541,10 +561,30 @@ def resample(buf, in_rate, out_rate, *, in_channels=1, out_channels=1) -> bytes:
                                   out_channels=out_channels)
     cdef const unsigned char *data
     cdef Py_ssize_t nb
+    cdef int64_t frames, total, pos, piece, n
+    cdef unsigned char *dst
+    cdef int out_frame
     owner = pcm_span(buf, &data, &nb)
     if rs.passthrough:
         return rs._passthrough(data, nb) if nb else b""
-    if nb:
-        rs._feed(data, nb)
-    # one emission for the whole signal: same per-sample arithmetic as streaming
-    return rs._flush(False)
+    frames = nb // rs.frame_bytes
+    total = (frames * rs.flt.L + rs.flt.M - 1) // rs.flt.M
+    if total == 0:
+        return b""
+    out_frame = 2 * rs.out_channels
+    out = PyBytes_FromStringAndSize(NULL, total * out_frame)
+    dst = <unsigned char *>PyBytes_AS_STRING(out)
+    # fed in pieces, as a stream would be (same per-sample arithmetic, bit-identical),
+    # so the float history stays a cache-sized window instead of the whole signal
+    pos = 0
+    while pos < frames:
+        piece = frames - pos if frames - pos < _ONESHOT_PIECE_FRAMES else _ONESHOT_PIECE_FRAMES
+        rs._feed(data + pos * rs.frame_bytes, piece * rs.frame_bytes)
+        pos += piece
+        n = rs._ready()
+        rs._emit_into(n, dst, False)
+        dst += n * out_frame
+        rs._trim()
+    rs._emit_into(rs._pad_for_flush(), dst, False)
+    rs._reset()
+    return out

@@ -161,24 +161,87 @@ static inline float ve_dot(const float *VE_RESTRICT c, const float *VE_RESTRICT 
 }
 #endif
 
+/* Four outputs that share one coefficient row, their windows x0..x3: the row is loaded
+ * once per tap block for all four (the single-output loop is load-bound: two loads per
+ * multiply-add). Each output keeps its own two accumulators and the fixed reduction of
+ * ve_dot, so its value is bit-identical to ve_dot(c, xg, n): grouping never changes a
+ * result, only how many loads it takes. */
+#if defined(__GNUC__)
+static inline __attribute__((always_inline)) float ve_hsum(ve_v8f a)
+{
+    ve_v4f lo, hi, q;
+    memcpy(&lo, &a, sizeof lo);
+    memcpy(&hi, (const char *)&a + sizeof lo, sizeof hi);
+    q = lo + hi;
+    return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+static inline __attribute__((always_inline)) void ve_dot4(const float *VE_RESTRICT c,
+                                                          const float *x0, const float *x1,
+                                                          const float *x2, const float *x3,
+                                                          int64_t n, float *VE_RESTRICT out,
+                                                          int64_t stride)
+{
+    ve_v8f a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, d0 = {0}, d1 = {0}, e0 = {0}, e1 = {0};
+    for (int64_t t = 0; t < n; t += VE_LANES) {
+        const ve_v8f c0 = *(const ve_v8fu *)(c + t), c1 = *(const ve_v8fu *)(c + t + 8);
+        a0 += c0 * *(const ve_v8fu *)(x0 + t);
+        a1 += c1 * *(const ve_v8fu *)(x0 + t + 8);
+        b0 += c0 * *(const ve_v8fu *)(x1 + t);
+        b1 += c1 * *(const ve_v8fu *)(x1 + t + 8);
+        d0 += c0 * *(const ve_v8fu *)(x2 + t);
+        d1 += c1 * *(const ve_v8fu *)(x2 + t + 8);
+        e0 += c0 * *(const ve_v8fu *)(x3 + t);
+        e1 += c1 * *(const ve_v8fu *)(x3 + t + 8);
+    }
+    out[0] = ve_hsum(a0 + a1);
+    out[stride] = ve_hsum(b0 + b1);
+    out[2 * stride] = ve_hsum(d0 + d1);
+    out[3 * stride] = ve_hsum(e0 + e1);
+}
+#else
+static inline void ve_dot4(const float *VE_RESTRICT c, const float *x0, const float *x1,
+                           const float *x2, const float *x3, int64_t n, float *VE_RESTRICT out,
+                           int64_t stride)
+{
+    out[0] = ve_dot(c, x0, n);
+    out[stride] = ve_dot(c, x1, n);
+    out[2 * stride] = ve_dot(c, x2, n);
+    out[3 * stride] = ve_dot(c, x3, n);
+}
+#endif
+
 /* Compute n outputs. hist[k] is input sample (hist_start + k); the first output has its
  * newest input at absolute index *i_hi and row phase *r (numerator over L). Advances
- * *i_hi and *r past the produced outputs. */
+ * *i_hi and *r past the produced outputs.
+ *
+ * Exact tables: outputs k and k + L use the same row, their windows M inputs apart, so
+ * the outputs are walked phase by phase (k, k + L, k + 2L, ...) in groups of four that
+ * share the row's loads (integer ratios such as 2:1 have L = 1: every output). */
 VE_CLONES
 static void ve_rs_run(const ve_rs_filter *f, const float *VE_RESTRICT hist, int64_t hist_start,
                      int64_t *i_hi_io, int64_t *r_io, int64_t n, float *VE_RESTRICT out)
 {
-    const int64_t tpad = f->tpad, L = f->L, Mq = f->Mq, Mr = f->Mr, P = f->P;
+    const int64_t tpad = f->tpad, L = f->L, M = f->M, Mq = f->Mq, Mr = f->Mr, P = f->P;
     const float *tab = f->tab;
     int64_t i_hi = *i_hi_io, r = *r_io;
     if (!f->interp) {
-        for (int64_t k = 0; k < n; k++) {
+        const int64_t phases = n < L ? n : L;
+        const int64_t end = i_hi * L + r + n * M; /* position after n outputs, over L */
+        for (int64_t k = 0; k < phases; k++) {
+            const float *row = tab + r * tpad;
             const float *x = hist + (i_hi - hist_start) - (tpad - 1);
-            out[k] = ve_dot(tab + r * tpad, x, tpad);
+            int64_t j = k;
+            for (; j + 3 * L < n; j += 4 * L, x += 4 * M)
+                ve_dot4(row, x, x + M, x + 2 * M, x + 3 * M, tpad, out + j, L);
+            for (; j < n; j += L, x += M)
+                out[j] = ve_dot(row, x, tpad);
             i_hi += Mq;
             r += Mr;
             if (r >= L) { r -= L; i_hi++; }
         }
+        i_hi = end / L;
+        r = end % L;
     } else {
         for (int64_t k = 0; k < n; k++) {
             const float *x = hist + (i_hi - hist_start) - (tpad - 1);

@@ -32,6 +32,7 @@ from ..types import EventType, ProviderEvent, TurnDetection
 from .config import VOICES, OpenAIConfig
 from .decoders import GA_DECODERS, DecodeContext, Decoder, MalformedEvent, unknown
 from .errors import malformed_info
+from .fastdecode import decode_audio_delta
 
 try:
     import pybase64 as _pybase64
@@ -350,6 +351,9 @@ class RealtimeCodec:
     # ---------------------------------------------------------------- decode
     def decode(self, message: str | bytes | bytearray | memoryview, ctx: DecodeContext) -> Decoded:
         """One server frame -> :class:`Decoded`. Never raises: anything malformed is an ERROR."""
+        fast = decode_audio_delta(message, self.audio_delta_type, ctx)  # the bulk of inbound bytes
+        if fast is not None:
+            return Decoded(self.audio_delta_type, *fast)
         if not isinstance(message, str):
             size = len(message) if isinstance(message, (bytes, bytearray)) else -1
             return self._malformed(ctx, None, f"unexpected binary frame ({size} bytes); the service sends text")

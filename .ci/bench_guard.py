@@ -1,0 +1,83 @@
+"""CI regression guard: same-run cost ratios against the committed baseline.
+
+Re-measures every ratio of :mod:`benchmarks.ratios` (resampler vs soxr HQ at 10/20/100 ms
+chunks and whole buffers; audio-delta decode vs orjson + pybase64) and fails when one is
+more than ``--tolerance`` (default 25 %) above its value in ``.ci/bench_baseline.json``.
+
+Noise handling for a loaded 2-core machine: each ratio is the ratio of mean per-call
+costs over interleaved (ABBA) rounds of ours and the anchor, so load changes hit both;
+a ratio over the limit is measured again (up to ``--retries`` more times, with twice the
+rounds) and the lowest attempt counts: a real regression is over the limit every time,
+a burst of load on one side is not.
+
+    python .ci/bench_guard.py            # check (exit 1 on a regression)
+    python .ci/bench_guard.py --update   # re-measure and rewrite the baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import ratios  # noqa: E402
+
+BASELINE = ROOT / ".ci" / "bench_baseline.json"
+
+
+def measure_one(name: str, rounds: int) -> float:
+    """Re-measure the ratio called ``name``."""
+    for label, fi, fo, ci, co in ratios.RESAMPLE_CASES:
+        for ms in ratios.CHUNK_MS:
+            if name == f"resample {label} {ms} ms chunks":
+                return ratios.resample_stream(label, fi, fo, ci, co, ms, rounds=rounds).ratio
+        if name.startswith(f"resample {label} whole"):
+            return ratios.resample_whole(label, fi, fo, ci, co, rounds=rounds).ratio
+    if name.startswith("decode 100 ms audio delta"):
+        return ratios.delta_decode(rounds=rounds, strict_anchor="strict" in name).ratio
+    raise KeyError(f"unknown ratio {name!r} in the baseline")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update", action="store_true", help="rewrite the baseline with this run's ratios")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per ratio (default 20)")
+    parser.add_argument("--tolerance", type=float, default=0.25, help="allowed relative degradation (default 0.25)")
+    parser.add_argument("--retries", type=int, default=2, help="re-measurements of a ratio over the limit")
+    args = parser.parse_args(argv)
+
+    measured = ratios.all_ratios(rounds=args.rounds, whole_rounds=args.rounds)
+    print(ratios.table(measured))
+    if args.update:
+        BASELINE.write_text(json.dumps({"tolerance": args.tolerance, "ratios": ratios.as_json(measured)},
+                                       indent=2) + "\n")
+        print(f"baseline written: {BASELINE.relative_to(ROOT)}")
+        return 0
+
+    baseline: dict[str, float] = json.loads(BASELINE.read_text())["ratios"]
+    now = {r.name: r.ratio for r in measured}
+    failures = []
+    for name, base in baseline.items():
+        limit = base * (1.0 + args.tolerance)
+        best = now[name] if name in now else measure_one(name, args.rounds)
+        attempt = 0
+        while best > limit and attempt < args.retries:
+            attempt += 1
+            best = min(best, measure_one(name, 2 * args.rounds))
+        status = "ok" if best <= limit else "REGRESSION"
+        print(f"{status:<11}{name:<52} baseline {base:.2f}x  now {best:.2f}x  limit {limit:.2f}x")
+        if best > limit:
+            failures.append(name)
+    if failures:
+        print(f"\n{len(failures)} ratio(s) degraded by more than {args.tolerance:.0%}: {', '.join(failures)}")
+        return 1
+    print(f"\nall {len(baseline)} ratios within {args.tolerance:.0%} of the baseline")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
