@@ -43,7 +43,9 @@ class VoiceEngine(_EngineHandlers):
     ``provider``: ``"openai"``, ``"mock"`` (any registered name) or a :class:`BaseProvider`.
     ``sink``: where reply audio goes besides :attr:`on_audio_response`: an object with
     ``write(pcm)`` (sync or async; optional ``sample_rate``, ``channels``, ``clear()``,
-    ``close()``/``aclose()``), e.g. :class:`~voiceengine.audio.WavSink` or
+    ``close()``/``aclose()``, and ``unheard_ms()``: audio it took that the listener has not
+    heard yet, e.g. held in a phone network's playout buffer, so a barge-in truncates at
+    what was actually heard), e.g. :class:`~voiceengine.audio.WavSink` or
     :class:`~voiceengine.audio.Speaker`.
     """
 
@@ -449,7 +451,7 @@ class VoiceEngine(_EngineHandlers):
     async def _interrupt(self, t0: float, reason: str) -> InterruptResult:
         if self._playback is None or not self._connected:
             raise InvalidState("interrupt() while not connected")
-        track, played_ms, _ = self._playback.stop_now()
+        track, played_ms, _ = self._playback.stop_now(unheard_ms=_sink_unheard_ms(self._sink))
         sink_clear = getattr(self._sink, "clear", None)
         if callable(sink_clear):
             await _maybe_await(sink_clear())
@@ -492,6 +494,15 @@ class VoiceEngine(_EngineHandlers):
 
     def __repr__(self) -> str:
         return f"<VoiceEngine provider={self._provider.name!r} connected={self._connected}>"
+
+
+def _sink_unheard_ms(sink: Any) -> float:
+    """What a sink with its own (remote) playout buffer holds unheard: ``sink.unheard_ms()``."""
+    unheard = getattr(sink, "unheard_ms", None)
+    if not callable(unheard):
+        return 0.0
+    value = float(unheard())
+    return value if value > 0 else 0.0
 
 
 def _acc_sum(a: AudioAccounting, b: AudioAccounting, sign: int = 1) -> AudioAccounting:

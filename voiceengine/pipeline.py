@@ -214,16 +214,20 @@ class Playback:
         self._wake.set()
 
     # --------------------------------------------------------------- read head
-    def played_bytes(self, track: ItemTrack | None = None) -> int:
+    def played_bytes(self, track: ItemTrack | None = None, *, unheard_ms: float = 0.0) -> int:
+        """Bytes of ``track`` (default: the latest item) past the read head, less
+        ``unheard_ms``: audio the sink took but the listener has not heard yet (a remote
+        jitter buffer, see :meth:`stop_now`)."""
         track = track or self.last_item
         if track is None:
             return 0
-        read_head = self._stored - self.ring.available
+        unheard = _even(int(unheard_ms * self.bytes_per_s / 1000)) if unheard_ms > 0 else 0
+        read_head = self._stored - self.ring.available - unheard
         return max(0, min(read_head - track.start, track.received))
 
-    def played_ms(self, track: ItemTrack | None = None) -> int:
+    def played_ms(self, track: ItemTrack | None = None, *, unheard_ms: float = 0.0) -> int:
         """Milliseconds of ``track`` (default: the latest item) actually played, floored."""
-        return self.played_bytes(track) * 1000 // self.bytes_per_s
+        return self.played_bytes(track, unheard_ms=unheard_ms) * 1000 // self.bytes_per_s
 
     @property
     def audible(self) -> bool:
@@ -231,10 +235,15 @@ class Playback:
         return self.playing or self.ring.available > 0
 
     # ------------------------------------------------------------ barge-in
-    def stop_now(self) -> tuple[ItemTrack | None, int, int]:
-        """Flush playback at once. Returns (latest item, its played ms, bytes discarded)."""
+    def stop_now(self, *, unheard_ms: float = 0.0) -> tuple[ItemTrack | None, int, int]:
+        """Flush playback at once. Returns (latest item, its played ms, bytes discarded).
+
+        ``unheard_ms``: audio already handed to the sink that the listener has not heard
+        (a phone network's or a browser's playout buffer, known from its acknowledgements);
+        the played position is taken that far behind the read head.
+        """
         track = self.last_item
-        played = self.played_ms(track)
+        played = self.played_ms(track, unheard_ms=unheard_ms)
         dropped = self.ring.clear()
         self.resampler.reset()
         self.stream_done = True
