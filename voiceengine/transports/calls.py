@@ -271,13 +271,14 @@ class CallHost:
         self.calls: set[Call] = set()
         self.calls_total = 0
         self._draining = False
+        self._starting = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def accepting(self) -> bool:
         """Whether a new call would be admitted (False while draining or full)."""
-        return not self._draining and len(self.calls) < self.max_calls
+        return self.refusal() is None
 
     @property
     def draining(self) -> bool:
@@ -287,7 +288,7 @@ class CallHost:
         """Why a new call would be refused now, or None."""
         if self._draining:
             return "server is draining"
-        if len(self.calls) >= self.max_calls:
+        if len(self.calls) + self._starting >= self.max_calls:
             return f"server is at its limit of {self.max_calls} calls"
         return None
 
@@ -301,17 +302,22 @@ class CallHost:
         if refusal is not None:
             self.observer.call_refused(info.transport, "draining" if self._draining else "full")
             raise CallRefused(refusal)
-        engine = self.factory.build(info, sink)
-        try:
-            await asyncio.wait_for(engine.connect(), self.connect_timeout_s)
-        except BaseException:
-            self.observer.call_refused(info.transport, "provider_unavailable")
-            await self._close_engine(engine)
-            raise
-        call = Call(info, engine, self.observer)
-        self.calls.add(call)
-        self.calls_total += 1
+        self._starting += 1  # admitted: a drain from now on waits for this call too
         self._idle.clear()
+        try:
+            engine = self.factory.build(info, sink)
+            try:
+                await asyncio.wait_for(engine.connect(), self.connect_timeout_s)
+            except BaseException:
+                self.observer.call_refused(info.transport, "provider_unavailable")
+                await self._close_engine(engine)
+                raise
+            call = Call(info, engine, self.observer)
+            self.calls.add(call)
+            self.calls_total += 1
+        finally:
+            self._starting -= 1
+            self._update_idle()
         self.observer.call_started(info)
         if self.on_call is not None:
             try:
@@ -340,8 +346,11 @@ class CallHost:
             await self._close_engine(call.engine)
         finally:
             self.observer.call_ended(call.info, reason)
-            if not self.calls:
-                self._idle.set()
+            self._update_idle()
+
+    def _update_idle(self) -> None:
+        if not self.calls and not self._starting:
+            self._idle.set()
 
     async def _close_engine(self, engine: VoiceEngine) -> None:
         try:

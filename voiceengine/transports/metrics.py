@@ -39,11 +39,12 @@ from .calls import CallInfo, CallObserver, TransportKind
 try:
     import prometheus_client
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client import multiprocess
     from prometheus_client.multiprocess import MultiProcessCollector
 except ImportError:  # the serve extra is optional: the handlers work without metrics
     prometheus_client = None
 
-__all__ = ["PrometheusMetrics", "CONTENT_TYPE", "MULTIPROC_ENV"]
+__all__ = ["PrometheusMetrics", "CONTENT_TYPE", "MULTIPROC_ENV", "mark_process_dead", "available"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -58,6 +59,18 @@ def multiprocess_dir() -> str | None:
     """The multiprocess directory when several workers share the metrics, else None."""
     path = os.environ.get(MULTIPROC_ENV)
     return path if path else None
+
+
+def available() -> bool:
+    """Whether prometheus_client is installed (the ``serve`` extra)."""
+    return prometheus_client is not None
+
+
+def mark_process_dead(pid: int) -> None:
+    """Forget a dead worker's live gauges (multiprocess mode; nothing otherwise)."""
+    path = multiprocess_dir()
+    if path is not None and prometheus_client is not None:
+        multiprocess.mark_process_dead(pid, path)
 
 
 class PrometheusMetrics(CallObserver):

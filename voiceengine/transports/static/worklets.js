@@ -1,0 +1,1 @@
+registerProcessor("x", class {});
