@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from ..engine import VoiceEngineConfig
 from ..exceptions import ConfigurationError
 from ..providers import registry
 from .calls import CallHost, EngineFactory
-from .metrics import PrometheusMetrics, available as metrics_available
 from .server import ServeConfig, VoiceServer, serve
 from .workers import serve_workers
 
@@ -68,7 +68,7 @@ class ServeCommand:
                                      f"(available: {', '.join(registry.available())})")
         if self.workers < 1:
             raise ConfigurationError("--workers must be >= 1")
-        if self.metrics and not metrics_available():
+        if self.metrics and importlib.util.find_spec("prometheus_client") is None:
             raise ConfigurationError("/metrics needs prometheus_client: pip install 'voiceengine[serve]'")
         config = self.engine_config()
         registry.create(self.provider, **config.provider_fields(self.provider))  # validates the fields
@@ -76,8 +76,8 @@ class ServeCommand:
 
 def build_host(command: ServeCommand) -> CallHost:
     """The worker's CallHost (module level, so a ``functools.partial`` of it pickles)."""
-    observer = PrometheusMetrics() if command.metrics else None
-    return CallHost(EngineFactory(provider=command.provider, config=command.engine_config()), observer=observer)
+    # with metrics on, VoiceServer installs its PrometheusMetrics as the host's observer
+    return CallHost(EngineFactory(provider=command.provider, config=command.engine_config()))
 
 
 def run(command: ServeCommand, out: TextIO) -> int:

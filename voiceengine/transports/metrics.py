@@ -20,6 +20,9 @@ metric carries a ``transport`` label (``twilio``, ``browser``):
                                                         (``twilio_invalid_json``, ...)
 ============================================  ========= ====================================
 
+This module needs ``prometheus_client`` (the ``serve`` extra); the handlers do not: the
+server imports it only when it serves ``/metrics``.
+
 Several worker processes (``serve --workers N``): prometheus_client's multiprocess mode.
 The supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` (a fresh directory unless already set)
 before the workers start; each worker writes its figures there and ``/metrics`` on any
@@ -30,24 +33,14 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
 
-from ..exceptions import ConfigurationError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
 from ..metrics import TurnMetrics
 from .calls import CallInfo, CallObserver, TransportKind
+from .workers import MULTIPROC_ENV
 
-try:
-    import prometheus_client
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-    from prometheus_client import multiprocess
-    from prometheus_client.multiprocess import MultiProcessCollector
-except ImportError:  # the serve extra is optional: the handlers work without metrics
-    prometheus_client = None
-
-__all__ = ["PrometheusMetrics", "CONTENT_TYPE", "MULTIPROC_ENV", "mark_process_dead", "available"]
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["PrometheusMetrics", "mark_process_dead"]
 
 _LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _INTERRUPT_BUCKETS_S = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -61,24 +54,17 @@ def multiprocess_dir() -> str | None:
     return path if path else None
 
 
-def available() -> bool:
-    """Whether prometheus_client is installed (the ``serve`` extra)."""
-    return prometheus_client is not None
-
-
 def mark_process_dead(pid: int) -> None:
     """Forget a dead worker's live gauges (multiprocess mode; nothing otherwise)."""
     path = multiprocess_dir()
-    if path is not None and prometheus_client is not None:
-        multiprocess.mark_process_dead(pid, path)
+    if path is not None:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 class PrometheusMetrics(CallObserver):
     """The server's metrics in their own registry (``render()`` gives the text format)."""
 
     def __init__(self) -> None:
-        if prometheus_client is None:
-            raise ConfigurationError("metrics need prometheus_client: pip install 'voiceengine[serve]'")
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         labels = ("transport",)
@@ -142,7 +128,7 @@ class PrometheusMetrics(CallObserver):
         """The text exposition format: this process's figures, or every worker's (multiprocess)."""
         path = multiprocess_dir()
         if path is None:
-            return bytes(prometheus_client.generate_latest(self.registry))
-        merged: Any = CollectorRegistry()
-        MultiProcessCollector(merged, path=path)
-        return bytes(prometheus_client.generate_latest(merged))
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

@@ -21,7 +21,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable
+from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
@@ -31,7 +31,6 @@ from websockets.http11 import Request, Response
 from ..exceptions import ConfigurationError
 from .browser import BrowserHandler
 from .calls import CallHost, CallObserver
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, PrometheusMetrics
 from .twilio import TwilioMediaStreamHandler
 
 __all__ = ["ServeConfig", "VoiceServer", "serve"]
@@ -73,6 +72,28 @@ class ServeConfig:
             raise ConfigurationError("drain_timeout_s >= 0, max_message_bytes >= 1024, open_timeout_s > 0 required")
 
 
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class MetricsSource(Protocol):
+    def render(self) -> bytes: ...
+
+
+def _prometheus_observer(host: CallHost) -> MetricsSource:
+    """The host's PrometheusMetrics (installed in place of the default no-op observer)."""
+    try:  # the serve extra is optional: only /metrics needs it
+        from .metrics import PrometheusMetrics
+    except ImportError:
+        raise ConfigurationError("/metrics needs prometheus_client: pip install 'voiceengine[serve]' "
+                                 "(or ServeConfig(metrics=False))") from None
+    if type(host.observer) is CallObserver and not host.calls:
+        host.observer = PrometheusMetrics()  # the host's default observer does nothing
+    if not isinstance(host.observer, PrometheusMetrics):
+        raise ConfigurationError("ServeConfig(metrics=True) needs CallHost(observer=PrometheusMetrics()) "
+                                 "(or metrics=False)")
+    return host.observer
+
+
 def _response(status: int, body: bytes, content_type: str) -> Response:
     reason = http.HTTPStatus(status).phrase
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
@@ -96,14 +117,7 @@ class VoiceServer:
                  sock: socket.socket | None = None) -> None:
         self.config = config or ServeConfig()
         self.host = host
-        self.metrics: PrometheusMetrics | None = None
-        if self.config.metrics:
-            if type(host.observer) is CallObserver and not host.calls:
-                host.observer = PrometheusMetrics()  # the host's default observer does nothing
-            if not isinstance(host.observer, PrometheusMetrics):
-                raise ConfigurationError("ServeConfig(metrics=True) needs CallHost(observer=PrometheusMetrics()) "
-                                         "(or metrics=False)")
-            self.metrics = host.observer
+        self.metrics = _prometheus_observer(host) if self.config.metrics else None
         self.twilio = twilio or TwilioMediaStreamHandler(host)
         self.browser = browser or BrowserHandler(host)
         if self.twilio.host is not host or self.browser.host is not host:
@@ -207,7 +221,7 @@ async def serve(host: CallHost, config: ServeConfig | None = None, *,
     server = VoiceServer(host, config, sock=sock)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:

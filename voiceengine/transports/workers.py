@@ -33,7 +33,6 @@ from typing import Any, Callable
 
 from ..exceptions import ConfigurationError
 from .calls import CallHost
-from .metrics import MULTIPROC_ENV, mark_process_dead
 from .server import ServeConfig, VoiceServer, serve
 
 __all__ = ["serve_workers", "reserve_port"]
@@ -41,6 +40,9 @@ __all__ = ["serve_workers", "reserve_port"]
 log = logging.getLogger("voiceengine.transports.workers")
 
 HostBuilder = Callable[[], CallHost]
+
+#: prometheus_client's multiprocess directory variable (see voiceengine.transports.metrics)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -167,5 +169,9 @@ def _shutdown(procs: list[Any], drain_timeout_s: float) -> int:
 
 
 def _mark_dead(pid: int | None) -> None:
-    if pid is not None:
-        mark_process_dead(pid)
+    """Forget a dead worker's live gauges (only when the workers share metrics)."""
+    if pid is None or not os.environ.get(MULTIPROC_ENV):
+        return
+    from .metrics import mark_process_dead  # present: the metrics directory exists only with metrics on
+
+    mark_process_dead(pid)
