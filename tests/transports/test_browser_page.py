@@ -25,7 +25,7 @@ import websockets
 from voiceengine.audio import resample
 from voiceengine.testing import FakeRealtimeServer, FakeServerConfig, synthesize
 
-from conftest import openai_factory
+from transport_helpers import openai_factory
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p),
                 None)

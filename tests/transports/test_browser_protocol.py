@@ -14,7 +14,7 @@ from voiceengine.audio import resample
 from voiceengine.testing import FakeRealtimeServer, ScriptedResponse
 from voiceengine.testing.audio import synthesize
 
-from conftest import openai_factory, with_responses
+from transport_helpers import openai_factory, with_responses
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,7 +15,7 @@ from voiceengine.exceptions import ConfigurationError
 from voiceengine.testing import FakeRealtimeServer
 from voiceengine.transports import CallHost, CallObserver, EngineFactory, ServeConfig, VoiceServer
 
-from conftest import openai_factory
+from transport_helpers import openai_factory
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -13,7 +13,7 @@ from voiceengine.audio import resample, ulaw_decode, ulaw_encode
 from voiceengine.testing import FakeRealtimeServer, ScriptedResponse
 from voiceengine.transports import Call
 
-from conftest import openai_factory, with_responses
+from transport_helpers import openai_factory, with_responses
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -237,9 +237,9 @@ class _PageSession:
             text = msg.get("text")
             if not isinstance(text, str) or not text.strip() or len(text) > 4000:
                 raise BadFrame("text: 'text' must be a non-empty string (<= 4000 chars)", code="browser_bad_text")
-            await self.call.engine.send_text(text)
+            return await self._engine_call(self.call.engine.send_text(text))
         elif kind == "interrupt":
-            await self.call.engine.interrupt()
+            return await self._engine_call(self.call.engine.interrupt())
         elif kind == "bye":
             return 1000, "bye"
         else:
@@ -280,6 +280,14 @@ class _PageSession:
                 except ConnectionClosed:
                     return
 
+    async def _engine_call(self, request: Awaitable[object]) -> tuple[int, str] | None:
+        try:
+            await request
+        except Exception as exc:
+            log.warning("page session %s: the provider session ended: %s", self._id, type(exc).__name__)
+            return CLOSE_TRY_LATER, "provider session ended"
+        return None
+
     async def _audio(self, frame: bytes) -> tuple[int, str] | None:
         call = self.call
         if call is None:
@@ -291,9 +299,4 @@ class _PageSession:
         if not frame:
             return None
         self.host.observer.audio_in(call.info, len(frame) / (2 * self.input_rate))
-        try:
-            await call.engine.send_audio(frame, sample_rate=self.input_rate)
-        except Exception as exc:
-            log.warning("page session %s: the provider session ended: %s", self._id, type(exc).__name__)
-            return CLOSE_TRY_LATER, "provider session ended"
-        return None
+        return await self._engine_call(call.engine.send_audio(frame, sample_rate=self.input_rate))
