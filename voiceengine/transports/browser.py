@@ -34,17 +34,11 @@ from websockets.exceptions import ConnectionClosed
 from ..exceptions import ConfigurationError
 from ..metrics import TurnMetrics
 from ..providers.types import ConnectionChange, EventType, InterruptResult, ProviderEvent, ResponseInfo
-from .calls import BadFrame, Call, CallHost, CallInfo, CallRefused, ListenerPosition, TransportKind
+from .calls import BadFrame, Call, CallHost, CloseCode, CallInfo, CallRefused, ListenerPosition, TransportKind
 
 __all__ = ["BrowserHandler", "BrowserSink"]
 
 log = logging.getLogger("voiceengine.transports.browser")
-
-CLOSE_UNSUPPORTED = 1003
-CLOSE_INVALID = 1007
-CLOSE_POLICY = 1008
-CLOSE_TRY_LATER = 1013
-CLOSE_IDLE = 4408
 
 #: one binary frame holds at most this much audio (the page sends 20 ms)
 MAX_FRAME_MS = 1000
@@ -102,7 +96,7 @@ def _rate(hello: Mapping[str, Any], key: str) -> int:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 8000 <= value <= 192000:
         raise BadFrame(f"hello: {key!r} must be an integer in 8000..192000", code="browser_bad_hello",
-                       close_code=CLOSE_INVALID)
+                       close_code=CloseCode.INVALID_PAYLOAD)
     return value
 
 
@@ -110,10 +104,10 @@ def _json(frame: str) -> dict[str, Any]:
     try:
         msg = json.loads(frame)
     except ValueError:
-        raise BadFrame("text frame is not JSON", code="browser_invalid_json", close_code=CLOSE_INVALID) from None
+        raise BadFrame("text frame is not JSON", code="browser_invalid_json", close_code=CloseCode.INVALID_PAYLOAD) from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise BadFrame("text frame is not a JSON object with a 'type'", code="browser_invalid_json",
-                       close_code=CLOSE_INVALID)
+                       close_code=CloseCode.INVALID_PAYLOAD)
     return msg
 
 
@@ -175,11 +169,11 @@ class _PageSession:
         self._forwarder: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        close: tuple[int, str] | None = None
+        close: tuple[CloseCode, str] | None = None
         reason = "bye"
         try:
             close = await self._receive()
-            reason = close[1] if close[0] != 1000 else "bye"
+            reason = close[1] if close[0] != CloseCode.NORMAL else "bye"
         except ConnectionClosed:
             reason = "page closed"
         finally:
@@ -197,12 +191,12 @@ class _PageSession:
     def _id(self) -> str:
         return self.call.info.call_id if self.call is not None else "(no hello yet)"
 
-    async def _receive(self) -> tuple[int, str]:
+    async def _receive(self) -> tuple[CloseCode, str]:
         while True:
             try:
                 frame = await asyncio.wait_for(self.ws.recv(), self.handler.idle_timeout_s)
             except TimeoutError:
-                return CLOSE_IDLE, f"no frame for {self.handler.idle_timeout_s:.0f} s"
+                return CloseCode.IDLE, f"no frame for {self.handler.idle_timeout_s:.0f} s"
             try:
                 outcome = await self._frame(frame)
             except BadFrame as exc:
@@ -217,17 +211,17 @@ class _PageSession:
             if outcome is not None:
                 return outcome
 
-    async def _frame(self, frame: str | bytes) -> tuple[int, str] | None:
+    async def _frame(self, frame: str | bytes) -> tuple[CloseCode, str] | None:
         if isinstance(frame, bytes):
             if self.call is None:
-                raise BadFrame("audio before hello", code="browser_audio_before_hello", close_code=CLOSE_POLICY)
+                raise BadFrame("audio before hello", code="browser_audio_before_hello", close_code=CloseCode.POLICY)
             return await self._audio(frame)
         msg = _json(frame)
         kind = msg["type"]
         if kind == "hello":
             return await self._hello(msg)
         if self.call is None or self.sink is None:
-            raise BadFrame(f"{kind!r} before hello", code="browser_before_hello", close_code=CLOSE_POLICY)
+            raise BadFrame(f"{kind!r} before hello", code="browser_before_hello", close_code=CloseCode.POLICY)
         if kind == "played":
             position = msg.get("positionMs")
             if not isinstance(position, (int, float)) or isinstance(position, bool) or position < 0:
@@ -241,14 +235,14 @@ class _PageSession:
         elif kind == "interrupt":
             return await self._engine_call(self.call.engine.interrupt())
         elif kind == "bye":
-            return 1000, "bye"
+            return CloseCode.NORMAL, "bye"
         else:
             raise BadFrame(f"unknown message type {kind[:40]!r}", code="browser_unknown_type")
         return None
 
-    async def _hello(self, hello: Mapping[str, Any]) -> tuple[int, str] | None:
+    async def _hello(self, hello: Mapping[str, Any]) -> tuple[CloseCode, str] | None:
         if self.call is not None:
-            raise BadFrame("a second hello", code="browser_second_hello", close_code=CLOSE_POLICY)
+            raise BadFrame("a second hello", code="browser_second_hello", close_code=CloseCode.POLICY)
         self.input_rate = _rate(hello, "sampleRate")
         output_rate = _rate(hello, "outputSampleRate")
         request_path = self.ws.request.path if self.ws.request is not None else ""
@@ -261,11 +255,11 @@ class _PageSession:
         try:
             self.call = await self.host.start_call(info, self.sink)
         except CallRefused as exc:
-            return CLOSE_TRY_LATER, str(exc)
+            return CloseCode.TRY_AGAIN_LATER, str(exc)
         except Exception as exc:
             log.warning("page session %s: the call could not start: %s: %s", call_id, type(exc).__name__,
                         str(exc).splitlines()[0][:200] if str(exc) else "")
-            return CLOSE_TRY_LATER, "provider unavailable"
+            return CloseCode.TRY_AGAIN_LATER, "provider unavailable"
         stream = self.call.engine.events.stream(_FORWARDED, maxsize=512)
         self._forwarder = asyncio.create_task(self._forward(stream), name=f"voiceengine-page-{call_id}")
         await self.ws.send(json.dumps({"type": "ready", "callId": call_id, "inputSampleRate": self.input_rate,
@@ -280,15 +274,15 @@ class _PageSession:
                 except ConnectionClosed:
                     return
 
-    async def _engine_call(self, request: Awaitable[object]) -> tuple[int, str] | None:
+    async def _engine_call(self, request: Awaitable[object]) -> tuple[CloseCode, str] | None:
         try:
             await request
         except Exception as exc:
             log.warning("page session %s: the provider session ended: %s", self._id, type(exc).__name__)
-            return CLOSE_TRY_LATER, "provider session ended"
+            return CloseCode.TRY_AGAIN_LATER, "provider session ended"
         return None
 
-    async def _audio(self, frame: bytes) -> tuple[int, str] | None:
+    async def _audio(self, frame: bytes) -> tuple[CloseCode, str] | None:
         call = self.call
         if call is None:
             return None

@@ -36,6 +36,7 @@ __all__ = [
     "TransportSink",
     "CallRefused",
     "BadFrame",
+    "CloseCode",
 ]
 
 log = logging.getLogger("voiceengine.transports")
@@ -43,6 +44,18 @@ log = logging.getLogger("voiceengine.transports")
 
 class CallRefused(VoiceEngineError):
     """A call was not admitted: the server is draining or at its call limit."""
+
+
+class CloseCode(enum.IntEnum):
+    """The WebSocket close codes the transports use (RFC 6455 section 7.4.1, plus one private)."""
+
+    NORMAL = 1000            # the call ended (Twilio ``stop``, the page's ``bye``)
+    GOING_AWAY = 1001        # the server shuts down and the drain timeout passed
+    UNSUPPORTED_DATA = 1003  # a binary frame where JSON is spoken, a media format we do not speak
+    INVALID_PAYLOAD = 1007   # not JSON, not an object, a known message with missing/mistyped fields
+    POLICY = 1008            # out of order: media before start, a second start or hello
+    TRY_AGAIN_LATER = 1013   # draining, at the call limit, the provider unreachable or gone
+    IDLE = 4408              # no frame at all for the idle timeout: the peer is gone
 
 
 class BadFrame(VoiceEngineError, ValueError):
@@ -53,7 +66,7 @@ class BadFrame(VoiceEngineError, ValueError):
     ``code`` names the fault for logs and the errors metric.
     """
 
-    def __init__(self, reason: str, *, code: str, close_code: int | None = None) -> None:
+    def __init__(self, reason: str, *, code: str, close_code: CloseCode | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
@@ -233,6 +246,10 @@ class Call:
         elif event.type is EventType.ERROR and event.error is not None and not event.error.benign:
             self._observer.error(self.info.transport, event.error.code or "unknown")
 
+    def stop_observing(self) -> None:
+        """The call ended: its engine's events no longer reach the observer."""
+        self._subscription.unsubscribe()
+
     def __repr__(self) -> str:
         return f"<Call {self.info.transport.value} {self.info.call_id}>"
 
@@ -334,7 +351,7 @@ class CallHost:
         if call not in self.calls:
             return
         self.calls.discard(call)
-        call._subscription.unsubscribe()
+        call.stop_observing()
         try:
             if self.on_call_end is not None:
                 try:

@@ -30,14 +30,12 @@ from websockets.http11 import Request, Response
 
 from ..exceptions import ConfigurationError
 from .browser import BrowserHandler
-from .calls import CallHost, CallObserver
+from .calls import CallHost, CallObserver, CloseCode
 from .twilio import TwilioMediaStreamHandler
 
 __all__ = ["ServeConfig", "VoiceServer", "serve"]
 
 log = logging.getLogger("voiceengine.transports.server")
-
-CLOSE_GOING_AWAY = 1001
 
 _STATIC = {
     "/": ("console.html", "text/html; charset=utf-8"),
@@ -163,7 +161,7 @@ class VoiceServer:
         if server is None:
             return
         self.host.start_draining()
-        server.close(close_connections=True, code=CLOSE_GOING_AWAY, reason="server shutting down")
+        server.close(close_connections=True, code=CloseCode.GOING_AWAY, reason="server shutting down")
         await server.wait_closed()
 
     async def __aenter__(self) -> "VoiceServer":
@@ -180,7 +178,7 @@ class VoiceServer:
         elif path == "/browser":
             await self.browser(ws)
         else:  # _process_request answered every other path before the upgrade
-            await ws.close(1008, "unknown path")
+            await ws.close(CloseCode.POLICY, "unknown path")
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path

@@ -27,11 +27,8 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import ulaw_decode, ulaw_encode
 from ..exceptions import ConfigurationError
-from .calls import BadFrame, Call, CallHost, CallInfo, CallRefused, ListenerPosition, TransportKind, call_hook
+from .calls import BadFrame, Call, CallHost, CloseCode, CallInfo, CallRefused, ListenerPosition, TransportKind, call_hook
 from .twilio_protocol import (
-    CLOSE_IDLE,
-    CLOSE_POLICY,
-    CLOSE_TRY_LATER,
     MULAW_RATE,
     Connected,
     Dtmf,
@@ -143,11 +140,11 @@ class _TwilioStream:
         self.dropped = 0
 
     async def run(self) -> None:
-        close: tuple[int, str] | None = None
+        close: tuple[CloseCode, str] | None = None
         reason = "stop"
         try:
             close = await self._receive()
-            reason = close[1] if close[0] != 1000 else "stop"
+            reason = close[1] if close[0] != CloseCode.NORMAL else "stop"
         except ConnectionClosed:
             reason = "closed without stop"  # the peer went away: end the call now
         finally:
@@ -162,13 +159,13 @@ class _TwilioStream:
     def _sid(self) -> str:
         return self.call.info.stream_id if self.call is not None else "(not started)"
 
-    async def _receive(self) -> tuple[int, str]:
+    async def _receive(self) -> tuple[CloseCode, str]:
         while True:
             try:
                 frame = await asyncio.wait_for(self.ws.recv(), self.handler.idle_timeout_s)
             except TimeoutError:
                 log.warning("twilio stream %s: no frame for %.0f s; closing", self._sid, self.handler.idle_timeout_s)
-                return CLOSE_IDLE, f"no frame for {self.handler.idle_timeout_s:.0f} s"
+                return CloseCode.IDLE, f"no frame for {self.handler.idle_timeout_s:.0f} s"
             try:
                 event = decode(frame)
             except BadFrame as exc:
@@ -187,7 +184,7 @@ class _TwilioStream:
         if self.dropped <= self.handler.warnings_per_call:
             log.warning("twilio stream %s: frame dropped: %s", self._sid, reason)
 
-    async def _handle(self, event: object) -> tuple[int, str] | None:
+    async def _handle(self, event: object) -> tuple[CloseCode, str] | None:
         if isinstance(event, Media):
             return await self._media(event)
         if isinstance(event, Mark):
@@ -203,15 +200,15 @@ class _TwilioStream:
             await call_hook(self.handler.on_dtmf, self.call, event.digit)
             return None
         if isinstance(event, Stop):
-            return 1000, "stop"
+            return CloseCode.NORMAL, "stop"
         if isinstance(event, Connected):
             return None
         raise TypeError(f"unhandled Twilio event {type(event).__name__}")  # decode() returns the types above
 
-    async def _start(self, start: Start) -> tuple[int, str] | None:
+    async def _start(self, start: Start) -> tuple[CloseCode, str] | None:
         if self.call is not None:
             self.host.observer.error(TransportKind.TWILIO, "twilio_second_start")
-            return CLOSE_POLICY, "a second start on one stream"
+            return CloseCode.POLICY, "a second start on one stream"
         remote = self.ws.remote_address
         info = CallInfo(transport=TransportKind.TWILIO, call_id=start.call_sid, stream_id=start.stream_sid,
                         parameters=start.custom_parameters,
@@ -221,16 +218,16 @@ class _TwilioStream:
         try:
             self.call = await self.host.start_call(info, self.sink)
         except CallRefused as exc:
-            return CLOSE_TRY_LATER, str(exc)
+            return CloseCode.TRY_AGAIN_LATER, str(exc)
         except Exception as exc:
             log.warning("twilio stream %s: the call could not start: %s", start.stream_sid, _brief(exc))
-            return CLOSE_TRY_LATER, "provider unavailable"
+            return CloseCode.TRY_AGAIN_LATER, "provider unavailable"
         return None
 
-    async def _media(self, media: Media) -> tuple[int, str] | None:
+    async def _media(self, media: Media) -> tuple[CloseCode, str] | None:
         if self.call is None:
             self.host.observer.error(TransportKind.TWILIO, "twilio_media_before_start")
-            return CLOSE_POLICY, "media before start"
+            return CloseCode.POLICY, "media before start"
         if media.track not in ("inbound", "inbound_track"):
             return None  # both_tracks streams also carry our own audio back: not the caller
         if not media.payload:
@@ -241,7 +238,7 @@ class _TwilioStream:
             await self.call.engine.send_audio(pcm, sample_rate=MULAW_RATE)
         except Exception as exc:
             log.warning("twilio stream %s: the provider session ended: %s", self._sid, _brief(exc))
-            return CLOSE_TRY_LATER, "provider session ended"
+            return CloseCode.TRY_AGAIN_LATER, "provider session ended"
         return None
 
 

@@ -21,21 +21,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .calls import BadFrame
+from .calls import BadFrame, CloseCode
 
 __all__ = [
     "Connected", "Start", "Media", "Mark", "Dtmf", "Stop", "TwilioEvent",
     "decode", "encode_media", "encode_mark", "encode_clear",
-    "MULAW_RATE", "CLOSE_UNSUPPORTED", "CLOSE_INVALID", "CLOSE_POLICY", "CLOSE_IDLE", "CLOSE_TRY_LATER",
+    "MULAW_RATE", "MAX_MEDIA_BYTES",
 ]
 
 MULAW_RATE = 8000
-#: close codes this transport uses (RFC 6455 section 7.4.1, plus one private code)
-CLOSE_UNSUPPORTED = 1003   # a binary frame, a media format other than mu-law 8 kHz mono
-CLOSE_INVALID = 1007       # not JSON, not an object, a known event with missing/mistyped fields
-CLOSE_POLICY = 1008        # out of order: media/mark/dtmf before start, a second start
-CLOSE_TRY_LATER = 1013     # draining, at the call limit, or the provider is unreachable
-CLOSE_IDLE = 4408          # no frame at all for idle_timeout_s: the peer is gone
 
 #: one media payload is 20 ms (160 bytes); anything beyond this is not a phone stream
 MAX_MEDIA_BYTES = 8000
@@ -88,7 +82,7 @@ _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 def _obj(msg: Mapping[str, Any], key: str, event: str) -> Mapping[str, Any]:
     value = msg.get(key)
     if not isinstance(value, dict):
-        raise BadFrame(f"{event} event without a {key!r} object", code="twilio_bad_event", close_code=CLOSE_INVALID)
+        raise BadFrame(f"{event} event without a {key!r} object", code="twilio_bad_event", close_code=CloseCode.INVALID_PAYLOAD)
     return value
 
 
@@ -96,7 +90,7 @@ def _str(obj: Mapping[str, Any], key: str, event: str, *, default: str | None = 
     value = obj.get(key, default)
     if not isinstance(value, str) or (default is None and not value):
         raise BadFrame(f"{event} event: {key!r} must be a non-empty string", code="twilio_bad_event",
-                       close_code=CLOSE_INVALID)
+                       close_code=CloseCode.INVALID_PAYLOAD)
     return value
 
 
@@ -119,19 +113,19 @@ def _start(msg: Mapping[str, Any]) -> Start:
     fmt = start.get("mediaFormat", {"encoding": "audio/x-mulaw", "sampleRate": MULAW_RATE, "channels": 1})
     if not isinstance(fmt, dict):
         raise BadFrame("start event: 'mediaFormat' must be an object", code="twilio_bad_event",
-                       close_code=CLOSE_INVALID)
+                       close_code=CloseCode.INVALID_PAYLOAD)
     if (fmt.get("encoding"), fmt.get("sampleRate"), fmt.get("channels", 1)) != ("audio/x-mulaw", MULAW_RATE, 1):
         raise BadFrame(f"unsupported media format {fmt.get('encoding')!r} {fmt.get('sampleRate')!r} Hz "
                        f"{fmt.get('channels', 1)!r} ch (audio/x-mulaw 8000 Hz mono only)",
-                       code="twilio_bad_format", close_code=CLOSE_UNSUPPORTED)
+                       code="twilio_bad_format", close_code=CloseCode.UNSUPPORTED_DATA)
     params = start.get("customParameters", {})
     if not isinstance(params, dict):
         raise BadFrame("start event: 'customParameters' must be an object", code="twilio_bad_event",
-                       close_code=CLOSE_INVALID)
+                       close_code=CloseCode.INVALID_PAYLOAD)
     tracks = start.get("tracks", ["inbound"])
     if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
         raise BadFrame("start event: 'tracks' must be a list of strings", code="twilio_bad_event",
-                       close_code=CLOSE_INVALID)
+                       close_code=CloseCode.INVALID_PAYLOAD)
     stream_sid = msg.get("streamSid") or start.get("streamSid")
     return Start(
         stream_sid=_str({"streamSid": stream_sid}, "streamSid", "start"),
@@ -197,13 +191,13 @@ def decode(frame: str | bytes) -> TwilioEvent:
     """One inbound frame -> its event. Raises :class:`BadFrame` (see the module docstring)."""
     if not isinstance(frame, str):
         raise BadFrame("binary frame (Media Streams sends JSON text)", code="twilio_binary_frame",
-                       close_code=CLOSE_UNSUPPORTED)
+                       close_code=CloseCode.UNSUPPORTED_DATA)
     try:
         msg = json.loads(frame)
     except ValueError:
-        raise BadFrame("frame is not JSON", code="twilio_invalid_json", close_code=CLOSE_INVALID) from None
+        raise BadFrame("frame is not JSON", code="twilio_invalid_json", close_code=CloseCode.INVALID_PAYLOAD) from None
     if not isinstance(msg, dict):
-        raise BadFrame("frame is not a JSON object", code="twilio_invalid_json", close_code=CLOSE_INVALID)
+        raise BadFrame("frame is not a JSON object", code="twilio_invalid_json", close_code=CloseCode.INVALID_PAYLOAD)
     event = msg.get("event")
     decoder = _DECODERS.get(event) if isinstance(event, str) else None
     if decoder is None:
