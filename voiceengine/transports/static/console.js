@@ -17,7 +17,7 @@
   let ctx = null, mic = null, capture = null, playback = null, ws = null;
   let outRate = 0, inRate = 0;
   let speechStoppedAt = null, interruptAt = null, queuedMs = 0, playing = false;
-  let lastPlayedMs = 0;
+  let lastPlayedMs = 0, lastConsumedMs = 0;
   const t0 = performance.now();
 
   function setState(state) {
@@ -139,7 +139,9 @@
     lastPlayedMs = report.playedMs;
     stats.playedMs = report.playedMs;
     updateAudio();
-    if (ws && ws.readyState === WebSocket.OPEN && stats.state === "live") {
+    // only when the position moved: an idle page sends nothing
+    if (report.consumedMs !== lastConsumedMs && ws && ws.readyState === WebSocket.OPEN && stats.state === "live") {
+      lastConsumedMs = report.consumedMs;
       ws.send(JSON.stringify({ type: "played", positionMs: report.consumedMs }));
     }
   }
