@@ -1,4 +1,4 @@
-"""The ``voiceengine`` command: ``demo``, ``talk``, ``run``, ``fake-server``.
+"""The ``voiceengine`` command: ``demo``, ``talk``, ``run``, ``fake-server``, ``serve``.
 
 Errors a user can cause (no key, a bad file, PortAudio missing, a server that cannot be
 reached) print one line to stderr and exit non-zero; ``--debug`` shows the traceback.
@@ -323,6 +323,17 @@ async def run_fake_server(args: argparse.Namespace, out: Any = None) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------- serve
+def run_serve(args: argparse.Namespace, out: Any = None) -> int:
+    """Phone calls, the browser console and /metrics on one port (see docs/deploy.md)."""
+    from .transports.command import ServeCommand, run
+
+    command = ServeCommand(provider=args.provider, url=args.url, instructions=args.instructions, voice=args.voice,
+                           host=args.host, port=args.port, workers=args.workers,
+                           drain_timeout_s=args.drain_timeout, metrics=not args.no_metrics)
+    return run(command, out or sys.stdout)
+
+
 # ------------------------------------------------------------------- argparse
 def _non_negative_int(text: str) -> int:
     try:
@@ -369,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--server-speed", type=float, default=10.0)
     fake.add_argument("--keep-sessions", type=_non_negative_int, default=0, metavar="N",
                       help="keep the records of the last N closed sessions in memory (default 0)")
+    srv = sub.add_parser("serve", help="serve phone calls (/twilio), the browser console (/) and /metrics")
+    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    srv.add_argument("--provider", default="openai", help="openai, gemini or mock (key from the environment)")
+    srv.add_argument("--url", default=None, help="provider endpoint (e.g. a fake server's ws:// URL)")
+    srv.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    srv.add_argument("--drain-timeout", type=float, default=30.0, help="seconds running calls get after SIGTERM")
+    srv.add_argument("--voice", default=None)
+    srv.add_argument("--instructions", default=None)
+    srv.add_argument("--no-metrics", action="store_true", help="no /metrics (no prometheus_client needed)")
     return parser
 
 
@@ -393,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        if args.command == "serve":  # owns its event loop(s) and processes
+            return run_serve(args)
         return asyncio.run(_COMMANDS[args.command](args))
     except KeyboardInterrupt:
         return 130

@@ -49,7 +49,9 @@ class VoiceEngine:
     ``provider``: ``"openai"``, ``"mock"`` (any registered name) or a :class:`BaseProvider`.
     ``sink``: where reply audio goes besides :attr:`on_audio_response`: an object with
     ``write(pcm)`` (sync or async; optional ``sample_rate``, ``channels``, ``clear()``,
-    ``close()``/``aclose()``), e.g. :class:`~voiceengine.audio.WavSink` or
+    ``close()``/``aclose()``, and ``unheard_ms()``: audio it took that the listener has not
+    heard yet, e.g. held in a phone network's playout buffer, so a barge-in truncates at
+    what was actually heard), e.g. :class:`~voiceengine.audio.WavSink` or
     :class:`~voiceengine.audio.Speaker`.
     """
 
@@ -517,7 +519,7 @@ class VoiceEngine:
         playback = self._playback
         if playback is None:
             raise InvalidState("no playback to stop while not connected")
-        cut = playback.stop_now()
+        cut = playback.stop_now(unheard_ms=_sink_unheard_ms(self._sink))
         sink_clear = getattr(self._sink, "clear", None)
         clearing = sink_clear() if callable(sink_clear) else None
         latency = time.perf_counter() - t0
@@ -898,6 +900,15 @@ def _check_input_format(sample_rate: int | None, channels: int | None) -> None:
         raise AudioFormatError(f"sample_rate must be an int in 8000..192000 Hz or None, got {sample_rate!r}")
     if channels is not None and (isinstance(channels, bool) or channels not in (1, 2)):
         raise AudioFormatError(f"channels must be 1, 2 or None, got {channels!r}")
+
+
+def _sink_unheard_ms(sink: Any) -> float:
+    """What a sink with its own (remote) playout buffer holds unheard: ``sink.unheard_ms()``."""
+    unheard = getattr(sink, "unheard_ms", None)
+    if not callable(unheard):
+        return 0.0
+    value = float(unheard())
+    return value if value > 0 else 0.0
 
 
 def _acc_sum(a: AudioAccounting, b: AudioAccounting, sign: int = 1) -> AudioAccounting:

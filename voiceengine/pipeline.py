@@ -304,8 +304,13 @@ class Playback:
         return self.playing or self.ring.available > 0
 
     # ------------------------------------------------------------ barge-in
-    def stop_now(self) -> PlaybackCut:
-        """Flush playback at once; returns which item was being heard and what was not."""
+    def stop_now(self, *, unheard_ms: float = 0.0) -> PlaybackCut:
+        """Flush playback at once; returns which item was being heard and what was not.
+
+        ``unheard_ms``: audio already handed to the sink that the listener has not heard
+        (a phone network's or a browser's playout buffer, known from its acknowledgements);
+        the heard item's played position is taken that far behind the read head.
+        """
         heard = self._heard
         unheard: list[ItemTrack] = []
         for track in (segment.track for segment in self._queued):
@@ -313,8 +318,10 @@ class Playback:
             # two items) is neither heard now nor unheard: it is left as it is
             if track is not heard and track.played == 0 and track not in unheard:
                 unheard.append(track)
-        cut = PlaybackCut(heard, self.played_ms(heard) if heard is not None else 0, tuple(unheard),
-                          self.ring.clear())
+        played_ms = self.played_ms(heard) if heard is not None else 0
+        if unheard_ms > 0:
+            played_ms = max(0, played_ms - int(unheard_ms))
+        cut = PlaybackCut(heard, played_ms, tuple(unheard), self.ring.clear())
         self._queued.clear()
         self._tracks.clear()
         self._heard = None

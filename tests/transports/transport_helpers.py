@@ -1,0 +1,34 @@
+"""Helpers the transport tests share (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from voiceengine import VoiceEngineConfig
+from voiceengine.testing import FakeRealtimeServer
+from voiceengine.transports import CallHost, EngineFactory, VoiceServer
+
+
+def openai_factory(fake: FakeRealtimeServer, **config: Any) -> EngineFactory:
+    return EngineFactory(provider="openai", config=VoiceEngineConfig(api_key="sk-test-fake", url=fake.url, **config))
+
+
+class Served:
+    """A started VoiceServer plus what the tests look at."""
+
+    def __init__(self, server: VoiceServer, host: CallHost) -> None:
+        self.server = server
+        self.host = host
+
+    @property
+    def twilio_url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/twilio"
+
+    @property
+    def browser_url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/browser"
+
+
+def with_responses(fake: FakeRealtimeServer, responses: Any) -> None:
+    fake.config = dataclasses.replace(fake.config, responses=responses)
