@@ -114,19 +114,19 @@ async def test_playback_stop_now_takes_the_unheard_audio_off_the_read_head() -> 
     pb = Playback(in_rate=24000, out_rate=8000, out_channels=1, capacity_ms=5000, prebuffer_ms=0, speed=1.0,
                   tick_ms=10, deliver=lambda pcm: None)
     pb.write("item_1", "resp_1", bytes(48 * 1000))   # 1000 ms received
-    pb.ring.read(48 * 800)                          # 800 ms left the ring (sent to the player)
-    assert pb.played_ms() == 800
-    track, played, _ = pb.stop_now(unheard_ms=300.0)   # the player still held 300 ms
-    assert track is not None and track.item_id == "item_1"
-    assert played == 500
+    pb._read(48 * 800)                              # 800 ms left the ring (sent to the player)
+    cut = pb.stop_now(unheard_ms=300.0)             # the player still held 300 ms
+    assert cut.heard is not None and cut.heard.item_id == "item_1"
+    assert cut.played_ms == 500
     await asyncio.sleep(0)
 
 
-def test_unheard_larger_than_the_item_means_nothing_heard() -> None:
+def test_unheard_larger_than_what_was_played_means_nothing_heard() -> None:
     pb = Playback(in_rate=24000, out_rate=24000, out_channels=1, capacity_ms=5000, prebuffer_ms=0, speed=1.0,
                   tick_ms=10, deliver=lambda pcm: None)
     pb.write("a", "r", bytes(48 * 200))
-    pb.ring.read(48 * 200)
+    pb._read(48 * 200)
     pb.write("b", "r", bytes(48 * 200))
-    pb.ring.read(48 * 100)
-    assert pb.played_ms(unheard_ms=250.0) == 0   # the player still holds all of b's 100 ms and 150 ms of a
+    pb._read(48 * 100)
+    cut = pb.stop_now(unheard_ms=250.0)   # the player still holds all of b's 100 ms and 150 ms of a
+    assert cut.heard is not None and cut.heard.item_id == "b" and cut.played_ms == 0
