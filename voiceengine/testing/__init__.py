@@ -20,6 +20,7 @@ from .config import (
 )
 from .connection import FakeConnection
 from .faults import Fault, FaultKind, Trigger
+from .gemini import FakeGeminiConfig, FakeGeminiLiveServer
 from .server import FakeRealtimeServer, serve, serve_async
 from .session import FakeSession
 from .vad import EnergyVad
@@ -28,6 +29,8 @@ __all__ = [
     "AuthFailureMode",
     "EnergyVad",
     "FakeConnection",
+    "FakeGeminiConfig",
+    "FakeGeminiLiveServer",
     "FakeRealtimeServer",
     "FakeServerConfig",
     "FakeSession",
