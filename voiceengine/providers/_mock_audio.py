@@ -20,7 +20,7 @@ import zlib
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..exceptions import AudioFormatError
-from .types import ConnectionState, ErrorInfo, EventType, ProviderEvent, ReplaySource
+from .types import ConnectionState, ErrorInfo, EventType, ProviderEvent, ReplaySource, TurnDetection
 
 if TYPE_CHECKING:
     from ._mock_responses import _Resp
@@ -304,6 +304,11 @@ class _MockAudioInput:
 
     def _vad_option(self, name: str, default: Any) -> Any:
         td = self._session["turn_detection"]
+        if isinstance(td, TurnDetection):  # the neutral setting, read under its OpenAI names
+            value = {"silence_duration_ms": td.silence_ms, "prefix_padding_ms": td.prefix_ms,
+                     "threshold": td.threshold, "interrupt_response": td.interrupt_on_speech,
+                     "create_response": td.auto_response}.get(name)
+            return default if value is None else value
         return td.get(name, default) if isinstance(td, Mapping) else default
 
     def _vad_frame(self, voiced: bool, end_ms: int) -> None:

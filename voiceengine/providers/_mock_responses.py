@@ -262,26 +262,31 @@ class _MockResponses(_MockAudioInput):
         self._ev(EventType.ITEM_TRUNCATED, {"content_index": content_index, "audio_end_ms": audio_end_ms},
                  item_id=item_id)
 
-    async def interrupt(self, *, played_ms: int | None = None) -> InterruptResult:
-        """Barge-in, with the OpenAI provider's rules (see the module docstring)."""
+    async def interrupt(self, *, item_id: str | None = None, played_ms: int | None = None) -> InterruptResult:
+        """Barge-in, with the OpenAI provider's rules (see the module docstring); ``item_id``
+        names the item being heard (default: the one whose audio was sent last)."""
         if played_ms is not None and (isinstance(played_ms, bool) or not isinstance(played_ms, int) or played_ms < 0):
             raise ValueError(f"played_ms must be an int >= 0 or None, got {played_ms!r}")
+        if item_id is not None and not isinstance(item_id, str):
+            raise TypeError("item_id must be a str or None")
         self._require_connected()
-        self._record("call", "interrupt", {"played_ms": played_ms})
-        out = self._playing
+        self._record("call", "interrupt", {"played_ms": played_ms} if item_id is None
+                     else {"played_ms": played_ms, "item_id": item_id})
+        playing = self._playing
+        cut_id = item_id if item_id is not None else (playing.id if playing is not None else None)
+        received = self._audio_ms_sent(cut_id) if cut_id is not None and cut_id in self._conv else None
         resp = self._stop_active()  # first: no delta of the cancelled response gets out after this
         action, end_ms = "none", None
-        if out is not None and out.id in self._conv:
-            received = out.audio_bytes // _BYTES_PER_MS
+        if cut_id is not None and received is not None:
             end_ms = received if played_ms is None else min(played_ms, received)
             if end_ms > 0:
-                self._truncated(out.id, end_ms)
+                self._truncated(cut_id, end_ms)
                 action = "truncated"
             else:
-                self._delete(out.id)
+                self._delete(cut_id)
                 action = "deleted"
         if resp is not None:
             self._emit_cancelled(resp, "client_cancelled")
-        return InterruptResult(item_id=out.id if out is not None else None, played_ms=played_ms,
+        return InterruptResult(item_id=cut_id, played_ms=played_ms,
                                audio_end_ms=end_ms, action=action, cancelled_response=resp is not None,
                                response_id=resp.id if resp is not None else None)

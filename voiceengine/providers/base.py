@@ -21,8 +21,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, InvalidState
 from ..secrets import Secret
+from .conversation import ConversationRecord
 from .types import (
     AudioAccounting,
     AudioFormat,
@@ -34,16 +35,16 @@ from .types import (
     ProviderCapabilities,
     ProviderEvent,
     ReplaySource,
+    TurnDetection,
+    TurnDetectionSetting,
 )
 
-__all__ = ["ProviderConfig", "BaseProvider", "AudioLedger", "EventHandler", "EventIterator", "TurnDetection"]
+__all__ = ["ProviderConfig", "BaseProvider", "AudioLedger", "EventHandler", "EventIterator", "TurnDetection",
+           "TurnDetectionSetting"]
 
 log = logging.getLogger("voiceengine.providers")
 
 EventHandler = Callable[[ProviderEvent], "Awaitable[None] | None"]
-TurnDetection = str | Mapping[str, Any] | None
-
-_TURN_DETECTION = ("server_vad", "semantic_vad")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,14 +53,17 @@ class ProviderConfig:
 
     ``api_key`` is stored as a :class:`~voiceengine.secrets.Secret` (a plain ``str`` is
     wrapped), so the config's repr, logs and exceptions never show it.
-    ``turn_detection`` is ``"server_vad"``, ``"semantic_vad"``, a provider-specific
-    mapping, or ``None`` for manual turns (the app commits audio itself).
+    ``turn_detection`` is a neutral :class:`~voiceengine.providers.types.TurnDetection`,
+    or one of its aliases: ``"server_vad"``, ``"semantic_vad"``, an OpenAI-shaped mapping,
+    or ``None`` for manual turns (the app commits audio itself). A manual
+    ``TurnDetection`` is stored as ``None``, so ``config.turn_detection is None`` always
+    means manual; :attr:`turn_detection_settings` gives the neutral form of any spelling.
     """
 
     api_key: Secret | str | None = None
     instructions: str | None = None
     voice: str | None = None
-    turn_detection: TurnDetection = "server_vad"
+    turn_detection: TurnDetectionSetting = "server_vad"
     transcription_model: str | None = None
     tools: Sequence[Mapping[str, Any]] = ()
     output_modalities: Sequence[str] = ("audio",)
@@ -75,11 +79,14 @@ class ProviderConfig:
             object.__setattr__(self, "api_key", Secret(self.api_key))
         elif self.api_key is not None and not isinstance(self.api_key, Secret):
             raise ConfigurationError("api_key must be a str, a Secret or None")
-        if isinstance(self.turn_detection, str) and self.turn_detection not in _TURN_DETECTION:
-            raise ConfigurationError(
-                f"turn_detection must be one of {_TURN_DETECTION}, a mapping or None, "
-                f"got {self.turn_detection!r}"
-            )
+        if self.turn_detection == "manual":
+            object.__setattr__(self, "turn_detection", None)
+        try:
+            settings = TurnDetection.coerce(self.turn_detection)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(str(exc)) from None
+        if settings.manual:
+            object.__setattr__(self, "turn_detection", None)
         modalities = tuple(self.output_modalities)
         if not modalities or any(m not in ("audio", "text") for m in modalities):
             raise ConfigurationError(f"output_modalities must be ['audio'] or ['text'], got {modalities!r}")
@@ -92,6 +99,11 @@ class ProviderConfig:
             raise ConfigurationError("event_queue_size must be >= 1")
         if self.max_reconnect_attempts < 0:
             raise ConfigurationError("max_reconnect_attempts must be >= 0")
+
+    @property
+    def turn_detection_settings(self) -> TurnDetection:
+        """``turn_detection`` in its neutral form, whatever spelling was given."""
+        return TurnDetection.coerce(self.turn_detection)
 
     @property
     def key(self) -> str | None:
@@ -192,6 +204,19 @@ class BaseProvider(abc.ABC):
         self.session_id: str | None = None
         self.audio_ledger = AudioLedger()
         self._replay_source: ReplaySource | None = None
+        self._conversation: ConversationRecord | None = None
+
+    # ---------------------------------------------------------- conversation
+    @property
+    def conversation(self) -> ConversationRecord:
+        """The conversation as this provider knows it (see
+        :mod:`~voiceengine.providers.conversation`): every event it emits and every item
+        it sends is folded in, with or without an engine. A provider restores it into a
+        fresh session after a reconnect when the service cannot resume the old one."""
+        if self._conversation is None:
+            output_format = self.get_audio_format()[1]
+            self._conversation = ConversationRecord(output_bytes_per_ms=output_format.bytes_per_second / 1000.0)
+        return self._conversation
 
     # ------------------------------------------------------------ continuity
     @property
@@ -278,6 +303,7 @@ class BaseProvider(abc.ABC):
         return EventIterator(self, subscriber)
 
     def _emit(self, event: ProviderEvent) -> None:
+        self.conversation.apply(event)  # before anyone hears of it: handlers may read the record
         for subscriber in self._subscribers:
             queue = subscriber.queue
             if queue.full():
@@ -376,6 +402,25 @@ class BaseProvider(abc.ABC):
         ``metadata``.
         """
 
+    async def request_reply(self, *, instructions: str | None = None) -> None:
+        """Ask the service for a reply now, on every provider. Never waits for the service
+        to acknowledge it (a service that sends no acknowledgement cannot hang the caller):
+        it returns once the request is queued. Providers whose service has no explicit
+        request (Gemini Live ends the user's turn instead) override this.
+
+        ``instructions`` apply to this reply only where the service allows it
+        (``capabilities.per_response_instructions``); elsewhere they raise
+        :class:`~voiceengine.exceptions.InvalidState` rather than being dropped.
+        """
+        if instructions is not None:
+            if not isinstance(instructions, str):
+                raise TypeError("instructions must be a str or None")
+            if not self.get_capabilities().per_response_instructions:
+                raise InvalidState(f"{self.name} cannot take per-reply instructions; use update_session()")
+            await self.create_response(instructions=instructions)
+        else:
+            await self.create_response()
+
     @abc.abstractmethod
     async def cancel_response(self) -> bool:
         """Cancel the active response; returns whether one was active."""
@@ -385,11 +430,13 @@ class BaseProvider(abc.ABC):
         """Cut an assistant audio item at ``audio_end_ms`` (what the user actually heard)."""
 
     @abc.abstractmethod
-    async def interrupt(self, *, played_ms: int | None = None) -> InterruptResult:
-        """Barge-in: cancel the active response and cut the current item at ``played_ms``.
+    async def interrupt(self, *, item_id: str | None = None, played_ms: int | None = None) -> InterruptResult:
+        """Barge-in: cancel the active response and cut the item being heard at ``played_ms``.
 
-        ``played_ms`` is the audio of the current item the user heard (from the playback
-        buffer's read head); ``None`` means all audio received so far.
+        ``item_id`` names the item under the playback read head (``None``: the item whose
+        audio arrived last); ``played_ms`` is how much of that item the user heard (from
+        the playback buffer's read head); ``None`` means all audio received so far.
+        Providers without truncation (``capabilities.truncation`` false) only cancel.
         """
 
     @abc.abstractmethod

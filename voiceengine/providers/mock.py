@@ -47,6 +47,7 @@ from ._mock_responses import _MockResponses, _Out, _Resp
 from .base import BaseProvider, ProviderConfig
 from .types import (
     AudioFormat, ConnectionState, ErrorInfo, EventType, MessageType, ProviderCapabilities, ProviderEvent,
+    TurnDetection,
 )
 
 __all__ = ["MockConfig", "MockProvider", "MockRecord", "synthesize_speech"]
@@ -401,8 +402,11 @@ class MockProvider(_MockResponses, BaseProvider):
         if unknown:
             raise ConfigurationError(f"unknown session option(s): {', '.join(sorted(unknown))}")
         td = options.get("turn_detection", self._session["turn_detection"])
-        if not (td is None or td in ("server_vad", "semantic_vad") or isinstance(td, Mapping)):
-            raise ConfigurationError(f"turn_detection must be server_vad, semantic_vad, a mapping or None: {td!r}")
+        if not (td is None or td in ("server_vad", "semantic_vad") or isinstance(td, (Mapping, TurnDetection))):
+            raise ConfigurationError(f"turn_detection must be server_vad, semantic_vad, a mapping, a TurnDetection "
+                                     f"or None: {td!r}")
+        if isinstance(td, TurnDetection) and td.manual:
+            options = {**options, "turn_detection": None}
         self._require_connected()
         self._record("call", "update_session", dict(options))
         self._session.update(options)
@@ -423,4 +427,6 @@ class MockProvider(_MockResponses, BaseProvider):
             text_output=True, audio_output=True, function_calling=True, truncation=True, item_deletion=True,
             out_of_band_responses=True, per_response_instructions=True, session_update=True,
             server_interruption=True, voices=(), max_session_s=None,
+            client_cancel=True, manual_commit=True, silent_context=True, mutable_instructions=True,
+            mutable_tools=True, mutable_voice=True, session_resumption=False, item_positioning=True,
         )

@@ -26,6 +26,16 @@ __all__ = [
     "ProviderEvent",
     "ProviderCapabilities",
     "InterruptResult",
+    "RestoreMethod",
+    "ServerInterrupted",
+    "GenerationDone",
+    "SessionExpiring",
+    "ToolCallCancelled",
+    "Usage",
+    "TurnDetectionMode",
+    "Eagerness",
+    "TurnDetection",
+    "TurnDetectionSetting",
 ]
 
 
@@ -120,6 +130,12 @@ class EventType(str, enum.Enum):
     RATE_LIMITS = "rate_limits"  # data: list of dicts
     ERROR = "error"  # error: ErrorInfo
     CONNECTION_STATE = "connection.state"  # data: ConnectionChange
+    # contract v2: services without OpenAI's response/item verbs report these
+    SERVER_INTERRUPTED = "server.interrupted"  # data: ServerInterrupted (reply cut because the user spoke)
+    GENERATION_DONE = "generation.done"  # data: GenerationDone (the model stopped generating; the turn may go on)
+    SESSION_EXPIRING = "session.expiring"  # data: SessionExpiring (the service will close the session soon)
+    TOOL_CALL_CANCELLED = "tool_call.cancelled"  # data: ToolCallCancelled (calls the app must not answer)
+    USAGE = "usage"  # data: Usage (an increment, never a running total)
     UNKNOWN = "unknown"  # raw passthrough of an event type we do not know
     # engine-level events (emitted by VoiceEngine, never by a provider)
     LISTENING_STARTED = "engine.listening.started"
@@ -207,6 +223,13 @@ class ResponseInfo:
     metadata: Mapping[str, Any] | None = None
 
 
+class RestoreMethod(str, enum.Enum):
+    """How a session was restored after a reconnect (:attr:`ConnectionChange.restored_by`)."""
+
+    RESUMPTION = "resumption"  # the service resumed the old session from a handle it gave us
+    REPLAY = "replay"  # a fresh session; the conversation was replayed into it
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionChange:
     """A connection state change.
@@ -217,7 +240,9 @@ class ConnectionChange:
     connection. On ``restored``: ``replayed_items`` conversation items and
     ``replayed_audio_bytes`` of buffered input audio were re-sent, ``dropped_audio_bytes``
     could not be kept during the outage, and ``downtime_ms`` is how long the provider was
-    not usable (on the provider's clock).
+    not usable (on the provider's clock). ``restored_by`` says how a ``restored`` session
+    got its conversation back: :attr:`RestoreMethod.RESUMPTION` (a server-side handle) or
+    :attr:`RestoreMethod.REPLAY` (the items were re-sent); ``None`` on other phases.
     """
 
     state: ConnectionState
@@ -231,6 +256,213 @@ class ConnectionChange:
     replayed_audio_bytes: int = 0
     dropped_audio_bytes: int = 0
     downtime_ms: float | None = None
+    restored_by: RestoreMethod | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerInterrupted:
+    """SERVER_INTERRUPTED: the service stopped its reply because the user spoke.
+
+    Services without speech events (Gemini Live) report barge-in only this way; the app
+    flushes its playback and sends nothing. ``response_id`` is the reply cut, when known.
+    """
+
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenerationDone:
+    """GENERATION_DONE: the model produced all of a reply; RESPONSE_DONE (the end of the
+    turn) may come later, e.g. after playback-paced audio or a tool call."""
+
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionExpiring:
+    """SESSION_EXPIRING: the service will end the session in ``time_left_ms`` (``None``:
+    soon, unknown when). Providers that can restore (resumption or replay) do so by
+    themselves; the event lets an app avoid starting a long reply just before."""
+
+    time_left_ms: int | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.time_left_ms is not None and (type(self.time_left_ms) is not int or self.time_left_ms < 0):
+            raise ValueError(f"time_left_ms must be an int >= 0 or None, got {self.time_left_ms!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallCancelled:
+    """TOOL_CALL_CANCELLED: function calls (by ``call_id``) the service withdrew; a result
+    sent for one of them is ignored by the service."""
+
+    call_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        ids = tuple(self.call_ids)
+        if any(not isinstance(i, str) for i in ids):
+            raise TypeError("call_ids must be strings")
+        object.__setattr__(self, "call_ids", ids)
+
+
+_USAGE_COUNTS = ("input_text_tokens", "input_audio_tokens", "input_cached_tokens", "output_text_tokens",
+                 "output_audio_tokens", "input_audio_seconds", "output_audio_seconds")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """USAGE: what the service counted since its previous USAGE report (an increment).
+
+    Tokens by direction and modality, plus seconds for services that bill by time.
+    Providers of services that report running totals (Gemini's ``usageMetadata``) turn
+    them into increments with :meth:`since`, so a consumer only ever adds them up
+    (:meth:`plus`). ``response_id`` is the response the usage belongs to, when known.
+    """
+
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    input_cached_tokens: int = 0
+    output_text_tokens: int = 0
+    output_audio_tokens: int = 0
+    input_audio_seconds: float = 0.0
+    output_audio_seconds: float = 0.0
+    response_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in _USAGE_COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+    @property
+    def input_tokens(self) -> int:
+        return self.input_text_tokens + self.input_audio_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self.output_text_tokens + self.output_audio_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def plus(self, other: "Usage") -> "Usage":
+        """The sum of two reports (``response_id`` dropped: a total spans responses)."""
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in _USAGE_COUNTS})
+
+    def since(self, previous: "Usage") -> "Usage":
+        """The increment from running total ``previous`` to running total ``self``.
+
+        A count that went down (the service started a new session and its totals again
+        from zero) counts from zero: the increment is the new total.
+        """
+        fields: dict[str, Any] = {}
+        for name in _USAGE_COUNTS:
+            now, before = getattr(self, name), getattr(previous, name)
+            fields[name] = now - before if now >= before else now
+        return Usage(response_id=self.response_id, **fields)
+
+
+class TurnDetectionMode(str, enum.Enum):
+    """Who decides that the user's turn ended."""
+
+    SERVER_VAD = "server_vad"  # the service, on silence
+    SEMANTIC_VAD = "semantic_vad"  # the service, on what was said (falls back to server_vad)
+    MANUAL = "manual"  # the app: it commits the input (or marks activity) itself
+
+
+class Eagerness(str, enum.Enum):
+    """How soon a semantic VAD ends the user's turn (``auto`` lets the service choose)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnDetection:
+    """A provider-neutral turn-detection setting.
+
+    ``silence_ms`` (silence that ends a turn), ``prefix_ms`` (audio kept before detected
+    speech), ``threshold`` (0..1, speech probability for an energy/voice VAD), ``eagerness``
+    (semantic VAD) and ``sensitivity`` (``"low"``/``"high"``, services that take a coarse
+    setting) are ``None`` for the service default. ``interrupt_on_speech``: the service
+    cancels its reply when the user starts speaking. ``auto_response``: the service starts
+    a reply when the turn ends (``False``: the app calls ``request_reply()``).
+
+    Each provider maps what its service supports and ignores the rest (documented per
+    provider). The strings ``"server_vad"``/``"semantic_vad"`` and ``None`` (manual) of
+    :class:`~voiceengine.providers.base.ProviderConfig` are aliases: see :meth:`coerce`.
+    """
+
+    mode: TurnDetectionMode = TurnDetectionMode.SERVER_VAD
+    silence_ms: int | None = None
+    prefix_ms: int | None = None
+    threshold: float | None = None
+    eagerness: Eagerness | None = None
+    sensitivity: str | None = None
+    interrupt_on_speech: bool = True
+    auto_response: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", TurnDetectionMode(self.mode))
+        for name in ("silence_ms", "prefix_ms"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or not 0 <= value <= 60_000):
+                raise ValueError(f"{name} must be an int in 0..60000 or None, got {value!r}")
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(
+                self.threshold, (int, float)) or not 0.0 <= self.threshold <= 1.0):
+            raise ValueError(f"threshold must be in [0, 1] or None, got {self.threshold!r}")
+        if self.eagerness is not None:
+            object.__setattr__(self, "eagerness", Eagerness(self.eagerness))
+        if self.sensitivity not in (None, "low", "high"):
+            raise ValueError(f"sensitivity must be 'low', 'high' or None, got {self.sensitivity!r}")
+        for name in ("interrupt_on_speech", "auto_response"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool")
+
+    @property
+    def manual(self) -> bool:
+        return self.mode is TurnDetectionMode.MANUAL
+
+    @classmethod
+    def coerce(cls, value: "TurnDetectionSetting") -> "TurnDetection":
+        """The neutral setting for any accepted spelling.
+
+        ``None`` and ``"manual"`` -> manual; ``"server_vad"``/``"semantic_vad"`` -> that
+        mode with service defaults; a mapping in the OpenAI Realtime shape (``type``,
+        ``silence_duration_ms``, ``prefix_padding_ms``, ``threshold``, ``eagerness``,
+        ``interrupt_response``, ``create_response``) -> its fields; a
+        :class:`TurnDetection` as is. Anything else raises ``ValueError``/``TypeError``.
+        """
+        if isinstance(value, TurnDetection):
+            return value
+        if value is None:
+            return cls(mode=TurnDetectionMode.MANUAL)
+        if isinstance(value, str):
+            try:
+                return cls(mode=TurnDetectionMode(value))
+            except ValueError:
+                raise ValueError(f"turn_detection must be one of {[m.value for m in TurnDetectionMode]}, "
+                                 f"a mapping, a TurnDetection or None, got {value!r}") from None
+        if isinstance(value, Mapping):
+            kind = value.get("type", "server_vad")
+            if kind not in ("server_vad", "semantic_vad"):
+                raise ValueError(f"turn_detection type must be server_vad or semantic_vad, got {kind!r}")
+            return cls(
+                mode=TurnDetectionMode(kind), silence_ms=value.get("silence_duration_ms"),
+                prefix_ms=value.get("prefix_padding_ms"), threshold=value.get("threshold"),
+                eagerness=value.get("eagerness"), interrupt_on_speech=bool(value.get("interrupt_response", True)),
+                auto_response=bool(value.get("create_response", True)),
+            )
+        raise TypeError(f"turn_detection must be a str, a mapping, a TurnDetection or None, "
+                        f"got {type(value).__name__}")
+
+
+#: Every spelling of a turn-detection setting a config or ``update_session`` accepts.
+TurnDetectionSetting = TurnDetection | str | Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,3 +568,12 @@ class ProviderCapabilities:
     server_interruption: bool = False  # the server cancels responses on barge-in itself
     voices: tuple[str, ...] = ()
     max_session_s: float | None = None
+    # contract v2: what the engine and the context injector read to choose how to act
+    client_cancel: bool = False  # the client can cancel a reply in progress
+    manual_commit: bool = False  # the client can end the user's input turn itself
+    silent_context: bool = False  # context can be added without triggering a reply
+    mutable_instructions: bool = False  # instructions can change mid-session (else: on a new connection)
+    mutable_tools: bool = False  # tools can change mid-session
+    mutable_voice: bool = False  # the voice can change mid-session
+    session_resumption: bool = False  # the service resumes a session by a handle after a reconnect
+    item_positioning: bool = False  # an item can be inserted after a given item (previous_item_id)

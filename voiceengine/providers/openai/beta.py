@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .decoders import BETA_DECODERS, Decoder
-from .protocol import RealtimeCodec, check_response_options, normalize_tools
+from .protocol import RealtimeCodec, check_response_options, normalize_tools, turn_detection_payload
 
 __all__ = ["BetaCodec", "BETA_HEADERS"]
 
@@ -59,7 +59,7 @@ class BetaCodec(RealtimeCodec):
             session["input_audio_noise_reduction"] = {"type": nr} if isinstance(nr, str) else (dict(nr) if nr else None)
         if "turn_detection" in settings:
             td = settings["turn_detection"]
-            session["turn_detection"] = None if td is None else ({"type": td} if isinstance(td, str) else dict(td))
+            session["turn_detection"] = turn_detection_payload(td)
         if "tools" in settings:
             session["tools"] = normalize_tools(settings["tools"])
         if "tool_choice" in settings:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..types import ErrorInfo, EventType, FunctionCall, ProviderEvent
+from ..types import ErrorInfo, EventType, FunctionCall, ProviderEvent, TurnDetection
 from .errors import SESSION_EXPIRED
+from .protocol import turn_detection_payload
 
 if TYPE_CHECKING:
     from .session import RealtimeSession
@@ -72,6 +73,8 @@ def on_response_done(self: RealtimeSession, event: ProviderEvent, msg: Any) -> l
 
 def on_speech_started(self: RealtimeSession, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
     td = self.settings().get("turn_detection")
+    if isinstance(td, TurnDetection):
+        td = turn_detection_payload(td)
     interrupts = isinstance(td, str) or (isinstance(td, Mapping) and td.get("interrupt_response", True)
                                          and td.get("type") in ("server_vad", "semantic_vad"))
     if interrupts and self._active:

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..._audio.pcm import pcm16_view
-from ..types import EventType, ProviderEvent
+from ..types import EventType, ProviderEvent, TurnDetection
 from .config import VOICES, OpenAIConfig
 from .decoders import GA_DECODERS, DecodeContext, Decoder, MalformedEvent, unknown
 from .errors import malformed_info
@@ -140,9 +140,10 @@ def validate_session_options(options: Mapping[str, Any]) -> None:
         raise TypeError(f"unknown session option(s): {sorted(unknown_names)}; known: {sorted(SESSION_OPTIONS)}")
     td = options.get("turn_detection")
     if isinstance(td, str) and td not in _TURN_DETECTION:
-        raise ValueError(f"turn_detection must be one of {_TURN_DETECTION}, a mapping or None, got {td!r}")
-    if td is not None and not isinstance(td, (str, Mapping)):
-        raise TypeError("turn_detection must be a str, a mapping or None")
+        raise ValueError(f"turn_detection must be one of {_TURN_DETECTION}, a mapping, a TurnDetection or None, "
+                         f"got {td!r}")
+    if td is not None and not isinstance(td, (str, Mapping, TurnDetection)):
+        raise TypeError("turn_detection must be a str, a mapping, a TurnDetection or None")
     voice = options.get("voice")
     if voice is not None and voice not in VOICES:
         raise ValueError(f"voice must be one of {VOICES}, got {voice!r}")
@@ -174,9 +175,32 @@ def _audio_format(name: str) -> dict[str, Any]:
     return {"type": "audio/pcm", "rate": 24000} if name == "audio/pcm" else {"type": name}
 
 
-def _turn_detection(value: Any) -> Any:
+def turn_detection_payload(value: Any) -> Any:
+    """The wire ``turn_detection`` for any spelling of the setting (``None``: manual).
+
+    A neutral :class:`TurnDetection` maps ``silence_ms`` -> ``silence_duration_ms``,
+    ``prefix_ms`` -> ``prefix_padding_ms``, ``threshold``, ``eagerness`` (semantic VAD only),
+    ``interrupt_on_speech`` -> ``interrupt_response``, ``auto_response`` ->
+    ``create_response``; ``sensitivity`` has no Realtime equivalent and is not sent.
+    """
     if value is None:
         return None
+    if isinstance(value, TurnDetection):
+        if value.manual:
+            return None
+        payload: dict[str, Any] = {"type": value.mode.value}
+        if value.mode.value == "server_vad":
+            for name, wire in (("silence_ms", "silence_duration_ms"), ("prefix_ms", "prefix_padding_ms"),
+                               ("threshold", "threshold")):
+                if getattr(value, name) is not None:
+                    payload[wire] = getattr(value, name)
+        elif value.eagerness is not None:
+            payload["eagerness"] = value.eagerness.value
+        if not value.interrupt_on_speech:
+            payload["interrupt_response"] = False
+        if not value.auto_response:
+            payload["create_response"] = False
+        return payload
     return {"type": value} if isinstance(value, str) else dict(value)
 
 
@@ -247,7 +271,7 @@ class RealtimeCodec:
             nr = settings["noise_reduction"]
             audio_in["noise_reduction"] = {"type": nr} if isinstance(nr, str) else (dict(nr) if nr else None)
         if "turn_detection" in settings:
-            audio_in["turn_detection"] = _turn_detection(settings["turn_detection"])
+            audio_in["turn_detection"] = turn_detection_payload(settings["turn_detection"])
         if "output_audio_format" in settings:
             audio_out["format"] = _audio_format(settings["output_audio_format"])
         if "voice" in settings:

@@ -22,6 +22,7 @@ reconnects after a fatal error (``invalid_api_key``, a 401/403 handshake, close 
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ...exceptions import LimitExceeded
@@ -98,10 +99,12 @@ class OpenAIProvider(RealtimeShell):
 
     async def send_text(self, text: str, *, role: str = "user", respond: bool = True) -> str:
         result: str = await self._control(lambda s: s.send_text(text, role=role, respond=respond))
+        self.conversation.add_message(role, text, entry_id=result)
         return result
 
     async def add_item(self, item: Mapping[str, Any], *, previous_item_id: str | None = None) -> str:
         result: str = await self._control(lambda s: s.add_item(item, previous_item_id=previous_item_id))
+        self.conversation.add_item({**item, "id": result}, previous_id=previous_item_id)
         return result
 
     async def send_message(self, message_type: MessageType | str, data: Mapping[str, Any] | None = None) -> str:
@@ -128,6 +131,8 @@ class OpenAIProvider(RealtimeShell):
 
     async def send_function_result(self, call_id: str, output: Any, *, respond: bool = True) -> str:
         result: str = await self._control(lambda s: s.send_function_result(call_id, output, respond=respond))
+        text = output if isinstance(output, str) else json.dumps(output, separators=(",", ":"))
+        self.conversation.add_function_output(call_id, text, entry_id=result)
         return result
 
     async def update_session(self, **options: Any) -> None:
@@ -157,4 +162,7 @@ class OpenAIProvider(RealtimeShell):
             item_deletion=True, out_of_band_responses=True, per_response_instructions=True,
             session_update=True, server_interruption=True, voices=VOICES,
             max_session_s=self.config.effective_session_limit_s,
+            # the voice is fixed once the session produced audio: not mutable mid-session
+            client_cancel=True, manual_commit=True, silent_context=True, mutable_instructions=True,
+            mutable_tools=True, mutable_voice=False, session_resumption=False, item_positioning=True,
         )
