@@ -159,6 +159,7 @@ class FakeGeminiConnection:
         try:
             sess.handle(kind, body)
         except FrameError as exc:
+            sess.record_ignored(message)
             await self.close(exc.close_code, str(exc))
             return
         self._on_received(sess, {kind: body})

@@ -223,9 +223,9 @@ class FakeGeminiSession:
             raise FrameError("The first message must be setup.")
         if self.setup is not None and kind == "setup":
             raise FrameError("setup may be sent only once per connection.")
-        self._record_received(kind, body)
         self._consumed += 1
         self._handlers[kind](body)
+        self._record_received(kind, body)
 
     def record_ignored(self, data: str | bytes) -> None:
         self.ignored.append(data if isinstance(data, str) else data.decode("utf-8", "replace"))
@@ -506,8 +506,8 @@ class FakeGeminiSession:
             for i, word in enumerate(synth.words):
                 end = synth.word_offsets[i + 1] if i + 1 < len(synth.words) else len(synth.pcm)
                 ms = (end - synth.word_offsets[i]) * 1000 // (2 * rate)
-                piece = word if i == 0 else " " + word
-                gen.steps.append(({"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": piece}]}}},
+                spoken = word if i == 0 else " " + word
+                gen.steps.append(({"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": spoken}]}}},
                                   ms, 1))
             gen.steps.append(_FINISH)
             return
