@@ -51,21 +51,28 @@ async def test_handle_resumes_the_conversation_on_a_new_connection(server: FakeG
     validate_all(server)
 
 
-async def test_refused_and_unknown_handles_close_1008(server: FakeGeminiLiveServer) -> None:
+async def test_refused_unknown_and_still_open_handles_close_1011(server: FakeGeminiLiveServer) -> None:
     ws = await open_session(server)
     handle = await latest_handle(ws)
+    in_use = await connect_raw(server)  # the granting connection is still open
+    await in_use.send(json.dumps({"setup": {**SETUP, "sessionResumption": {"handle": handle}}}))
+    code, reason = await closed_with(in_use)
+    assert code == 1011 and "still in use" in reason
     await ws.close()
+    async with asyncio.timeout(5):
+        while server.sessions[0].index in server.handles.open_sessions:
+            await asyncio.sleep(0.01)  # until the server has seen the close
     server.refuse_handles(1)
     refused = await connect_raw(server)
     await refused.send(json.dumps({"setup": {**SETUP, "sessionResumption": {"handle": handle}}}))
     code, reason = await closed_with(refused)
-    assert code == 1008 and "handle" in reason
+    assert code == 1011 and "handle" in reason
     unknown = await connect_raw(server)
     await unknown.send(json.dumps({"setup": {**SETUP, "sessionResumption": {"handle": "no-such-handle"}}}))
-    assert (await closed_with(unknown))[0] == 1008
+    assert (await closed_with(unknown))[0] == 1011
     honoured = await open_session(server, {**SETUP, "sessionResumption": {"handle": handle}})  # refusal used up
     await honoured.close()
-    assert server.handles.refused == 2 and server.handles.honoured == 1
+    assert server.handles.refused == 3 and server.handles.honoured == 1
 
 
 async def test_go_away_after_n_seconds_then_close_1011() -> None:

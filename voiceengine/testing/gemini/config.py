@@ -137,6 +137,7 @@ class FakeGeminiConfig:
     # Resumption.
     grant_handles: bool = True     # send sessionResumptionUpdate when the setup asks for resumption
     refuse_all_handles: bool = False
+    refuse_handles_while_open: bool = True  # as the live service was reported to (close 1011)
     max_handles: int = 1000
     # Limits and bookkeeping.
     max_message_bytes: int = 16 * 2**20

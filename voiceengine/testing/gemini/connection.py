@@ -41,7 +41,8 @@ class FakeGeminiConnection:
     """Owns the tasks of one WebSocket connection of the fake Gemini Live server."""
 
     def __init__(self, ws: ServerConnection, session: FakeGeminiSession, *, config: FakeGeminiConfig,
-                 faults: FaultBook, on_sent: FrameHook, on_received: FrameHook) -> None:
+                 faults: FaultBook, on_sent: FrameHook, on_received: FrameHook,
+                 on_closing: Callable[[int], None]) -> None:
         self.ws = ws
         self.session = session
         self.config = config
@@ -49,6 +50,7 @@ class FakeGeminiConnection:
         self.index = session.index
         self._on_sent = on_sent
         self._on_received = on_received
+        self._on_closing = on_closing
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._write_ok = asyncio.Event()
@@ -117,6 +119,7 @@ class FakeGeminiConnection:
             pass
         finally:
             self.closing = True
+            self._on_closing(self.index)  # at once: a resumption may arrive before the tasks are gone
             while self._held_in:  # read but never handled: the connection ended first
                 self.session.record_ignored(self._held_in.popleft())
             if self.session.closed_code is None and self.ws.close_code is not None:

@@ -94,7 +94,8 @@ class FakeGeminiLiveServer:
         base = config or FakeGeminiConfig()
         self.config = dataclasses.replace(base, **overrides) if overrides else base
         self.faults = FaultBook(self.config.faults, max_fired=self.config.max_recorded_frames)
-        self.handles = HandleStore(self.config.max_handles, refuse_all=self.config.refuse_all_handles)
+        self.handles = HandleStore(self.config.max_handles, refuse_all=self.config.refuse_all_handles,
+                                   refuse_while_open=self.config.refuse_handles_while_open)
         self.tool_scripts: deque[ToolCallScript] = deque()
         self.sessions: list[FakeGeminiSession] = []
         self.connections: list[FakeGeminiConnection] = []
@@ -198,7 +199,7 @@ class FakeGeminiLiveServer:
         return script
 
     def refuse_handles(self, count: int = 1) -> None:
-        """Refuse the next ``count`` resumption attempts (the connection closes 1008)."""
+        """Refuse the next ``count`` resumption attempts (the connection closes 1011)."""
         if count < 1:
             raise ValueError("count must be >= 1")
         self.handles.refusals += count
@@ -358,11 +359,14 @@ class FakeGeminiLiveServer:
         if len(self.sessions) > self.config.max_recorded_sessions:
             del self.sessions[0]
         conn = FakeGeminiConnection(ws, session, config=self.config, faults=self.faults,
-                                    on_sent=self._notify_sent, on_received=self._notify_received)
+                                    on_sent=self._notify_sent, on_received=self._notify_received,
+                                    on_closing=self.handles.open_sessions.discard)
         self.connections.append(conn)
+        self.handles.open_sessions.add(shake.index)
         try:
             await conn.run()
         finally:
+            self.handles.open_sessions.discard(shake.index)
             self.connections.remove(conn)
 
 

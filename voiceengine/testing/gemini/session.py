@@ -55,14 +55,20 @@ class ResumableState:
     prompt_audio_tokens: int
     prompt_text_tokens: int
     response_tokens: int
+    owner: int  # the session (connection index) that granted the handle
 
 
 class HandleStore:
     """Server-wide resumption handles (bounded: the oldest are forgotten), and refusals."""
 
-    def __init__(self, max_handles: int, *, refuse_all: bool = False) -> None:
+    def __init__(self, max_handles: int, *, refuse_all: bool = False, refuse_while_open: bool = True) -> None:
         self._states: BoundedDict[str, ResumableState] = BoundedDict(max_handles)
         self.refuse_all = refuse_all
+        #: refuse a handle while the connection that granted it is still open (the live
+        #: service was reported to: github.com/aicc2025/sip-to-ai pull 14)
+        self.refuse_while_open = refuse_while_open
+        #: connection indexes still open (the server keeps this up to date)
+        self.open_sessions: set[int] = set()
         #: how many of the next resumption attempts are refused whatever the handle
         self.refusals = 0
         #: handles that were presented, honoured or not (newest last, bounded)
@@ -79,7 +85,8 @@ class HandleStore:
         """The state ``handle`` restores, or None when it is unknown or refused."""
         self.presented.append(handle)
         state = self._states.get(handle)
-        if state is None or self.refuse_all or self.refusals > 0:
+        still_open = state is not None and self.refuse_while_open and state.owner in self.open_sessions
+        if state is None or self.refuse_all or self.refusals > 0 or still_open:
             self.refusals = max(0, self.refusals - 1)
             self.refused += 1
             return None
@@ -261,7 +268,8 @@ class FakeGeminiSession:
             if handle:
                 state = self.handles.redeem(str(handle))
                 if state is None:
-                    raise FrameError("Session resumption handle is invalid or has expired.", 1008)
+                    # a server error, not the client's: the client may retry, or start afresh
+                    raise FrameError("Session resumption handle is invalid, expired or still in use.", 1011)
                 self._restore(state)
         self.setup = body
 
@@ -284,7 +292,7 @@ class FakeGeminiSession:
         handle = self.handles.grant(ResumableState(
             history=tuple(self.history), turns=self._turns, replies=self._replies,
             prompt_audio_tokens=self._prompt_audio_tokens, prompt_text_tokens=self._prompt_text_tokens,
-            response_tokens=self._response_tokens))
+            response_tokens=self._response_tokens, owner=self.index))
         update: dict[str, Any] = {"newHandle": handle, "resumable": True}
         if self._consumed >= 0:
             update["lastConsumedClientMessageIndex"] = str(self._consumed)  # int64 is a JSON string
