@@ -15,6 +15,7 @@ from gemini_sdk_oracle import validate_client_frame
 from voiceengine.exceptions import AudioFormatError, InvalidState
 from voiceengine.providers.conversation import ConversationRecord, EntryKind
 from voiceengine.providers.gemini import GeminiConfig, GeminiSession
+from voiceengine.providers.gemini.codec import encode_audio
 from voiceengine.providers.types import (
     EventType, FunctionCall, GenerationDone, ProviderEvent, ResponseInfo, ServerInterrupted, SessionExpiring,
     ToolCallCancelled, Usage,
@@ -212,9 +213,10 @@ def test_go_away_and_resumption_handles() -> None:
     session = GeminiSession(GeminiConfig(api_key="k"), resumption_handle="old")
     session.start()
     assert json.loads(session.data_to_send()[0])["setup"]["sessionResumption"] == {"handle": "old"}
-    assert session.resumption_handle == "old" and not session.resumed
+    # not set up (yet): were the connection lost now, the handle counts as refused
+    assert session.resumption_handle is None and not session.resumed
     session.receive('{"setupComplete": {}}')
-    assert session.resumed
+    assert session.resumed and session.resumption_handle == "old"
     session.receive('{"sessionResumptionUpdate": {"newHandle": "h1", "resumable": true}}')
     session.receive('{"sessionResumptionUpdate": {"newHandle": "h2", "resumable": false}}')
     session.receive('{"sessionResumptionUpdate": {"resumable": true}}')
@@ -324,3 +326,40 @@ def test_any_frame_sequence_keeps_one_end_per_reply(frames: list[str]) -> None:
     assert len(set(done)) == len(done) and set(done) <= set(started)
     open_ids = set(started) - set(done)
     assert len(open_ids) <= 1 and (session.generating == bool(open_ids))
+
+
+def test_transparent_resumption_keeps_written_audio_the_handle_lacks() -> None:
+    config = GeminiConfig(api_key="k", transparent_resumption=True)
+    session = GeminiSession(config)
+    session.start()
+    (setup,) = session.data_to_send()  # message 0
+    assert json.loads(setup)["setup"]["sessionResumption"] == {"transparent": True}
+    session.receive('{"setupComplete": {}}')
+    a, b, c = b"\x01\x00" * 80, b"\x02\x00" * 80, b"\x03\x00" * 80
+    frames = [session.encode_audio(a), session.encode_audio(b)]  # messages 1, 2
+    session.send_text("x")
+    frames += session.data_to_send()  # message 3
+    frames.append(session.encode_audio(c))  # message 4
+    assert all(validate_client_frame(f) for f in frames if f)
+    assert session.unconsumed_audio(len(a) + len(b) + len(c)) == [a, b, c]
+    session.receive('{"sessionResumptionUpdate": {"newHandle": "h", "resumable": true, '
+                    '"lastConsumedClientMessageIndex": "2"}}')
+    assert session.unconsumed_audio(len(a) + len(b) + len(c)) == [c]  # a and b are in the handle's state
+    assert session.unconsumed_audio(len(a) + len(b)) == []  # c was never written: the runtime re-sends it
+    resumed = GeminiSession(config, resumption_handle="h", resend_audio=[c])
+    resumed.start()
+    assert json.loads(resumed.data_to_send()[0])["setup"]["sessionResumption"] == {"handle": "h",
+                                                                                   "transparent": True}
+    assert resumed.data_to_send() == []  # nothing before setupComplete
+    resumed.receive('{"setupComplete": {}}')
+    (again,) = resumed.data_to_send()
+    assert json.loads(again) == json.loads(encode_audio(c))
+    assert resumed.unconsumed_audio(0) == [c]  # kept until a handle of this connection includes it
+
+
+def test_plain_resumption_keeps_nothing() -> None:
+    session = GeminiSession(GeminiConfig(api_key="k"))
+    session.receive('{"setupComplete": {}}')
+    session.encode_audio(b"\x00\x00" * 10)
+    assert session.unconsumed_audio(10**6) == []
+    assert GeminiSession(GeminiConfig(api_key="k"), resend_audio=[b"\x00\x00"]).data_to_send() == []

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import INPUT_SAMPLE_RATE, GeminiConfig
+from .config import INPUT_SAMPLE_RATE, GeminiConfig, function_declaration
 
 try:  # SIMD base64 for the audio path (falls back to binascii when absent)
     import pybase64 as _pybase64
@@ -52,6 +52,9 @@ __all__ = [
     "encode_realtime_text",
     "encode_client_content",
     "encode_tool_response",
+    "encode_context_update",
+    "encode_raw",
+    "CLIENT_FIELDS",
     "AUDIO_MIME_TYPE",
 ]
 
@@ -483,7 +486,10 @@ def encode_setup(config: GeminiConfig, *, handle: str | None = None, initial_his
     if config.output_transcription:
         setup["outputAudioTranscription"] = {}
     if config.session_resumption:
-        setup["sessionResumption"] = {"handle": handle} if handle else {}
+        resumption: dict[str, Any] = {"handle": handle} if handle else {}
+        if config.transparent_resumption:
+            resumption["transparent"] = True
+        setup["sessionResumption"] = resumption
     elif handle:
         raise ValueError("a resumption handle needs session_resumption=True")
     if config.context_window_compression:
@@ -534,6 +540,33 @@ def encode_client_content(turns: Sequence[HistoryTurn], *, turn_complete: bool) 
     content: dict[str, Any] = {"turns": [{"role": t.role, "parts": [dict(p) for p in t.parts]} for t in turns]}
     content["turnComplete"] = turn_complete
     return _dumps({"clientContent": content})
+
+
+#: client message fields, for raw access
+CLIENT_FIELDS = frozenset({"clientContent", "realtimeInput", "toolResponse", "contextUpdate"})
+
+
+def encode_raw(kind: str, body: Mapping[str, Any]) -> str:
+    """``{kind: body}`` for raw access; ``kind`` is a client message field (not ``setup``)."""
+    if kind not in CLIENT_FIELDS:
+        raise ValueError(f"kind must be one of {sorted(CLIENT_FIELDS)}, got {kind!r}")
+    if not isinstance(body, Mapping):
+        raise TypeError("body must be a mapping")
+    return _dumps({kind: dict(body)})
+
+
+def encode_context_update(*, instructions: str | None = None,
+                          tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """``contextUpdate``: system instructions and/or tools (neutral shape) for the session."""
+    update: dict[str, Any] = {}
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise TypeError("instructions must be a str")
+        update["systemInstruction"] = {"parts": [{"text": instructions}]}
+    if tools is not None:
+        declarations = [function_declaration(tool) for tool in tools]
+        update["tools"] = {"tools": [{"functionDeclarations": declarations}] if declarations else []}
+    return _dumps({"contextUpdate": update})
 
 
 def encode_tool_response(results: Sequence[ToolResult]) -> str:

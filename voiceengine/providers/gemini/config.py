@@ -99,6 +99,12 @@ class GeminiConfig(ProviderConfig):
     the connection ends when no ``goAway`` came; ``session_limit_s`` (900; ``None`` when
     ``context_window_compression`` is on) bounds the session.
 
+    ``transparent_resumption`` (Vertex AI only: the Gemini Developer API refuses it) asks the
+    service for ``lastConsumedClientMessageIndex``; input audio written but not yet in the
+    state of the newest handle is then sent again on the resumed connection, so even an
+    unexpected close loses none. Without it, audio sent after the service's last handle may
+    be missing from a resumed session (it is counted as sent).
+
     Keepalive: Gemini's pongs have been seen to take 8-30 s (python-genai #2935 "1011
     keepalive ping timeout"), so the ping timeout defaults to 60 s, not websockets' 20 s.
     """
@@ -110,6 +116,7 @@ class GeminiConfig(ProviderConfig):
     input_transcription: bool = True
     output_transcription: bool = True
     session_resumption: bool = True
+    transparent_resumption: bool = False
     context_window_compression: bool = False
     compression_trigger_tokens: int | None = None
     compression_target_tokens: int | None = None
@@ -153,6 +160,8 @@ class GeminiConfig(ProviderConfig):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
                 raise ConfigurationError(f"{name} must be an int >= 1 or None")
+        if self.transparent_resumption and not self.session_resumption:
+            raise ConfigurationError("transparent_resumption needs session_resumption=True")
         if self.max_size_bytes < 1024 or self.max_queue_messages < 1:
             raise ConfigurationError("max_size_bytes must be >= 1024 and max_queue_messages >= 1")
         for name in ("ping_interval_s", "ping_timeout_s"):

@@ -38,6 +38,7 @@ the service takes it as history and does not reply to it).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -79,11 +80,13 @@ from .codec import (
     encode_audio,
     encode_audio_stream_end,
     encode_client_content,
+    encode_context_update,
+    encode_raw,
     encode_realtime_text,
     encode_setup,
     encode_tool_response,
 )
-from .config import GeminiConfig
+from .config import INPUT_SAMPLE_RATE, GeminiConfig
 
 __all__ = ["GeminiSession", "function_response_body", "encode_history"]
 
@@ -129,7 +132,8 @@ class GeminiSession:
     """
 
     def __init__(self, config: GeminiConfig, *, resumption_handle: str | None = None,
-                 replay_history: bool = False, provider_name: str = "gemini") -> None:
+                 replay_history: bool = False, resend_audio: Sequence[bytes] = (),
+                 provider_name: str = "gemini") -> None:
         if resumption_handle is not None and not config.session_resumption:
             raise ValueError("a resumption handle needs session_resumption=True")
         self.config = config
@@ -155,6 +159,16 @@ class GeminiSession:
         self._replayed_calls: BoundedDict[str, str] = BoundedDict(_MAX_CALLS)  # function names for a replay
         self._usage_total = Usage()
         self._activity = False
+        # Transparent resumption: every frame leaving gets the next client message index
+        # (setup is 0); input audio frames are kept, with the running byte count of the audio
+        # encoded so far, until the state of a handle includes them.
+        self._wire_index = -1
+        self._audio_encoded = 0
+        self._unconsumed: collections.deque[tuple[int, int, bytes]] = collections.deque()
+        self._unconsumed_bytes = 0
+        self._max_unconsumed = config.reconnect_audio_buffer_ms * INPUT_SAMPLE_RATE * 2 // 1000
+        self._resend = [bytes(pcm) for pcm in resend_audio] if resumption_handle is not None else []
+        self._pending_audio: list[tuple[int, bytes, bool]] = []
 
     # ------------------------------------------------------------ state
     @property
@@ -176,7 +190,13 @@ class GeminiSession:
 
     @property
     def resumption_handle(self) -> str | None:
-        """The newest handle the service marked resumable (or the one this session resumed)."""
+        """The newest handle the service marked resumable (or the one this session resumed).
+
+        ``None`` when this session was given a handle and never got set up: the service
+        refused it (invalid, expired, or the old connection still open), so the next
+        connection starts afresh and replays instead of presenting it again."""
+        if not self._ready and self._given_handle is not None:
+            return None
         return self._handle
 
     @property
@@ -192,6 +212,14 @@ class GeminiSession:
     def idle(self) -> bool:
         """No reply requested or in progress and no tool call waiting: a recycle cuts nothing."""
         return self._reply is None and not self._awaiting_reply and not self._calls
+
+    @property
+    def current_response_id(self) -> str | None:
+        return self._reply.response_id if self._reply is not None else None
+
+    @property
+    def current_item_id(self) -> str | None:
+        return self._reply.item_id if self._reply is not None else None
 
     @property
     def pending_calls(self) -> dict[str, str]:
@@ -213,6 +241,11 @@ class GeminiSession:
 
     def data_to_send(self) -> list[str]:
         """The frames to write now, in order (nothing but ``setup`` before ``setupComplete``)."""
+        if self._ready and self._resend:
+            resend, self._resend = self._resend, []
+            for pcm in resend:  # audio the resumed state lacks: first, before anything newer
+                self._out.append(encode_audio(pcm))
+                self._track_audio(len(self._out) - 1, pcm, counted=False)
         if self._ready and self._replay_history and not self._history_sent:
             self._history_sent = True
             self._out.append(encode_client_content(self._history, turn_complete=True))
@@ -221,7 +254,32 @@ class GeminiSession:
             self._out.extend(self._held)
             self._held.clear()
         out, self._out = self._out, []
+        base = self._wire_index + 1
+        self._wire_index += len(out)
+        if self._pending_audio:
+            for offset, pcm, counted in self._pending_audio:
+                self._keep_unconsumed(base + offset, pcm, counted=counted)
+            self._pending_audio.clear()
         return out
+
+    def _track_audio(self, offset: int, pcm: bytes, *, counted: bool) -> None:
+        """Note an audio frame at ``offset`` in the next :meth:`data_to_send` batch."""
+        if self.config.transparent_resumption:
+            self._pending_audio.append((offset, pcm, counted))
+
+    def _keep_unconsumed(self, index: int, pcm: bytes, *, counted: bool) -> None:
+        if counted:
+            self._audio_encoded += len(pcm)
+        self._unconsumed.append((index, self._audio_encoded, pcm))
+        self._unconsumed_bytes += len(pcm)
+        while self._unconsumed_bytes > self._max_unconsumed and self._unconsumed:
+            self._unconsumed_bytes -= len(self._unconsumed.popleft()[2])  # bounded: the oldest go
+
+    def unconsumed_audio(self, written_bytes: int) -> list[bytes]:
+        """Input audio frames written on this connection (the first ``written_bytes`` of audio
+        the runtime wrote) that the newest handle's state does not include; empty unless
+        ``transparent_resumption``."""
+        return [pcm for _, end, pcm in self._unconsumed if end <= written_bytes]
 
     def _queue(self, frame: str) -> None:
         (self._out if self._ready else self._held).append(frame)
@@ -231,7 +289,13 @@ class GeminiSession:
         n = pcm.nbytes if isinstance(pcm, memoryview) else len(pcm)
         if n % 2:
             raise AudioFormatError(f"PCM16 audio needs whole samples: got {n} bytes (odd)")
-        return encode_audio(pcm) if n else None
+        if not n:
+            return None
+        frame = encode_audio(pcm)
+        self._wire_index += 1  # the runtime writes it in call order with the other frames
+        if self.config.transparent_resumption:
+            self._keep_unconsumed(self._wire_index, bytes(pcm), counted=True)
+        return frame
 
     def end_audio_stream(self) -> None:
         """The microphone stopped (automatic activity detection): the service ends the turn."""
@@ -272,6 +336,33 @@ class GeminiSession:
         if respond:
             self._awaiting_reply = True
         self._queue(encode_client_content([HistoryTurn.text("user", text)], turn_complete=respond))
+
+    def add_turn(self, role: str, text: str, *, turn_complete: bool = False) -> None:
+        """A ``clientContent`` turn of ``role`` (``user`` or ``model``) as context; with
+        ``turn_complete`` the service answers it."""
+        if turn_complete:
+            self._awaiting_reply = True
+        self._queue(encode_client_content([HistoryTurn.text(role, text)], turn_complete=turn_complete))
+
+    def add_entry(self, entry: ConversationEntry) -> None:
+        """A neutral conversation entry as context (``clientContent``, no reply)."""
+        turn = _history_turn(entry)
+        if turn is None:
+            raise ValueError(f"entry {entry.id!r} has nothing Gemini can carry")
+        self._queue(encode_client_content([turn], turn_complete=False))
+
+    def update_context(self, *, instructions: str | None = None,
+                       tools: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """``contextUpdate``: new system instructions and/or tools for this session, applied
+        in order with the rest of the input (``tools=[]`` clears them)."""
+        if instructions is None and tools is None:
+            raise ValueError("update_context needs instructions or tools")
+        self._queue(encode_context_update(instructions=instructions, tools=tools))
+
+    def send_raw(self, kind: str, body: Mapping[str, Any]) -> None:
+        """One client frame ``{kind: body}`` as given (``clientContent``, ``realtimeInput``,
+        ``toolResponse``, ``contextUpdate``); raw access, so the caller answers for it."""
+        self._queue(encode_raw(kind, body))
 
     def send_realtime_text(self, text: str) -> None:
         """Text as realtime input (answered like speech, under activity detection)."""
@@ -352,6 +443,10 @@ class GeminiSession:
         elif isinstance(message, ResumptionUpdate):
             if message.resumable and message.new_handle:
                 self._handle = message.new_handle
+                consumed = message.last_consumed_index
+                if consumed is not None:  # the handle's state holds every message up to it
+                    while self._unconsumed and self._unconsumed[0][0] <= consumed:
+                        self._unconsumed_bytes -= len(self._unconsumed.popleft()[2])
         elif isinstance(message, VoiceActivity):
             kind = EventType.SPEECH_STARTED if message.started else EventType.SPEECH_STOPPED
             events.append(self._ev(kind, {}))

@@ -136,6 +136,7 @@ class FakeGeminiConfig:
     go_away_close_reason: str = "Deadline expired"
     # Resumption.
     grant_handles: bool = True     # send sessionResumptionUpdate when the setup asks for resumption
+    resumption_update_every: int = 25  # also a fresh handle after this many client messages (0: only per turn)
     refuse_all_handles: bool = False
     refuse_handles_while_open: bool = True  # as the live service was reported to (close 1011)
     max_handles: int = 1000
@@ -170,6 +171,8 @@ class FakeGeminiConfig:
                      "max_recorded_frames", "max_recorded_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.resumption_update_every < 0:
+            raise ValueError("resumption_update_every must be >= 0")
         if self.vad_silence_ms < 10 or self.vad_prefix_padding_ms < 0 or self.vad_min_speech_ms < 0:
             raise ValueError("vad_silence_ms >= 10, vad_prefix_padding_ms >= 0 and vad_min_speech_ms >= 0")
 

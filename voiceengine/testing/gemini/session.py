@@ -56,6 +56,7 @@ class ResumableState:
     prompt_text_tokens: int
     response_tokens: int
     owner: int  # the session (connection index) that granted the handle
+    input_audio_bytes: int = 0  # input audio in the state (this session and those it resumed)
 
 
 class HandleStore:
@@ -140,7 +141,11 @@ class FakeGeminiSession:
         self.instructions = ""
         self.resumed = False
         self.resumption = False
+        self.transparent = False
         self.input_audio_bytes = 0
+        #: input audio in the session's state: what it resumed plus what it handled since
+        self.lineage_input_audio_bytes = 0
+        self._granted_at = -1  # client message index of the last handle granted
         self.interrupts = 0
         self.go_away_sent = False
         self._consumed = -1
@@ -233,6 +238,10 @@ class FakeGeminiSession:
         self._consumed += 1
         self._handlers[kind](body)
         self._record_received(kind, body)
+        every = self.config.resumption_update_every
+        if kind != "setup" and every and self._generation is None and not self._pending_calls \
+                and self._consumed - self._granted_at >= every:
+            self._grant_handle()  # the service sends fresh handles as the session goes on
 
     def record_ignored(self, data: str | bytes) -> None:
         self.ignored.append(data if isinstance(data, str) else data.decode("utf-8", "replace"))
@@ -264,6 +273,7 @@ class FakeGeminiSession:
         resumption = body.get("sessionResumption")
         if resumption is not None:
             self.resumption = self.config.grant_handles
+            self.transparent = isinstance(resumption, dict) and resumption.get("transparent") is True
             handle = resumption.get("handle") if isinstance(resumption, dict) else None
             if handle:
                 state = self.handles.redeem(str(handle))
@@ -285,6 +295,7 @@ class FakeGeminiSession:
         self._prompt_audio_tokens = state.prompt_audio_tokens
         self._prompt_text_tokens = state.prompt_text_tokens
         self._response_tokens = state.response_tokens
+        self.lineage_input_audio_bytes = state.input_audio_bytes
 
     def _grant_handle(self) -> None:
         if not self.resumption:
@@ -292,9 +303,12 @@ class FakeGeminiSession:
         handle = self.handles.grant(ResumableState(
             history=tuple(self.history), turns=self._turns, replies=self._replies,
             prompt_audio_tokens=self._prompt_audio_tokens, prompt_text_tokens=self._prompt_text_tokens,
-            response_tokens=self._response_tokens, owner=self.index))
+            response_tokens=self._response_tokens, owner=self.index,
+            input_audio_bytes=self.lineage_input_audio_bytes))
+        self._granted_at = self._consumed
         update: dict[str, Any] = {"newHandle": handle, "resumable": True}
-        if self._consumed >= 0:
+        if self.transparent and self._consumed >= 0:
+            # only with sessionResumption.transparent, as the service does (Vertex only)
             update["lastConsumedClientMessageIndex"] = str(self._consumed)  # int64 is a JSON string
         self.emit({"sessionResumptionUpdate": update})
 
@@ -333,6 +347,7 @@ class FakeGeminiSession:
         if len(pcm) % 2:
             raise FrameError("PCM16 audio must hold whole samples (an even number of bytes).")
         self.input_audio_bytes += len(pcm)
+        self.lineage_input_audio_bytes += len(pcm)
         if self._manual_activity:
             if self._activity:
                 self._add_turn_audio(pcm, rate)
