@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from reliability_harness import (
+    CLIENT_LIMITS,
     Harness,
     accounting_problems,
     duplicate_replies,
@@ -159,6 +160,11 @@ def phase_fault(name: str, phase: str) -> Fault:
     }[phase]
     if name in HANDSHAKE and phase in ("mid_upload", "mid_response", "during_interrupt"):
         return Fault(kind=FaultKind.CLOSE, close_code=1006, then=(make_fault(name),), **trig)
+    if name in HANDSHAKE and phase == "before_ready":
+        # the first connect() retries a transient refusal (issue 10): the service refuses
+        # every attempt it makes, so that connect() still ends in the refusal
+        return make_fault(name, session_index=None, trigger=Trigger.ON_CONNECT,
+                          times=CLIENT_LIMITS["max_reconnect_attempts"] + 1)
     if name in HANDSHAKE:
         return make_fault(name, session_index=trig["session_index"])
     return make_fault(name, **trig)

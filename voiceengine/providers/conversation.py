@@ -37,12 +37,12 @@ from __future__ import annotations
 import enum
 import itertools
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .._bounded import BoundedDict
 from .types import EventType, FunctionCall, ProviderEvent, ToolCallCancelled
 
-__all__ = ["EntryKind", "ConversationEntry", "ConversationRecord"]
+__all__ = ["EntryKind", "ConversationEntry", "ConversationRecord", "entries_from_items"]
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _AUDIO_PARTS = frozenset({"input_audio", "output_audio", "audio"})
@@ -398,6 +398,19 @@ def _fill(entry: ConversationEntry, item: Mapping[str, Any]) -> ConversationEntr
         if transcripts and ("".join(transcripts) or entry.transcript is None):
             changes["transcript"] = "".join(transcripts)
     return replace(entry, **changes) if changes else entry
+
+
+def entries_from_items(items: Iterable[Mapping[str, Any]]) -> list[ConversationEntry]:
+    """Neutral entries for wire-shaped items (a replay source's, e.g. the engine's
+    ``ConversationState.snapshot().items``), in order, ids kept; items of a type the
+    record does not keep are left out. Raises ``TypeError`` for a non-mapping item."""
+    items = list(items)
+    record = ConversationRecord(max_entries=max(1, len(items)))
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise TypeError(f"a replay item must be a mapping, got {type(item).__name__}")
+        record.add_item({**item, "status": "completed"} if "status" not in item else item)
+    return list(record.entries)
 
 
 _HANDLERS: dict[EventType, Any] = {

@@ -98,9 +98,9 @@ async def test_continuity_backoff_sleeps_on_the_clock() -> None:
         provider.on_event(EventType.CONNECTION_STATE, events.append)
         await provider.connect()
         try:
-            ws = provider._ws
+            ws = provider._transport
             assert ws is not None
-            ws.transport.abort()
+            ws.abort()
             async with asyncio.timeout(5):
                 while not any(e.data.phase == "reconnecting" for e in events):
                     await asyncio.sleep(0.01)

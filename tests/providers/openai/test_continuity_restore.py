@@ -169,9 +169,9 @@ async def test_continuity_queued_audio_moves_back_to_the_backlog() -> None:
         for _ in range(5):
             await provider.send_audio(chunk)
         assert provider.audio_accounting.pending_bytes == 5 * len(chunk)
-        ws = provider._ws
+        ws = provider._transport
         assert ws is not None
-        ws.transport.abort()  # a TCP reset as seen from our side, before the writer runs
+        ws.abort()  # a TCP reset as seen from our side, before the writer runs
         restored = await rec.wait_phase("restored")
         acc = provider.audio_accounting
         assert acc.captured_bytes == 5 * len(chunk) and acc.dropped_bytes == 0 and acc.pending_bytes == 0

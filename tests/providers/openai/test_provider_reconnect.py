@@ -15,7 +15,7 @@ from _shell_helpers import KEY, make_provider, response_done, running
 from voiceengine.exceptions import ConnectionFailed, InvalidState
 from voiceengine.providers import ConnectionState, EventType
 from voiceengine.providers.openai import OpenAIConfig, OpenAIProvider
-from voiceengine.providers.openai.connection import backoff
+from voiceengine.providers.runtime import backoff
 from voiceengine.testing import AuthFailureMode, FakeRealtimeServer, FakeServerConfig, Fault, FaultKind, Trigger
 
 FAST = FakeServerConfig(turn_detection=None, speed=math.inf, responses=["Okay."])
@@ -132,7 +132,8 @@ async def test_fatal_error_mid_session_stops_without_reconnect() -> None:
 async def test_handshake_refusals_are_typed(status: int, fatal: bool, code: str) -> None:
     config = FakeServerConfig(faults=(Fault(kind=FaultKind.REJECT_HANDSHAKE, status_code=status,
                                             trigger=Trigger.ON_CONNECT),))
-    async with running(config, connect=False) as (server, provider, rec):
+    # no retries: the first connect retries a transient refusal (test_first_connect_retries_*)
+    async with running(config, connect=False, max_reconnect_attempts=0) as (server, provider, rec):
         with pytest.raises(ConnectionFailed) as info:
             await provider.connect()
         assert info.value.status_code == status
@@ -196,7 +197,7 @@ async def test_audio_while_reconnecting_is_buffered_and_replayed() -> None:
 async def test_handshake_timeout_is_typed() -> None:
     config = FakeServerConfig(faults=(Fault(kind=FaultKind.HANDSHAKE_TIMEOUT, trigger=Trigger.ON_CONNECT,
                                             duration_s=5.0),))
-    async with running(config, connect=False, open_timeout_s=0.2) as (server, provider, rec):
+    async with running(config, connect=False, open_timeout_s=0.2, max_reconnect_attempts=0) as (server, provider, rec):
         with pytest.raises(ConnectionFailed) as info:
             await provider.connect()
         assert info.value.code == "timeout" and info.value.retryable

@@ -3,7 +3,8 @@
 This module opens one WebSocket to the Realtime endpoint and maps every way the opening
 handshake can fail to a typed :class:`~voiceengine.exceptions.ConnectionFailed`. It knows
 nothing about the Realtime protocol (that is :mod:`.session`, sans-I/O) nor about tasks
-and reconnects (that is :mod:`.provider`).
+and reconnects (that is :mod:`~voiceengine.providers.runtime`): :class:`WebSocketTransport`
+is the :class:`~voiceengine.providers.interfaces.Transport` the runtime drives.
 
 Decisions, and why:
 
@@ -21,12 +22,11 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import random
 import ssl
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -43,6 +43,8 @@ from websockets.frames import Frame, Opcode
 
 from ...exceptions import ConnectionFailed
 from ...secrets import SecretScrubbingFilter, scrub
+from ..interfaces import RECONNECTABLE_CLOSE_CODES, CloseInfo, TransportClosed
+from ..interfaces import Frame as WireFrame
 from .config import OpenAIConfig
 
 __all__ = [
@@ -50,20 +52,16 @@ __all__ = [
     "ClientConnection",
     "RECONNECTABLE_CLOSE_CODES",
     "WIRE_LOGGER_NAME",
-    "BackoffPolicy",
-    "backoff",
     "build_url",
     "build_headers",
     "open_connection",
+    "open_transport",
+    "WebSocketTransport",
     "CloseInfo",
     "close_info",
 ]
 
 WIRE_LOGGER_NAME = "voiceengine.providers.openai.wire"
-
-#: Close codes after which a fresh connection may succeed (going away, no status,
-#: abnormal, internal error, service restart, try again later, TLS failure).
-RECONNECTABLE_CLOSE_CODES = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
 
 #: Handshake statuses worth retrying; every other refusal is a configuration problem
 #: (bad key, no access, unknown model) that retrying cannot fix.
@@ -99,28 +97,6 @@ def wire_logger() -> logging.Logger:
     if not any(isinstance(f, _WireLogFilter) for f in logger.filters):
         logger.addFilter(_WireLogFilter())
     return logger
-
-
-# --------------------------------------------------------------------------- backoff
-
-#: A reconnect policy: called once per reconnect episode, yields the delay (seconds)
-#: before each attempt. Replace it on a provider (``provider.reconnect_delays = ...``)
-#: e.g. with ``lambda config: itertools.repeat(0.0)`` in tests.
-BackoffPolicy = Callable[[OpenAIConfig], Iterator[float]]
-
-
-def backoff(config: OpenAIConfig, *, factor: float = 2.0, rng: Callable[[], float] = random.random) -> Iterator[float]:
-    """Jittered exponential backoff ("full jitter"), as websockets' ``backoff`` does.
-
-    The first delay is a random fraction of ``backoff_initial_s`` (so that many clients
-    dropped by the same server restart do not reconnect in lockstep); then each delay is
-    drawn uniformly in ``[cap/2, cap]`` where ``cap`` doubles up to ``backoff_max_s``.
-    """
-    yield rng() * config.backoff_initial_s
-    cap = config.backoff_initial_s
-    while True:
-        cap = min(cap * factor, config.backoff_max_s)
-        yield cap / 2 + rng() * cap / 2
 
 
 # --------------------------------------------------------------------------- handshake
@@ -275,20 +251,6 @@ async def open_connection(config: OpenAIConfig, **overrides: Any) -> ClientConne
 # --------------------------------------------------------------------------- closing
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloseInfo:
-    """How a connection ended: the close code (1006 when none) and reason; ``local`` when
-    this side started the close (message too big, keepalive timeout, a planned recycle)."""
-
-    code: int | None
-    reason: str = ""
-    local: bool = False
-
-    @property
-    def reconnectable(self) -> bool:
-        return self.code in RECONNECTABLE_CLOSE_CODES
-
-
 def close_info(connection: ClientConnection, exc: BaseException | None = None) -> CloseInfo:
     """The close code/reason received on a closed connection (1006 if the peer sent none).
 
@@ -311,3 +273,56 @@ def close_info(connection: ClientConnection, exc: BaseException | None = None) -
 def describe_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers safe to show (credentials masked), for diagnostics."""
     return {k: ("***" if k.lower() in ("authorization", "api-key") else v) for k, v in headers.items()}
+
+
+#: slack over ``close_timeout_s`` before the transport is aborted: websockets' own close
+#: timeout does not cover a write buffer that a half-open peer never drains
+_CLOSE_SLACK_S = 0.05
+
+
+class WebSocketTransport:
+    """One open WebSocket as a :class:`~voiceengine.providers.interfaces.Transport`.
+
+    ``close`` is bounded by ``close_timeout_s`` (+50 ms) even against a peer that never
+    drains its socket: then the TCP connection is aborted.
+    """
+
+    __slots__ = ("connection", "close_timeout_s")
+
+    def __init__(self, connection: ClientConnection, *, close_timeout_s: float) -> None:
+        self.connection = connection
+        self.close_timeout_s = close_timeout_s
+
+    async def send(self, frame: WireFrame) -> None:
+        try:
+            await self.connection.send(frame)
+        except ConnectionClosed as exc:
+            raise TransportClosed(close_info(self.connection, exc)) from None
+
+    async def receive(self) -> WireFrame:
+        try:
+            return await self.connection.recv()
+        except ConnectionClosed as exc:
+            raise TransportClosed(close_info(self.connection, exc)) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        try:
+            async with asyncio.timeout(self.close_timeout_s + _CLOSE_SLACK_S):
+                await self.connection.close(code, reason)
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+        except Exception:
+            self.abort()
+
+    def abort(self) -> None:
+        self.connection.transport.abort()
+
+    def close_info(self) -> CloseInfo:
+        return close_info(self.connection)
+
+
+async def open_transport(config: OpenAIConfig, **overrides: Any) -> WebSocketTransport:
+    """:func:`open_connection` wrapped as the runtime's transport."""
+    connection = await open_connection(config, **overrides)
+    return WebSocketTransport(connection, close_timeout_s=config.close_timeout_s)

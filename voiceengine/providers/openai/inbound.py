@@ -28,6 +28,7 @@ BYTES_PER_SECOND = {"audio/pcm": 48000, "audio/pcmu": 8000, "audio/pcma": 8000}
 
 def on_session_created(self: RealtimeSession, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
     self.session_id = self._ctx.session_id = event.session_id
+    self._created = True
     return [event]
 
 

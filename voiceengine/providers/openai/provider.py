@@ -1,48 +1,42 @@
-"""The OpenAI Realtime (GA) provider: the public API over :class:`.shell.RealtimeShell`.
+"""The OpenAI Realtime (GA) provider: a binding of its codec, session and transport to the runtime.
 
-Each method hands the call to the connection's sans-I/O
-:class:`~voiceengine.providers.openai.session.RealtimeSession` (which validates and
-encodes) and queues what the session produced for the writer task; see :mod:`.shell` for
-the I/O model (one reader task, one writer task, bounded outbound queue).
+:class:`OpenAIProvider` is a :class:`~voiceengine.providers.runtime.ProviderRuntime` over a
+:class:`~.connection.WebSocketTransport` and one sans-I/O
+:class:`~voiceengine.providers.openai.session.RealtimeSession` per connection. Each public
+method hands the call to the session (which validates and encodes) through the runtime's
+``_control``; the runtime owns the tasks, the bounded outbound queue, reconnects, the
+audio backlog, recycling and restore (docs/reliability.md).
 
-Reconnects and continuity (docs/reliability.md): after a reconnectable loss (close 1001,
-1005, 1006, 1011, 1012, 1013, 1015; 1009 from our ``max_size``; ``session_expired``; a
-handshake timeout or retryable status; a keepalive timeout) a fresh ``RealtimeSession``
-replays the session config (``start()`` plus every ``update_session`` so far), the items
-of :meth:`~OpenAIProvider.set_replay_source` (called once per outage) and the input audio
-buffered meanwhile (``reconnect_audio_buffer_ms``), then CONNECTION_STATE ``restored``.
-Delays come from ``reconnect_delays`` (:func:`.connection.backoff` by default) slept on
-``clock``. The provider gives up (``gave_up``) after ``config.max_reconnect_attempts``
-consecutive attempts that did not yield a connection lasting ``stable_after_s``; it never
-reconnects after a fatal error (``invalid_api_key``, a 401/403 handshake, close 1008, ...):
-``failed``. A response lost with the connection ends with a synthetic RESPONSE_DONE
-(``failed``/``connection_lost``) and is not re-requested. Sessions are recycled
-``recycle_margin_s`` before the session limit (planned reconnect).
+Reconnects: after a reconnectable loss (close 1001, 1005, 1006, 1011, 1012, 1013, 1015;
+1009 from our ``max_size``; ``session_expired``; a handshake timeout or retryable status;
+a keepalive timeout) a fresh ``RealtimeSession`` replays the session config (``start()``
+plus every ``update_session`` so far), the conversation (the items of
+:meth:`~OpenAIProvider.set_replay_source` when set, else the provider's own
+:attr:`~OpenAIProvider.conversation`, taken once per outage; Realtime sessions cannot be
+resumed) and the input audio buffered meanwhile (``reconnect_audio_buffer_ms``), then
+CONNECTION_STATE ``restored`` with ``restored_by="replay"``. The provider gives up
+(``gave_up``) after ``config.max_reconnect_attempts`` consecutive attempts that did not
+yield a connection lasting ``stable_after_s``; it never reconnects after a fatal error
+(``invalid_api_key``, a 401/403 handshake, close 1008, ...): ``failed``. Sessions are
+recycled ``recycle_margin_s`` before the session limit (planned reconnect).
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from ...exceptions import LimitExceeded
-from ..types import (
-    ReplaySource,
-    AudioEncoding,
-    AudioFormat,
-    ConnectionState,
-    InterruptResult,
-    MessageType,
-    ProviderCapabilities,
-)
+from ...clock import Clock
+from ..runtime import BackoffPolicy, ProviderRuntime, RuntimeSettings
+from ..types import AudioEncoding, AudioFormat, InterruptResult, MessageType, ProviderCapabilities
 from .config import VOICES, OpenAIConfig
-from .protocol import pcm_bytes
-from .shell import RealtimeShell
+from .connection import WebSocketTransport, open_transport
+from .session import RealtimeSession
 
-if TYPE_CHECKING:
-    from .session import RealtimeSession
+__all__ = ["OpenAIProvider"]
 
-__all__ = ["OpenAIProvider", "ReplaySource"]
+#: backlog audio is replayed in appends of at most this much audio (fewer, bigger frames)
+REPLAY_CHUNK_MS = 500
 
 _FORMATS = {
     "audio/pcm": AudioFormat(sample_rate=24000, encoding=AudioEncoding.PCM16),
@@ -51,46 +45,52 @@ _FORMATS = {
 }
 
 
-class OpenAIProvider(RealtimeShell):
+class OpenAIProvider(ProviderRuntime[RealtimeSession]):
     """The OpenAI Realtime (GA) provider.
 
     ``OpenAIProvider(config, *, reconnect_delays=None, stable_after_s=10.0,
     send_timeout_s=None, clock=None)``; the keyword options are described on
-    :class:`.shell.RealtimeShell`.
+    :class:`~voiceengine.providers.runtime.ProviderRuntime`. ``send_audio`` takes PCM16
+    24 kHz mono (any buffer) and never waits.
     """
 
     name = "openai"
     config_class = OpenAIConfig
+    config: OpenAIConfig
 
-    async def send_audio(self, audio: Any) -> None:
-        """Enqueue PCM16 audio at 24 kHz mono (any buffer). Never waits.
+    def __init__(
+        self,
+        config: OpenAIConfig,
+        *,
+        reconnect_delays: BackoffPolicy | None = None,
+        stable_after_s: float = 10.0,
+        send_timeout_s: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(config, OpenAIConfig):
+            raise TypeError(f"{type(self).__name__} needs an OpenAIConfig, got {type(config).__name__}")
+        settings = RuntimeSettings(
+            reconnect=config.reconnect, max_queue_frames=config.max_queue_messages,
+            backlog_bytes=config.reconnect_audio_buffer_ms * config.input_bytes_per_ms, audio_align=2,
+            replay_chunk_bytes=REPLAY_CHUNK_MS * config.input_bytes_per_ms, recycle=config.recycle,
+            session_limit_s=config.effective_session_limit_s, recycle_margin_s=config.recycle_margin_s,
+            max_inbound_bytes=config.max_size_bytes,
+        )
+        super().__init__(config, settings, reconnect_delays=reconnect_delays, stable_after_s=stable_after_s,
+                         send_timeout_s=send_timeout_s, clock=clock)
+        self._session_options: dict[str, Any] = {}
 
-        Raises :class:`~voiceengine.exceptions.LimitExceeded` when the outbound queue is
-        full (the network is not keeping up; the audio is not taken), ``AudioFormatError``/
-        ``TypeError`` for bad buffers, ``InvalidState`` when not connected. While the
-        connection is being restored the audio is kept in a bounded backlog
-        (``config.reconnect_audio_buffer_ms``, oldest dropped first) and sent after the
-        replay; see :attr:`audio_accounting`.
-        """
-        # while reconnecting the backlog takes it, whatever the outage bookkeeping says
-        if not self._ready.is_set() and (self._buffering or self._state is ConnectionState.RECONNECTING):
-            self._buffer_audio(audio)
-            return
-        session = self._usable_session()
-        queue = self._outq
-        if queue is not None and queue.qsize() >= self._max_queue:
-            raise LimitExceeded(
-                f"outbound queue full ({self._max_queue} messages): audio refused", limit=self._max_queue,
-                size=queue.qsize(),
-            )
-        view = pcm_bytes(audio)  # validate before anything is counted
-        if not len(view):
-            return
-        self._flush()  # keep wire order = call order
-        pcm = bytes(view)  # ours: kept until written, so a lost connection can re-send it
-        self.audio_ledger.captured(len(pcm))
-        self._queue_audio(session, pcm, replay=False)
+    # ------------------------------------------------------------ the binding
+    async def open_transport(self) -> WebSocketTransport:
+        return await open_transport(self.config)
 
+    def new_session(self, *, resume_handle: str | None) -> RealtimeSession:
+        # drop_duplicate_audio: audio deltas carry no raw event, so downstream consumers
+        # (the engine dedupes by raw["event_id"]) cannot spot a delta delivered twice
+        return RealtimeSession(self.config, provider_name=self.name, drop_duplicate_audio=True,
+                               replay_options=self._session_options)
+
+    # ------------------------------------------------------------ the verbs
     async def commit_audio(self) -> None:
         await self._control(lambda s: s.commit_audio())
 
@@ -144,11 +144,6 @@ class OpenAIProvider(RealtimeShell):
     @property
     def response_active(self) -> bool:
         return bool(self._session is not None and self._session.response_active)
-
-    @property
-    def session(self) -> RealtimeSession | None:
-        """The sans-I/O session of the current connection (read-only use)."""
-        return self._session
 
     def get_audio_format(self) -> tuple[AudioFormat, AudioFormat]:
         return _FORMATS[self.config.input_audio_format], _FORMATS[self.config.output_audio_format]

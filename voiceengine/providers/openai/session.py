@@ -34,6 +34,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from ...exceptions import LimitExceeded
+from ..conversation import ConversationEntry, EntryKind
 from ..types import ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent
 from .bounded import (
     MAX_ACTIVE_RESPONSES,
@@ -56,11 +57,39 @@ from .protocol import (
     validate_session_options,
 )
 
-__all__ = ["RealtimeSession"]
+__all__ = ["RealtimeSession", "replay_item"]
 
 log = logging.getLogger("voiceengine.providers.openai.session")
 
 _DROPPABLE = (EventType.AUDIO_DELTA, EventType.TRANSCRIPT_DELTA)
+
+
+def replay_item(entry: ConversationEntry) -> dict[str, Any]:
+    """The Realtime wire item re-creating ``entry`` (``ValueError`` when it has nothing to carry)."""
+    item: dict[str, Any]
+    if entry.kind is EntryKind.FUNCTION_CALL:
+        if not entry.name or entry.call_id is None:
+            raise ValueError(f"function call {entry.id} has no name or call_id to replay")
+        item = {"type": "function_call", "call_id": entry.call_id, "name": entry.name,
+                "arguments": entry.arguments or ""}
+    elif entry.kind is EntryKind.FUNCTION_CALL_OUTPUT:
+        if entry.call_id is None:
+            raise ValueError(f"function call output {entry.id} has no call_id to replay")
+        item = {"type": "function_call_output", "call_id": entry.call_id, "output": entry.output or ""}
+    else:
+        if entry.role == "assistant":
+            text = entry.content_text
+            parts = [{"type": "output_text", "text": text}] if text else []
+        elif entry.role == "system":
+            parts = [{"type": "input_text", "text": entry.text}] if entry.text else []
+        else:
+            parts = [{"type": "input_text", "text": piece} for piece in (entry.text, entry.transcript) if piece]
+        if not parts:
+            raise ValueError(f"message {entry.id} has no text to replay")
+        item = {"type": "message", "role": entry.role, "content": parts}
+    if not entry.synthetic_id:
+        item = {"id": entry.id, **item}
+    return item
 
 
 class RealtimeSession:
@@ -89,8 +118,10 @@ class RealtimeSession:
         max_queued_responses: int = 16,
         max_items: int = 512,
         drop_duplicate_audio: bool = False,
+        replay_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self._replay_options = dict(replay_options or {})
         self.provider_name = provider_name
         self.codec = make_codec(config.codec, output_audio_format=config.output_audio_format)
         self._max_pending = max_pending
@@ -140,6 +171,7 @@ class RealtimeSession:
         self._seen_audio: BoundedSet[str] | None = (
             BoundedSet(MAX_SEEN_AUDIO_EVENTS) if self._drop_duplicate_audio else None)
         self.session_id: str | None = None
+        self._created = False  # session.created received: the session is usable
         self.session_ready = False
         #: the server said session_expired: the connection is about to close (1001)
         self.expiring = False
@@ -185,9 +217,33 @@ class RealtimeSession:
         return settings
 
     def start(self) -> None:
-        """Queue the ``session.update`` for the config (and every update_session since)."""
+        """Queue the ``session.update`` for the config, then one with the
+        ``replay_options`` (every ``update_session`` of the provider's earlier sessions)."""
         eid = self._next_id()
         self._send(eid, "session.update", self.codec.session_update(self.settings(), eid))
+        if self._replay_options:
+            self.update_session(**self._replay_options)
+
+    # ------------------------------------------------------------- runtime interface
+    @property
+    def ready(self) -> bool:
+        """``session.created`` arrived: audio and requests may flow."""
+        return self._created
+
+    @property
+    def resumption_handle(self) -> str | None:
+        """Realtime sessions cannot be resumed: a restore replays the conversation."""
+        return None
+
+    @property
+    def resumed(self) -> bool:
+        return False
+
+    def replay_entry(self, entry: ConversationEntry) -> None:
+        """Queue ``conversation.item.create`` re-creating a neutral entry (its id kept unless
+        synthetic): a message as text (an assistant's as ``output_text``: what was heard of
+        its audio), a function call, a function call output."""
+        self.add_item(replay_item(entry))
 
     def update_session(self, **options: Any) -> None:
         """Queue a ``session.update`` with just these options; kept for reconnects."""

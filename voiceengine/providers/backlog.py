@@ -5,7 +5,8 @@ or between ``session.created`` and ``restored``), plus audio that was still in t
 outbound queue when the connection was lost, waits here. It is bounded in bytes; when
 full the OLDEST audio goes first (the newest speech matters most to the reply), and every
 byte it lets go is returned to the caller so the provider's
-:class:`~voiceengine.providers.base.AudioLedger` stays exact. No asyncio, no I/O.
+:class:`~voiceengine.providers.base.AudioLedger` stays exact. No asyncio, no I/O. Owned by
+:class:`~voiceengine.providers.runtime.ProviderRuntime`; provider-neutral (frames are opaque).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ __all__ = ["AudioBacklog", "OutboundAudio"]
 
 
 class OutboundAudio:
-    """One ``input_audio_buffer.append`` in the outbound queue, with what the ledger needs.
+    """One encoded input-audio frame in the outbound queue, with what the ledger needs.
 
-    ``text`` is the encoded message; ``pcm`` the audio it carries (kept so that, if the
+    ``text`` is the encoded frame (text or bytes); ``pcm`` the audio it carries (kept so that, if the
     connection is lost before it is written, the audio can go back to the backlog);
     ``replay`` says whether writing it counts as *replayed* (it came from the backlog)
     rather than *sent*.
@@ -27,7 +28,7 @@ class OutboundAudio:
 
     __slots__ = ("text", "pcm", "replay")
 
-    def __init__(self, text: str, pcm: bytes, *, replay: bool = False) -> None:
+    def __init__(self, text: str | bytes, pcm: bytes, *, replay: bool = False) -> None:
         self.text = text
         self.pcm = pcm
         self.replay = replay
