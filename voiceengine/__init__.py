@@ -49,6 +49,7 @@ from .providers import (
     ResponseInfo,
 )
 from .providers.mock import MockConfig, MockProvider
+from .providers.gemini import GeminiConfig
 from .providers.openai import OpenAIConfig
 from .secrets import Secret
 from .state import ConversationItem, ConversationSnapshot, ConversationState, Turn
@@ -68,7 +69,8 @@ __all__ = [
     "BaseProvider", "ProviderConfig", "ProviderEvent", "ProviderCapabilities", "EventType",
     "MessageType", "ConnectionState", "ConnectionChange", "AudioEncoding", "AudioFormat",
     "ErrorInfo", "FunctionCall", "InterruptResult", "ResponseInfo",
-    "MockProvider", "MockConfig", "OpenAIProvider", "OpenAIConfig", "Secret",
+    "MockProvider", "MockConfig", "OpenAIProvider", "OpenAIConfig", "GeminiProvider", "GeminiConfig",
+    "Secret",
     # errors
     "VoiceEngineError", "ConfigurationError", "AudioFormatError", "InvalidState", "LimitExceeded",
     "ProviderError", "ConnectionFailed", "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
@@ -77,11 +79,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # OpenAIProvider imports websockets; keep `import voiceengine` light until it is used.
+    # The providers import websockets; keep `import voiceengine` light until it is used.
     if name == "OpenAIProvider":
         from .providers.openai import OpenAIProvider as provider
 
         return provider
+    if name == "GeminiProvider":
+        from .providers.gemini import GeminiProvider as gemini
+
+        return gemini
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Scrub keys from every voiceengine.* / websockets.* logger that importing created, even

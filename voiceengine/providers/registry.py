@@ -1,4 +1,4 @@
-"""Explicit provider registry: ``create("openai" | "mock", config)``.
+"""Explicit provider registry: ``create("openai" | "gemini" | "mock", config)``.
 
 Only voiceengine's own providers are registered, lazily, by import path; third-party
 providers call :func:`register` themselves. Importing a module never registers anything.
@@ -20,6 +20,7 @@ ProviderFactory = Callable[[Any], BaseProvider]
 _lock = threading.Lock()
 _factories: dict[str, ProviderFactory | str] = {
     "openai": "voiceengine.providers.openai:OpenAIProvider",
+    "gemini": "voiceengine.providers.gemini:GeminiProvider",
     "mock": "voiceengine.providers.mock:MockProvider",
 }
 
