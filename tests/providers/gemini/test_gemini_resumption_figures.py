@@ -2,7 +2,7 @@
 in 20 ms frames at real-time pace. With transparent resumption (``lastConsumedClientMessageIndex``)
 nothing is lost or doubled in the resumed session's state, nothing replayed, nothing answered twice.
 
-``pytest tests/providers/gemini/test_resumption_figures.py -s`` prints the figures (downtime,
+``pytest tests/providers/gemini/test_gemini_resumption_figures.py -s`` prints the figures (downtime,
 audio carried over in the backlog) of each run.
 """
 
