@@ -363,3 +363,18 @@ def test_plain_resumption_keeps_nothing() -> None:
     session.encode_audio(b"\x00\x00" * 10)
     assert session.unconsumed_audio(10**6) == []
     assert GeminiSession(GeminiConfig(api_key="k"), resend_audio=[b"\x00\x00"]).data_to_send() == []
+
+
+def test_request_reply_completes_a_text_turn_sent_without_one() -> None:
+    loop = Loop()
+    loop.client.start()
+    loop.pump()
+    loop.client.send_text("answer this later", respond=False)
+    assert not loop.pump()  # context only: no reply
+    loop.client.request_reply()  # what the engine does after send_text(respond=False)
+    events = loop.pump()
+    assert json.loads(loop.sent[-1]) == {"clientContent": {"turns": [], "turnComplete": True}}
+    assert next(e for e in events if e.type is EventType.TRANSCRIPT_DONE).data == "You said answer this later"
+    loop.audio(synthesize("and now speech", 16000).pcm)
+    loop.client.request_reply()  # speech is the newest input: end the audio stream
+    assert json.loads(loop.client.data_to_send()[-1]) == {"realtimeInput": {"audioStreamEnd": True}}

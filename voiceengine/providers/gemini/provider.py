@@ -22,7 +22,9 @@ What is Gemini's own:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 from typing import Any, Mapping
 
 from ...clock import Clock
@@ -83,6 +85,8 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
         self._transport_options = dict(transport_options or {})
         self._handover: asyncio.Task[None] | None = None
         self._last_session: GeminiSession | None = None
+        self._item_prefix = f"gmc{os.urandom(3).hex()}_"  # ids of items the client added
+        self._item_ids = itertools.count(1)
         self._written_at_start = 0  # input audio the runtime had written when that session began
 
     # ------------------------------------------------------------ the binding
@@ -156,7 +160,8 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
         else:
             wire_role, wire_text = ("model", text) if role == "assistant" else ("user", f"[system] {text}")
             await self._control(lambda s: s.add_turn(wire_role, wire_text, turn_complete=respond))
-        return self.conversation.add_message(role, text)
+        part = {"type": "output_text" if role == "assistant" else "input_text", "text": text}
+        return self._local_item({"type": "message", "role": role, "content": [part]})
 
     async def add_item(self, item: Mapping[str, Any], *, previous_item_id: str | None = None) -> str:
         """A conversation item (OpenAI Realtime shape) as context; Gemini cannot position it."""
@@ -168,8 +173,7 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
         if entry is None:
             raise ValueError(f"item type {item.get('type')!r} cannot be sent to Gemini Live")
         await self._control(lambda s: s.add_entry(entry))
-        recorded = self.conversation.add_item(item)
-        return recorded if recorded is not None else entry.id
+        return self._local_item({k: v for k, v in item.items() if k not in ("id", "previous_item_id")})
 
     async def send_message(self, message_type: MessageType | str, data: Mapping[str, Any] | None = None) -> str:
         """Raw access: a Gemini client field (``clientContent``, ``realtimeInput``,
@@ -228,7 +232,17 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
         name = self._call_name(call_id)
         await self._control(lambda s: s.send_function_result(call_id, output, name=name, respond=respond))
         text = output if isinstance(output, str) else json.dumps(output, separators=(",", ":"))
-        return self.conversation.add_function_output(call_id, text)
+        return self._local_item({"type": "function_call_output", "call_id": call_id, "output": text})
+
+    def _local_item(self, item: dict[str, Any]) -> str:
+        """Gemini echoes nothing of what the client adds: say it here, as the item events a
+        service with items would send (the record, the engine's state and apps see it)."""
+        item_id = f"{self._item_prefix}{next(self._item_ids)}"
+        item = {**item, "id": item_id, "status": "completed"}
+        for kind in (EventType.ITEM_ADDED, EventType.ITEM_DONE):
+            self._emit(ProviderEvent(type=kind, data=item, item_id=item_id, provider=self.name,
+                                     session_id=self.session_id))
+        return item_id
 
     def _call_name(self, call_id: str) -> str | None:
         session = self.session

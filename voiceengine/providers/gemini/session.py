@@ -159,6 +159,7 @@ class GeminiSession:
         self._replayed_calls: BoundedDict[str, str] = BoundedDict(_MAX_CALLS)  # function names for a replay
         self._usage_total = Usage()
         self._activity = False
+        self._text_pending = False  # text sent without a reply is the newest user input
         # Transparent resumption: every frame leaving gets the next client message index
         # (setup is 0); input audio frames are kept, with the running byte count of the audio
         # encoded so far, until the state of a handle includes them.
@@ -292,6 +293,7 @@ class GeminiSession:
         if not n:
             return None
         frame = encode_audio(pcm)
+        self._text_pending = False  # the newest input is speech: a reply request ends that turn
         self._wire_index += 1  # the runtime writes it in call order with the other frames
         if self.config.transparent_resumption:
             self._keep_unconsumed(self._wire_index, bytes(pcm), counted=True)
@@ -323,8 +325,13 @@ class GeminiSession:
 
     def request_reply(self) -> None:
         """Ask for a reply to what the user said: Gemini has no explicit request, so this
-        ends the user's turn (``activityEnd`` in manual mode, else ``audioStreamEnd``)."""
-        if self.config.turn_detection_settings.manual:
+        ends the user's turn: ``clientContent{turnComplete: true}`` after text sent without a
+        reply, else ``activityEnd`` (manual turns) or ``audioStreamEnd``."""
+        if self._text_pending:
+            self._text_pending = False
+            self._awaiting_reply = True
+            self._queue(encode_client_content([], turn_complete=True))
+        elif self.config.turn_detection_settings.manual:
             self.activity_end()
         else:
             self.end_audio_stream()
@@ -335,6 +342,7 @@ class GeminiSession:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if respond:
             self._awaiting_reply = True
+        self._text_pending = not respond  # request_reply() then completes this turn
         self._queue(encode_client_content([HistoryTurn.text("user", text)], turn_complete=respond))
 
     def add_turn(self, role: str, text: str, *, turn_complete: bool = False) -> None:
@@ -342,6 +350,7 @@ class GeminiSession:
         ``turn_complete`` the service answers it."""
         if turn_complete:
             self._awaiting_reply = True
+        self._text_pending = not turn_complete
         self._queue(encode_client_content([HistoryTurn.text(role, text)], turn_complete=turn_complete))
 
     def add_entry(self, entry: ConversationEntry) -> None:
@@ -509,6 +518,7 @@ class GeminiSession:
         reply = _Reply(self._next_id("resp"), self._next_id("item"))
         self._reply = reply
         self._awaiting_reply = False
+        self._text_pending = False
         events.append(self._ev(EventType.RESPONSE_STARTED, ResponseInfo(response_id=reply.response_id),
                                response_id=reply.response_id))
         events.append(self._ev(EventType.ITEM_ADDED, {"id": reply.item_id, "type": "message", "role": "assistant",
