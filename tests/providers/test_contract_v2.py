@@ -11,7 +11,8 @@ from voiceengine.exceptions import ConfigurationError, InvalidState
 from voiceengine.providers.conversation import ConversationRecord, EntryKind
 from voiceengine.providers.mock import MockConfig, MockProvider
 from voiceengine.providers.openai.config import OpenAIConfig
-from voiceengine.providers.openai.protocol import make_codec, turn_detection_payload
+from voiceengine.providers.openai.codecs import make_codec
+from voiceengine.providers.openai.protocol import turn_detection_payload
 from voiceengine.providers.types import (
     ConnectionChange,
     ConnectionState,

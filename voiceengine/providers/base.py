@@ -372,26 +372,26 @@ class BaseProvider(abc.ABC):
     async def send_audio(self, audio: Any) -> None:
         """Enqueue PCM16 audio at the provider's input rate (any buffer). Never blocks on I/O."""
 
-    @abc.abstractmethod
     async def commit_audio(self) -> None:
         """Commit the input audio buffer as a user turn (manual turn detection)."""
+        raise self._unsupported("committing input audio")
 
-    @abc.abstractmethod
     async def clear_audio(self) -> None:
         """Discard uncommitted input audio."""
+        raise self._unsupported("clearing input audio")
 
     # ------------------------------------------------------ items / responses
     @abc.abstractmethod
     async def send_text(self, text: str, *, role: str = "user", respond: bool = True) -> str:
         """Add a text message item (returns its item id); ``respond`` asks for a reply."""
 
-    @abc.abstractmethod
     async def add_item(self, item: Mapping[str, Any], *, previous_item_id: str | None = None) -> str:
         """Add a raw conversation item (wire shape); returns its item id."""
+        raise self._unsupported("raw conversation items")
 
-    @abc.abstractmethod
     async def send_message(self, message_type: MessageType | str, data: Mapping[str, Any] | None = None) -> str:
         """Send a raw client message of ``message_type``; returns its ``event_id``."""
+        raise self._unsupported("raw client messages")
 
     @abc.abstractmethod
     async def create_response(self, **options: Any) -> None:
@@ -421,15 +421,14 @@ class BaseProvider(abc.ABC):
         else:
             await self.create_response()
 
-    @abc.abstractmethod
     async def cancel_response(self) -> bool:
         """Cancel the active response; returns whether one was active."""
+        raise self._unsupported("cancelling a reply")
 
-    @abc.abstractmethod
     async def truncate(self, item_id: str, audio_end_ms: int, *, content_index: int = 0) -> None:
         """Cut an assistant audio item at ``audio_end_ms`` (what the user actually heard)."""
+        raise self._unsupported("truncating an item")
 
-    @abc.abstractmethod
     async def interrupt(self, *, item_id: str | None = None, played_ms: int | None = None) -> InterruptResult:
         """Barge-in: cancel the active response and cut the item being heard at ``played_ms``.
 
@@ -438,14 +437,23 @@ class BaseProvider(abc.ABC):
         the playback buffer's read head); ``None`` means all audio received so far.
         Providers without truncation (``capabilities.truncation`` false) only cancel.
         """
+        if played_ms is not None and (type(played_ms) is not int or played_ms < 0):
+            raise ValueError(f"played_ms must be an int >= 0 or None, got {played_ms!r}")
+        cancelled = await self.cancel_response() if self.get_capabilities().client_cancel else False
+        return InterruptResult(item_id=item_id, played_ms=played_ms, action="none", cancelled_response=cancelled)
 
-    @abc.abstractmethod
     async def send_function_result(self, call_id: str, output: Any, *, respond: bool = True) -> str:
         """Send a ``function_call_output`` item (and a response request when ``respond``)."""
+        raise self._unsupported("function calls")
 
-    @abc.abstractmethod
     async def update_session(self, **options: Any) -> None:
         """Update session settings (instructions, voice, turn_detection, tools, ...)."""
+        raise self._unsupported("session updates")
+
+    def _unsupported(self, what: str) -> InvalidState:
+        """The error for a verb this provider's service does not have (see the capabilities);
+        never a silent no-op."""
+        return InvalidState(f"{self.name}: the service does not support {what}")
 
     # ------------------------------------------------------------------ info
     @abc.abstractmethod

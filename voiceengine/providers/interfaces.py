@@ -72,21 +72,26 @@ class TransportClosed(Exception):
 class Transport(Protocol):
     """One open connection (handshake done). The runtime owns it and closes it."""
 
-    async def send(self, frame: Frame) -> None:
+    async def send(self, frame: Frame, /) -> None:
         """Write one frame; raises :class:`TransportClosed` once closed."""
+        ...
 
     async def receive(self) -> Frame:
         """The next frame; raises :class:`TransportClosed` once closed."""
+        ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close, bounded in time even against a peer that never answers (abort after the
         provider's close timeout); never raises."""
+        ...
 
     def abort(self) -> None:
         """Drop the connection at once (no closing handshake)."""
+        ...
 
     def close_info(self) -> CloseInfo:
         """How the connection ended (1006 when the peer sent no close)."""
+        ...
 
 
 @runtime_checkable
@@ -96,49 +101,61 @@ class ProtocolSession(Protocol):
     @property
     def ready(self) -> bool:
         """The service set the session up: audio and requests may flow."""
+        ...
 
     @property
     def session_id(self) -> str | None:
         """The service's id of this session, once known."""
+        ...
 
     @property
     def expiring(self) -> bool:
         """The service announced the end of this session: its close is reconnectable even
         when it looks normal (OpenAI: ``session_expired`` then 1001; Gemini: ``goAway``)."""
+        ...
 
     @property
     def idle(self) -> bool:
         """No reply requested, in progress or queued: a planned recycle cuts nothing."""
+        ...
 
     @property
     def resumption_handle(self) -> str | None:
         """The latest handle the service gave to resume this session elsewhere (``None``:
         the service offers none, or gave none yet). The runtime hands it to the next
         session it creates after a loss."""
+        ...
 
     @property
     def resumed(self) -> bool:
         """The service resumed the previous session from the handle (its conversation is
         intact): the runtime replays nothing."""
+        ...
 
     def start(self) -> None:
         """Queue the set-up frames (configuration, and every runtime-applied update)."""
+        ...
 
-    def receive(self, frame: Frame) -> list[ProviderEvent]:
+    def receive(self, frame: Frame, /) -> list[ProviderEvent]:
         """Decode one frame, update the state, return the events for the app. Never raises:
         a malformed frame is an ERROR event (``remote=True``)."""
+        ...
 
     def data_to_send(self) -> Sequence[Frame]:
         """The frames queued since the last call, in order."""
+        ...
 
-    def encode_audio(self, pcm: bytes) -> Frame | None:
+    def encode_audio(self, pcm: bytes, /) -> Frame | None:
         """The frame carrying ``pcm`` (validated input audio), returned rather than queued so
         the runtime can account for the audio it carries; ``None`` for nothing to send."""
+        ...
 
-    def replay_entry(self, entry: ConversationEntry) -> None:
+    def replay_entry(self, entry: ConversationEntry, /) -> None:
         """Queue what re-creates ``entry`` in this (fresh) session, in the provider's own
         encoding; raises ``ValueError``/``TypeError`` for an entry it cannot carry."""
+        ...
 
     def lost_responses(self) -> Sequence[str | None]:
         """Replies that die with this connection (ids; ``None`` for one requested and not yet
         started): the runtime ends each with a synthetic RESPONSE_DONE ``failed``."""
+        ...

@@ -28,29 +28,111 @@ Client-side rules mirror the OpenAI provider: never two responses at once (reque
 queued), ``interrupt(played_ms)`` truncates the current audio item at the played position
 clamped to the audio sent (> 0), deletes it at 0, cancels only an active response and
 nothing of the cancelled response is emitted afterwards.
+
+One cohesive module: speech synthesis, the energy VAD and input audio, simulated outages,
+and the scripted responses are all parts of the one :class:`MockProvider` state.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
 import binascii
 import collections
+import functools
 import json
+import logging
+import math
 import random
+import sys
+import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..exceptions import AudioFormatError, ConfigurationError, InvalidState, LocalProtocolError
-from ._mock_audio import SAMPLE_RATE, synthesize_speech
-from ._mock_responses import _MockResponses, _Out, _Resp
+from ..exceptions import AudioFormatError, ConfigurationError, InvalidState, LimitExceeded, LocalProtocolError
 from .base import BaseProvider, ProviderConfig
 from .types import (
-    AudioFormat, ConnectionState, ErrorInfo, EventType, MessageType, ProviderCapabilities, ProviderEvent,
-    TurnDetection,
+    AudioFormat, ConnectionState, ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType,
+    ProviderCapabilities, ProviderEvent, ResponseInfo, TurnDetection,
 )
 
 __all__ = ["MockConfig", "MockProvider", "MockRecord", "synthesize_speech"]
+
+log = logging.getLogger("voiceengine.providers.mock")
+
+SAMPLE_RATE = 24000
+_BYTES_PER_MS = SAMPLE_RATE * 2 // 1000  # 48: 24 kHz mono PCM16
+_VAD_FRAME_BYTES = 20 * _BYTES_PER_MS
+_MIN_COMMIT_BYTES = 100 * _BYTES_PER_MS  # the service refuses commits under 100 ms
+
+
+@functools.lru_cache(maxsize=1024)
+def _word_audio(word: str, seed: int, ms_per_char: float, gap_ms: float) -> bytes:
+    n = int(SAMPLE_RATE * max(80.0, len(word) * ms_per_char) / 1000)
+    gap = int(SAMPLE_RATE * gap_ms / 1000)
+    # crc32, not hash(): str hashes change between processes (PYTHONHASHSEED)
+    h = zlib.crc32(f"{seed}:{word.lower()}".encode())
+    f0 = 100.0 + h % 140  # a voice-like fundamental, per word
+    w = 2.0 * math.pi * f0 / SAMPLE_RATE
+    glide = ((h >> 8) % 21 - 10) / 100.0 / max(n, 1)  # a little intonation
+    amp = 0.3 * 32767 / 1.75
+    samples = array.array("h", bytes(2 * (n + gap)))
+    sin = math.sin
+    for i in range(n):
+        phase = w * i * (1.0 + glide * i)
+        env = sin(math.pi * i / n)
+        samples[i] = int(amp * env * (sin(phase) + 0.5 * sin(2 * phase) + 0.25 * sin(3 * phase)))
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def synthesize_speech(text: str, *, seed: int = 0, ms_per_char: float = 60.0, gap_ms: float = 40.0) -> bytes:
+    """Deterministic speech-like PCM16 (24 kHz mono) for ``text``: one tone burst per word."""
+    return b"".join(_word_audio(w, seed, ms_per_char, gap_ms) for w in text.split())
+
+
+def _pcm_view(audio: Any) -> memoryview:
+    if isinstance(audio, str):
+        raise TypeError("audio must be a bytes-like PCM16 buffer, not str")
+    try:
+        view = memoryview(audio)
+    except TypeError:
+        raise TypeError(f"audio must be a bytes-like PCM16 buffer, got {type(audio).__name__}") from None
+    if view.format not in ("B", "b", "c", "h", "<h") or not view.c_contiguous:
+        raise TypeError(f"audio must be C-contiguous int16/bytes data, got format {view.format!r}")
+    view = view.cast("B")
+    if len(view) % 2:
+        raise AudioFormatError(f"PCM16 audio needs an even number of bytes, got {len(view)}")
+    return view
+
+
+_RESPONSE_KEYS = frozenset(("instructions", "output_modalities", "conversation", "input", "tools", "tool_choice",
+                            "metadata", "voice", "temperature", "max_output_tokens", "audio", "prompt"))
+
+
+class _Out:
+    __slots__ = ("id", "kind", "audio_bytes", "done", "deleted", "in_conv", "prev", "item")
+
+    def __init__(self, item_id: str, kind: str, in_conv: bool, prev: str | None, item: dict[str, Any]) -> None:
+        self.id, self.kind, self.in_conv, self.prev, self.item = item_id, kind, in_conv, prev, item
+        self.audio_bytes = 0
+        self.done = False
+        self.deleted = False
+
+
+class _Resp:
+    __slots__ = ("id", "options", "items", "task", "audio", "in_conv")
+
+    def __init__(self, response_id: str, options: Mapping[str, Any], audio: bool) -> None:
+        self.id = response_id
+        self.options = options
+        self.items: list[_Out] = []
+        self.task: asyncio.Task[None] | None = None
+        self.audio = audio
+        self.in_conv = options.get("conversation", "auto") != "none"
+
 
 _FATAL = frozenset(("invalid_api_key", "insufficient_quota", "account_deactivated", "billing_hard_limit_reached"))
 _BENIGN = frozenset(("response_cancel_not_active", "conversation_already_has_active_response",
@@ -130,7 +212,7 @@ class MockRecord:
     event: ProviderEvent | None = None
 
 
-class MockProvider(_MockResponses, BaseProvider):
+class MockProvider(BaseProvider):
     """An offline provider for tests and demos (see the module docstring)."""
 
     name = "mock"
@@ -430,3 +512,483 @@ class MockProvider(_MockResponses, BaseProvider):
             client_cancel=True, manual_commit=True, silent_context=True, mutable_instructions=True,
             mutable_tools=True, mutable_voice=True, session_resumption=False, item_positioning=True,
         )
+
+    # ------------------------------------------------------------ responses
+    @property
+    def response_active(self) -> bool:
+        return self._active is not None or bool(self._queue)
+
+    async def create_response(self, **options: Any) -> None:
+        """Start a response now, or queue it behind the active one (never two at once)."""
+        unknown = set(options) - _RESPONSE_KEYS
+        if unknown:
+            raise ConfigurationError(f"unknown response option(s): {', '.join(sorted(unknown))}")
+        self._require_connected()
+        self._record("call", "create_response", dict(options))
+        self._request_response(options)
+
+    def _request_response(self, options: Mapping[str, Any]) -> None:
+        if self._active is None:
+            self._start_response(options)
+            return
+        if len(self._queue) >= self.config.max_queued_responses:
+            raise LimitExceeded("too many queued responses", limit=self.config.max_queued_responses,
+                                size=len(self._queue) + 1)
+        self._queue.append(options)
+
+    def _start_response(self, options: Mapping[str, Any]) -> None:
+        modalities = options.get("output_modalities") or self._session["output_modalities"]
+        resp = _Resp(self._new_id("resp"), options, audio="audio" in modalities)
+        self._active = resp
+        resp.task = self._spawn(self._run_response(resp))
+
+    def _start_next(self) -> None:
+        if self._active is None and self._queue and self._state is ConnectionState.CONNECTED:
+            self._start_response(self._queue.popleft())
+
+    def _stop_active(self) -> _Resp | None:
+        """Stop the active response at once (nothing more of it is emitted); no events."""
+        resp, self._active = self._active, None
+        if resp is not None and resp.task is not None:
+            resp.task.cancel()
+        return resp
+
+    def _emit_cancelled(self, resp: _Resp, reason: str) -> None:
+        for out in resp.items:
+            if out.done or out.deleted:
+                continue
+            if out.in_conv and out.kind == "message" and out.id not in self._conv_audio_ms:
+                self._conv_audio_ms[out.id] = out.audio_bytes // _BYTES_PER_MS
+            item = {**out.item, "status": "incomplete"}
+            self._ev(EventType.OUTPUT_ITEM_DONE, item, item_id=out.id, response_id=resp.id)
+            if out.in_conv and out.id in self._conv:
+                self._ev(EventType.ITEM_DONE, {**item, "previous_item_id": out.prev}, item_id=out.id,
+                         response_id=resp.id)
+        self._ev(EventType.RESPONSE_DONE, self._info(resp, "cancelled", reason), response_id=resp.id)
+        self._start_next()
+
+    def _info(self, resp: _Resp, status: str, reason: str | None = None) -> ResponseInfo:
+        out_tokens = sum(len(str(o.item.get("arguments", ""))) // 4 + o.audio_bytes // 2400 for o in resp.items)
+        return ResponseInfo(
+            response_id=resp.id, status=status, reason=reason,
+            usage=None if status == "in_progress" else {"input_tokens": 0, "output_tokens": out_tokens,
+                                                        "total_tokens": out_tokens},
+            output_item_ids=tuple(o.id for o in resp.items),
+            conversation="none" if not resp.in_conv else "auto",
+            metadata=resp.options.get("metadata"),
+        )
+
+    async def _run_response(self, resp: _Resp) -> None:
+        entry: Mapping[str, Any] = self.config.responses[self._responses_made % len(self.config.responses)]  # type: ignore[assignment]
+        self._responses_made += 1
+        fail = self._rng.random() < self.config.error_rate  # drawn every time: same sequence per seed
+        await self._tick()
+        self._ev(EventType.RESPONSE_STARTED, self._info(resp, "in_progress"), response_id=resp.id)
+        if fail:
+            await self._tick()
+            self._error("server_error", "The mock server had an error while processing your request (injected)")
+            self._finish(resp, "failed")
+            return
+        if "text" in entry:
+            await self._run_message(resp, entry["text"])
+        if "function_call" in entry:
+            await self._run_function_call(resp, entry["function_call"])
+        await self._tick()
+        self._finish(resp, "completed")
+
+    def _finish(self, resp: _Resp, status: str) -> None:
+        if self._active is not resp:  # cancelled meanwhile: its end was already reported
+            return
+        self._active = None
+        self._ev(EventType.RESPONSE_DONE, self._info(resp, status), response_id=resp.id)
+        self._start_next()
+
+    async def _open_item(self, resp: _Resp, item: dict[str, Any], kind: str) -> _Out:
+        prev = self._conv[-1] if self._conv else None
+        out = _Out(item["id"], kind, resp.in_conv, prev, item)
+        resp.items.append(out)
+        await self._tick()
+        self._ev(EventType.OUTPUT_ITEM_ADDED, dict(item), item_id=out.id, response_id=resp.id)
+        if resp.in_conv:
+            self._conv.append(out.id)
+            await self._tick()
+            self._ev(EventType.ITEM_ADDED, {**item, "previous_item_id": prev}, item_id=out.id, response_id=resp.id)
+        return out
+
+    async def _close_item(self, resp: _Resp, out: _Out, item: dict[str, Any]) -> None:
+        out.item = item
+        await self._tick()
+        self._ev(EventType.OUTPUT_ITEM_DONE, dict(item), item_id=out.id, response_id=resp.id)
+        if resp.in_conv and out.id in self._conv:
+            await self._tick()
+            self._ev(EventType.ITEM_DONE, {**item, "previous_item_id": out.prev}, item_id=out.id, response_id=resp.id)
+        out.done = True
+
+    async def _run_message(self, resp: _Resp, text: str) -> None:
+        base = {"id": self._new_id("item"), "object": "realtime.item", "type": "message", "role": "assistant"}
+        out = await self._open_item(resp, {**base, "status": "in_progress", "content": []}, "message")
+        if resp.audio and resp.in_conv:
+            self._playing = out
+        words = text.split()
+        full = " ".join(words)
+        cfg = self.config
+        ids: dict[str, Any] = {"item_id": out.id, "response_id": resp.id}
+        part_kind = "audio" if resp.audio else "text"
+        await self._tick()
+        self._ev(EventType.CONTENT_PART_ADDED, {"type": part_kind, "transcript" if resp.audio else "text": ""}, **ids)
+        for index, word in enumerate(words):
+            delta = word if index == 0 else " " + word
+            await self._tick()
+            if not resp.audio:
+                self._ev(EventType.TEXT_DELTA, delta, **ids)
+                continue
+            self._ev(EventType.TRANSCRIPT_DELTA, delta, **ids)
+            pcm = _word_audio(word, cfg.seed, cfg.audio_ms_per_char, cfg.word_gap_ms)
+            await self._tick()
+            out.audio_bytes += len(pcm)
+            self._ev(EventType.AUDIO_DELTA, pcm, **ids)
+        await self._tick()
+        if resp.audio:
+            self._ev(EventType.AUDIO_DONE, None, **ids)
+            await self._tick()
+            self._ev(EventType.TRANSCRIPT_DONE, full, **ids)
+            content = {"type": "output_audio", "transcript": full}
+            part = {"type": "audio", "transcript": full}
+        else:
+            self._ev(EventType.TEXT_DONE, full, **ids)
+            content = {"type": "output_text", "text": full}
+            part = {"type": "text", "text": full}
+        await self._tick()
+        self._ev(EventType.CONTENT_PART_DONE, part, **ids)
+        if resp.in_conv:
+            self._conv_audio_ms[out.id] = out.audio_bytes // _BYTES_PER_MS
+        await self._close_item(resp, out, {**base, "status": "completed", "content": [content]})
+
+    async def _run_function_call(self, resp: _Resp, call: Mapping[str, str]) -> None:
+        call_id = self._new_id("call")
+        base = {"id": self._new_id("item"), "object": "realtime.item", "type": "function_call",
+                "name": call["name"], "call_id": call_id}
+        out = await self._open_item(resp, {**base, "status": "in_progress", "arguments": ""}, "function_call")
+        ids: dict[str, Any] = {"item_id": out.id, "response_id": resp.id}
+        await self._tick()
+        self._ev(EventType.FUNCTION_CALL_ARGUMENTS_DELTA, call["arguments"], **ids)
+        await self._tick()
+        self._ev(EventType.FUNCTION_CALL, FunctionCall(name=call["name"], call_id=call_id, arguments=call["arguments"],
+                                                       item_id=out.id, response_id=resp.id), **ids)
+        await self._close_item(resp, out, {**base, "status": "completed", "arguments": call["arguments"]})
+
+    async def cancel_response(self) -> bool:
+        """Cancel the active response (and drop queued requests); whether there was any."""
+        self._require_connected()
+        self._record("call", "cancel_response")
+        had_queue = bool(self._queue)
+        self._queue.clear()
+        resp = self._stop_active()
+        if resp is not None:
+            self._emit_cancelled(resp, "client_cancelled")
+        return resp is not None or had_queue
+
+    # ------------------------------------------------------------ truncation
+    def _audio_ms_sent(self, item_id: str) -> int | None:
+        if self._playing is not None and self._playing.id == item_id:
+            return self._playing.audio_bytes // _BYTES_PER_MS
+        return self._conv_audio_ms.get(item_id)
+
+    async def truncate(self, item_id: str, audio_end_ms: int, *, content_index: int = 0) -> None:
+        """``conversation.item.truncate``; the server's errors (unknown item, 0 ms, beyond the
+        audio sent) come back as ERROR events, as on the wire."""
+        if isinstance(audio_end_ms, bool) or not isinstance(audio_end_ms, int) or audio_end_ms < 0:
+            raise ValueError(f"audio_end_ms must be an int >= 0, got {audio_end_ms!r}")
+        self._require_connected()
+        self._record("call", "truncate", {"item_id": item_id, "audio_end_ms": audio_end_ms,
+                                          "content_index": content_index})
+        sent = self._audio_ms_sent(item_id) if item_id in self._conv else None
+        if sent is None:
+            self._error("invalid_value", f"item {item_id} is not an assistant audio item in the conversation",
+                        param="item_id", request_type="conversation.item.truncate")
+        elif audio_end_ms == 0 or audio_end_ms > sent:
+            self._error("invalid_value", f"audio_end_ms {audio_end_ms} is outside (0, {sent}] ms of audio",
+                        param="audio_end_ms", request_type="conversation.item.truncate")
+        else:
+            self._truncated(item_id, audio_end_ms, content_index)
+
+    def _truncated(self, item_id: str, audio_end_ms: int, content_index: int = 0) -> None:
+        self._conv_audio_ms[item_id] = audio_end_ms
+        if self._playing is not None and self._playing.id == item_id:
+            self._playing = None
+        self._ev(EventType.ITEM_TRUNCATED, {"content_index": content_index, "audio_end_ms": audio_end_ms},
+                 item_id=item_id)
+
+    async def interrupt(self, *, item_id: str | None = None, played_ms: int | None = None) -> InterruptResult:
+        """Barge-in, with the OpenAI provider's rules (see the module docstring); ``item_id``
+        names the item being heard (default: the one whose audio was sent last)."""
+        if played_ms is not None and (isinstance(played_ms, bool) or not isinstance(played_ms, int) or played_ms < 0):
+            raise ValueError(f"played_ms must be an int >= 0 or None, got {played_ms!r}")
+        if item_id is not None and not isinstance(item_id, str):
+            raise TypeError("item_id must be a str or None")
+        self._require_connected()
+        self._record("call", "interrupt", {"played_ms": played_ms} if item_id is None
+                     else {"played_ms": played_ms, "item_id": item_id})
+        playing = self._playing
+        cut_id = item_id if item_id is not None else (playing.id if playing is not None else None)
+        received = self._audio_ms_sent(cut_id) if cut_id is not None and cut_id in self._conv else None
+        resp = self._stop_active()  # first: no delta of the cancelled response gets out after this
+        action, end_ms = "none", None
+        if cut_id is not None and received is not None:
+            end_ms = received if played_ms is None else min(played_ms, received)
+            if end_ms > 0:
+                self._truncated(cut_id, end_ms)
+                action = "truncated"
+            else:
+                self._delete(cut_id)
+                action = "deleted"
+        if resp is not None:
+            self._emit_cancelled(resp, "client_cancelled")
+        return InterruptResult(item_id=cut_id, played_ms=played_ms,
+                               audio_end_ms=end_ms, action=action, cancelled_response=resp is not None,
+                               response_id=resp.id if resp is not None else None)
+
+    # ------------------------------------------------------------ input audio, VAD, outages
+    async def send_audio(self, audio: Any) -> None:
+        """Append PCM16 24 kHz mono; runs the energy VAD when turn detection is on.
+
+        While reconnecting (:meth:`MockProvider.inject_disconnect`) the audio goes to a
+        bounded backlog instead (``reconnect_audio_buffer_ms``, oldest dropped), replayed
+        into the restored session. Every byte is accounted in :attr:`audio_ledger`.
+        """
+        view = _pcm_view(audio)
+        if self._state is ConnectionState.RECONNECTING:
+            self._record("call", "send_audio", {"bytes": len(view), "backlog": True})
+            self.audio_ledger.captured(len(view))
+            self._backlog_add(bytes(view))
+            return
+        self._require_connected()
+        self._record("call", "send_audio", {"bytes": len(view)})
+        self.audio_ledger.captured(len(view))
+        self.audio_ledger.sent(len(view))
+        self._feed(view)
+
+    # -------------------------------------------------------- outage backlog
+    def _backlog_add(self, pcm: bytes) -> None:
+        backlog = self._backlog
+        backlog.append(pcm)
+        self._backlog_bytes += len(pcm)
+        limit = self.config.reconnect_audio_buffer_ms * _BYTES_PER_MS
+        excess = self._backlog_bytes - limit
+        while excess > 0:
+            # the newest speech matters most: drop the OLDEST audio, counted as dropped
+            head = backlog[0]
+            cut = min(len(head), excess)
+            if cut == len(head):
+                backlog.popleft()
+            else:
+                backlog[0] = head[cut:]
+            self._backlog_bytes -= cut
+            self._outage_dropped += cut
+            self.audio_ledger.dropped(cut)
+            excess -= cut
+
+    def _backlog_take(self) -> list[bytes]:
+        chunks = list(self._backlog)
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        return chunks
+
+    def _backlog_drop(self) -> int:
+        """Drop the whole backlog (gave up, failed, disconnected); returns the bytes dropped."""
+        n = sum(len(c) for c in self._backlog_take())
+        if n:
+            self.audio_ledger.dropped(n)
+            self._outage_dropped += n
+        return n
+
+    def _audio_pending_bytes(self) -> int:
+        return self._backlog_bytes
+
+    def _feed(self, view: Any) -> None:
+        """Input audio reaching the (mock) server: the buffer and the VAD."""
+        self._buffer_bytes += len(view)
+        if self._session["turn_detection"] is None:
+            self._timeline_bytes += len(view)
+            return
+        data = self._vad_carry + bytes(view) if self._vad_carry else view
+        usable = len(data) - len(data) % _VAD_FRAME_BYTES
+        threshold = self.config.vad_threshold_dbfs
+        for start in range(0, usable, _VAD_FRAME_BYTES):
+            frame = array.array("h", bytes(data[start:start + _VAD_FRAME_BYTES]))
+            if sys.byteorder == "big":
+                frame.byteswap()
+            energy = sum(x * x for x in frame) / len(frame)
+            voiced = energy > 0 and 10 * math.log10(energy / (32768.0 * 32768.0)) > threshold
+            self._timeline_bytes += _VAD_FRAME_BYTES
+            self._vad_frame(voiced, self._timeline_bytes // _BYTES_PER_MS)
+        self._vad_carry = bytes(data[usable:])  # counted on the timeline once its frame completes
+
+    # ------------------------------------------------------------ continuity
+    async def inject_disconnect(
+        self, reason: str = "injected disconnect", *, close_code: int = 1006, reconnect: bool = False,
+        downtime_ms: float = 0.0, resume: asyncio.Event | None = None, failed_attempts: int = 0,
+    ) -> None:
+        """Simulate a lost connection, with the OpenAI provider's continuity contract.
+
+        The active response is lost: reported once as RESPONSE_DONE ``failed`` /
+        ``connection_lost`` (never re-requested; queued requests are dropped). Without
+        ``reconnect`` the state becomes ERROR (``failed``). With it: the replay source
+        (:meth:`set_replay_source`) is called once, CONNECTION_STATE ``reconnecting`` (attempt
+        1..n), then the outage lasts ``downtime_ms`` and until ``resume`` is set (audio sent
+        meanwhile goes to the bounded backlog); ``failed_attempts`` attempts fail first and
+        after ``max_reconnect_attempts`` failures the mock gives up (``gave_up``, backlog
+        dropped). On success a fresh session: SESSION_CREATED, SESSION_UPDATED (config plus
+        every ``update_session`` so far), each replayed item re-created with its id
+        (ITEM_ADDED/ITEM_DONE), the backlog audio, then ``restored`` with the
+        :class:`ConnectionChange` details.
+        """
+        self._record("call", "inject_disconnect", {"reason": reason, "close_code": close_code,
+                                                    "reconnect": reconnect, "downtime_ms": downtime_ms,
+                                                    "failed_attempts": failed_attempts})
+        self._require_connected()
+        if downtime_ms < 0 or failed_attempts < 0:
+            raise ValueError("downtime_ms and failed_attempts must be >= 0")
+        lost = self._stop_active()
+        self._queue.clear()
+        self._playing = None
+        await self._cancel_tasks()
+        if lost is not None:
+            # a response cut by the loss ends here; asking again is the app's call (a
+            # duplicate reply is worse than none)
+            self._ev(EventType.RESPONSE_DONE, self._info(lost, "failed", "connection_lost"), response_id=lost.id)
+        if not reconnect:
+            self._set_state(ConnectionState.ERROR, phase="failed", reason=reason, close_code=close_code)
+            return
+        items = self._replay_snapshot()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._outage_dropped = 0
+        limit = self.config.max_reconnect_attempts
+        attempt = 0
+        while True:
+            if attempt >= limit:
+                self._backlog_drop()
+                self._set_state(ConnectionState.ERROR, phase="gave_up", attempt=attempt,
+                                reason=f"{reason}: {attempt} reconnect attempt(s) failed" if attempt else reason,
+                                dropped_audio_bytes=self._outage_dropped,
+                                downtime_ms=(loop.time() - started) * 1000.0)
+                return
+            attempt += 1
+            self._set_state(ConnectionState.RECONNECTING, phase="reconnecting", attempt=attempt,
+                            reason=reason if attempt == 1 else f"attempt {attempt - 1} failed",
+                            close_code=close_code if attempt == 1 else None)
+            if attempt == 1:
+                if downtime_ms:
+                    await asyncio.sleep(downtime_ms / 1000.0)
+                if resume is not None:
+                    await resume.wait()
+            await self._tick()
+            if self._state is not ConnectionState.RECONNECTING:
+                return  # disconnect() (or another fault) ended the outage meanwhile
+            if attempt > failed_attempts:
+                break
+        self._restore(items, reason, attempt, (loop.time() - started) * 1000.0)
+
+    def _replay_snapshot(self) -> list[Mapping[str, Any]]:
+        """The replay source's items, taken once per outage (when the connection is lost)."""
+        source = self._replay_source
+        if source is None:
+            return []
+        try:
+            return [dict(item) for item in source()]
+        except Exception:
+            log.exception("mock: the replay source raised; restoring an empty conversation")
+            return []
+
+    def _restore(self, items: list[Mapping[str, Any]], reason: str, attempt: int, downtime_ms: float) -> None:
+        # synchronous from here to "restored": no app call can interleave with the replay
+        self._connections += 1
+        self._reset_session()
+        self.session_id = f"sess_mock{self.config.seed}_{self._connections}"
+        self._ev(EventType.SESSION_CREATED, {"session": self._session_dict()})
+        self._ev(EventType.SESSION_UPDATED, {"session": self._session_dict()})
+        replayed = 0
+        for item in items:
+            if not isinstance(item.get("type"), str):
+                self._error("invalid_value", "a replayed item has no 'type'", param="item.type",
+                            request_type="conversation.item.create")
+                continue
+            if self._add(item, None, check=False) is not None:
+                replayed += 1
+        audio = 0
+        for chunk in self._backlog_take():
+            self._feed(memoryview(chunk))
+            self.audio_ledger.replayed(len(chunk))
+            audio += len(chunk)
+        self._set_state(ConnectionState.CONNECTED, phase="restored", reason=reason, attempt=attempt,
+                        replayed_items=replayed, replayed_audio_bytes=audio,
+                        dropped_audio_bytes=self._outage_dropped, downtime_ms=downtime_ms)
+        self._start_next()
+
+    def _vad_option(self, name: str, default: Any) -> Any:
+        td = self._session["turn_detection"]
+        if isinstance(td, TurnDetection):  # the neutral setting, read under its OpenAI names
+            value = {"silence_duration_ms": td.silence_ms, "prefix_padding_ms": td.prefix_ms,
+                     "threshold": td.threshold, "interrupt_response": td.interrupt_on_speech,
+                     "create_response": td.auto_response}.get(name)
+            return default if value is None else value
+        return td.get(name, default) if isinstance(td, Mapping) else default
+
+    def _vad_frame(self, voiced: bool, end_ms: int) -> None:
+        if voiced:
+            if not self._vad_speaking:
+                self._vad_speaking = True
+                self._vad_item = self._new_id("item")
+                buffer_start = end_ms - self._buffer_bytes // _BYTES_PER_MS
+                start_ms = max(buffer_start, end_ms - 20 - int(self._vad_option("prefix_padding_ms",
+                                                                                self.config.vad_prefix_ms)))
+                self._ev(EventType.SPEECH_STARTED, {"audio_start_ms": max(0, start_ms)}, item_id=self._vad_item)
+                if self._active is not None and self._vad_option("interrupt_response", True):
+                    resp = self._stop_active()
+                    if resp is not None:
+                        self._emit_cancelled(resp, "turn_detected")
+            self._vad_last_voice_ms = end_ms
+        elif self._vad_speaking and end_ms - self._vad_last_voice_ms >= int(
+                self._vad_option("silence_duration_ms", self.config.vad_silence_ms)):
+            self._vad_speaking = False
+            item_id, self._vad_item = self._vad_item, None
+            self._ev(EventType.SPEECH_STOPPED, {"audio_end_ms": self._vad_last_voice_ms}, item_id=item_id)
+            self._commit(item_id)
+            if self._vad_option("create_response", True):
+                self._request_response({})
+
+    def _commit(self, item_id: str | None = None) -> str:
+        item_id = item_id or self._new_id("item")
+        prev = self._conv[-1] if self._conv else None
+        self._buffer_bytes = 0
+        self._ev(EventType.INPUT_COMMITTED, {"previous_item_id": prev}, item_id=item_id)
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
+        self._conv.append(item_id)
+        self._ev(EventType.ITEM_ADDED, {**item, "previous_item_id": prev}, item_id=item_id)
+        self._ev(EventType.ITEM_DONE, {**item, "previous_item_id": prev}, item_id=item_id)
+        scripts = self.config.input_transcripts
+        if scripts:
+            self._ev(EventType.INPUT_TRANSCRIPT, scripts[self._user_turns % len(scripts)], item_id=item_id)
+        self._user_turns += 1
+        return item_id
+
+    async def commit_audio(self) -> None:
+        self._require_connected()
+        self._record("call", "commit_audio")
+        if self._buffer_bytes < _MIN_COMMIT_BYTES:
+            self._error("input_audio_buffer_commit_empty",
+                        f"buffer too small: {self._buffer_bytes // _BYTES_PER_MS} ms, need at least 100 ms",
+                        request_type="input_audio_buffer.commit")
+            return
+        item_id, self._vad_item, self._vad_speaking = self._vad_item, None, False
+        self._commit(item_id)
+
+    async def clear_audio(self) -> None:
+        self._require_connected()
+        self._record("call", "clear_audio")
+        self._buffer_bytes = 0
+        self._vad_carry = b""
+        self._vad_speaking, self._vad_item = False, None
+        self._ev(EventType.INPUT_CLEARED)

@@ -12,7 +12,8 @@ from openai_sdk_samples import PCM, sample, server_event_models, wire_type
 
 from voiceengine.providers.openai.beta import BetaCodec
 from voiceengine.providers.openai.decoders import BETA_DECODERS, GA_DECODERS, PASSTHROUGH_TYPES, DecodeContext
-from voiceengine.providers.openai.protocol import RealtimeCodec, make_codec
+from voiceengine.providers.openai.codecs import make_codec
+from voiceengine.providers.openai.protocol import RealtimeCodec
 from voiceengine.providers.types import EventType, FunctionCall, ResponseInfo
 
 GA_MODELS = server_event_models(ga_types.RealtimeServerEvent)

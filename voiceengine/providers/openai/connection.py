@@ -45,6 +45,7 @@ from ...exceptions import ConnectionFailed
 from ...secrets import SecretScrubbingFilter, scrub
 from ..interfaces import RECONNECTABLE_CLOSE_CODES, CloseInfo, TransportClosed
 from ..interfaces import Frame as WireFrame
+from .codecs import make_codec
 from .config import OpenAIConfig
 
 __all__ = [
@@ -120,17 +121,8 @@ def build_url(config: OpenAIConfig) -> str:
 
 
 def _codec_headers(config: OpenAIConfig) -> dict[str, str]:
-    """Headers the selected codec needs (the beta dialect is opted into by a header).
-
-    The codec (:func:`.protocol.make_codec`) declares them; the fallback only matters if
-    that module cannot be imported, so that a beta deployment still gets its header.
-    """
-    try:
-        from .protocol import make_codec
-
-        return dict(make_codec(config.codec).headers)
-    except ImportError:  # pragma: no cover - protocol.py missing
-        return {"OpenAI-Beta": "realtime=v1"} if config.codec == "beta" else {}
+    """Headers the selected codec needs (the beta dialect is opted into by a header)."""
+    return dict(make_codec(config.codec).headers)
 
 
 def build_headers(config: OpenAIConfig) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from ..._audio.pcm import pcm16_view
 from ..types import EventType, ProviderEvent, TurnDetection
@@ -42,7 +42,6 @@ __all__ = [
     "RealtimeCodec",
     "Decoded",
     "DecodeContext",
-    "make_codec",
     "pcm_bytes",
     "b64encode",
     "new_item_id",
@@ -88,13 +87,14 @@ _AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 pcm_bytes = pcm16_view
 
 
-if _pybase64 is not None:
-    #: base64 of a buffer as ``str`` (pybase64, SIMD; reads the buffer in place)
-    b64encode = _pybase64.b64encode_as_string
-else:  # pragma: no cover - depends on the environment
-    def b64encode(data: Any) -> str:
-        """Base64 of a buffer as ``str`` (binascii)."""
-        return binascii.b2a_base64(data, newline=False).decode("ascii")
+def _b64encode_binascii(data: Any) -> str:
+    """Base64 of a buffer as ``str`` (binascii)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+#: base64 of a buffer as ``str`` (pybase64 when installed: SIMD, reads the buffer in place)
+b64encode: Callable[[Any], str] = (
+    _pybase64.b64encode_as_string if _pybase64 is not None else _b64encode_binascii)
 
 # the append template: only the event id and the base64 vary (module constants: an
 # f-string over globals builds the ~6.5 kB text in one allocation)
@@ -377,14 +377,3 @@ class RealtimeCodec:
         event = ProviderEvent(type=EventType.ERROR, provider=ctx.provider, session_id=ctx.session_id,
                               error=malformed_info(text))
         return Decoded(wire_type, event, None)
-
-
-def make_codec(name: str = "ga", *, output_audio_format: str = "audio/pcm") -> RealtimeCodec:
-    """The codec for ``OpenAIConfig.codec`` (``"ga"`` or ``"beta"``)."""
-    if name == "ga":
-        return RealtimeCodec(output_audio_format=output_audio_format)
-    if name == "beta":
-        from .beta import BetaCodec
-
-        return BetaCodec(output_audio_format=output_audio_format)
-    raise ValueError(f"codec must be 'ga' or 'beta', got {name!r}")

@@ -1,4 +1,5 @@
-"""The sans-I/O conversation state machine of the OpenAI Realtime provider.
+"""The sans-I/O conversation state machine of the OpenAI Realtime provider (one cohesive
+module: outbound requests and the inbound handlers, a table from event kind to method).
 
 :class:`RealtimeSession` is in the style of websockets' ``protocol.py``: methods queue
 JSON texts that the shell drains with :meth:`~RealtimeSession.data_to_send`, and
@@ -35,7 +36,10 @@ from typing import Any, Mapping, Sequence
 
 from ...exceptions import LimitExceeded
 from ..conversation import ConversationEntry, EntryKind
-from ..types import ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent
+from ..types import (
+    ErrorInfo, EventType, FunctionCall, InterruptResult, MessageType, ProviderEvent, ResponseInfo, SessionExpiring,
+    TurnDetection, Usage,
+)
 from .bounded import (
     MAX_ACTIVE_RESPONSES,
     MAX_CANCELLED_RESPONSES,
@@ -45,12 +49,13 @@ from .bounded import (
     BoundedDict,
     BoundedSet,
 )
+from .codecs import make_codec
 from .config import OpenAIConfig
 from .decoders import DecodeContext
-from .inbound import BYTES_PER_SECOND, HANDLERS, check_audio_limits
+from .errors import SESSION_EXPIRED
 from .protocol import (
     MAX_ID_LENGTH,
-    make_codec,
+    turn_detection_payload,
     new_item_id,
     pcm_bytes,
     settings_from_config,
@@ -62,6 +67,28 @@ __all__ = ["RealtimeSession", "replay_item"]
 log = logging.getLogger("voiceengine.providers.openai.session")
 
 _DROPPABLE = (EventType.AUDIO_DELTA, EventType.TRANSCRIPT_DELTA)
+#: output audio bytes per second by format (PCM16 24 kHz; G.711 8 kHz)
+BYTES_PER_SECOND = {"audio/pcm": 48000, "audio/pcmu": 8000, "audio/pcma": 8000}
+
+
+def _count(details: Any, name: str) -> int:
+    value = details.get(name) if isinstance(details, Mapping) else None
+    return value if type(value) is int and value >= 0 else 0
+
+
+def usage_from_response(usage: Mapping[str, Any] | None, response_id: str | None) -> Usage | None:
+    """The neutral :class:`Usage` of a ``response.done`` ``usage`` object (per response, so
+    already an increment); ``None`` when absent or empty. Ill-typed members count as 0."""
+    if not isinstance(usage, Mapping):
+        return None
+    inp, out = usage.get("input_token_details"), usage.get("output_token_details")
+    text_in, audio_in = _count(inp, "text_tokens"), _count(inp, "audio_tokens")
+    text_out, audio_out = _count(out, "text_tokens"), _count(out, "audio_tokens")
+    if not (text_in or audio_in or text_out or audio_out):  # no details: the totals count as text
+        text_in, text_out = _count(usage, "input_tokens"), _count(usage, "output_tokens")
+    result = Usage(input_text_tokens=text_in, input_audio_tokens=audio_in, input_cached_tokens=_count(inp, "cached_tokens"),
+                   output_text_tokens=text_out, output_audio_tokens=audio_out, response_id=response_id)
+    return result if result.total_tokens or result.input_cached_tokens else None
 
 
 def replay_item(entry: ConversationEntry) -> dict[str, Any]:
@@ -491,12 +518,12 @@ class RealtimeSession:
                             self.duplicates += 1
                             return []
                         seen.add(event_id)
-                refused = check_audio_limits(self, event)
+                refused = self._check_audio_limits(event)
                 if refused is not None:
                     return refused
                 self._account_audio(event.item_id, msg.get("content_index", 0), len(event.data))
             return [event]
-        handler = HANDLERS.get(kind)
+        handler = _HANDLERS.get(kind)
         return handler(self, event, msg) if handler is not None else [event]
 
     def lost_responses(self) -> list[str | None]:
@@ -528,6 +555,189 @@ class RealtimeSession:
         self._confirmed.add(item_id)
         self._current = (item_id, content_index)
 
+    # ------------------------------------------------------------- inbound handlers
+    # Each takes the decoded event and the parsed wire message, updates the bookkeeping and
+    # returns the events for the app (none: a duplicate, a deferred call; more: a
+    # synthesized FUNCTION_CALL).
+    def _on_session_created(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        self.session_id = self._ctx.session_id = event.session_id
+        self._created = True
+        return [event]
+
+
+    def _on_session_updated(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        self.session_ready = True
+        return [event]
+
+
+    def _on_error(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        info = event.error
+        if info is None:
+            return [event]
+        if info.code == SESSION_EXPIRED and not self.expiring:
+            self.expiring = True  # the close (1001) follows: the runtime restores the session
+            notice = SessionExpiring(time_left_ms=0, reason="session_expired")
+            expiring = ProviderEvent(type=EventType.SESSION_EXPIRING, data=notice, provider=event.provider,
+                                     session_id=event.session_id)
+            return [event, expiring]
+        if info.request_type == "response.create" and info.event_id == self._inflight:
+            self._inflight = None  # our request failed: free the gate
+            self._release()
+        if info.fatal:
+            log.warning("fatal provider error %s (request %s)", info.code, info.request_type)
+        return [event]
+
+
+    def _on_response_started(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        response_id = event.response_id
+        if response_id is not None:
+            self._active.add(response_id)
+            if self._cancel_on_create:
+                self._cancelled.add(response_id)
+        if self._inflight is not None:
+            self._inflight = None
+            self._cancel_on_create = False
+        return [event]
+
+
+    def _on_response_done(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        self._active.discard(event.response_id)  # type: ignore[arg-type]
+        self._response_audio.pop(event.response_id, None)  # type: ignore[arg-type]
+        if not self._active:
+            self._cancel_sent = self._server_cancelling = False
+        self._release()
+        usage = usage_from_response(event.data.usage if isinstance(event.data, ResponseInfo) else None,
+                                    event.response_id)
+        if usage is None:
+            return [event]
+        return [event, ProviderEvent(type=EventType.USAGE, data=usage, provider=event.provider,
+                                     session_id=event.session_id, response_id=event.response_id)]
+
+
+    def _on_speech_started(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        td = self.settings().get("turn_detection")
+        if isinstance(td, TurnDetection):
+            td = turn_detection_payload(td)
+        interrupts = isinstance(td, str) or (isinstance(td, Mapping) and td.get("interrupt_response", True)
+                                             and td.get("type") in ("server_vad", "semantic_vad"))
+        if interrupts and self._active:
+            self._server_cancelling = True
+        return [event]
+
+
+    def _on_item_added(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        item_id = event.item_id
+        if item_id is not None:
+            if item_id in self._added:
+                self.duplicates += 1  # conversation.item.created after .added for the same item
+                return []
+            self._added.add(item_id)
+            self._confirmed.add(item_id)
+        return [event]
+
+
+    def _on_item_deleted(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        item_id = event.item_id
+        if item_id is not None:
+            self._confirmed.discard(item_id)
+            self._added.discard(item_id)
+            self._audio.pop(item_id, None)
+            if self._current is not None and self._current[0] == item_id:
+                self._current = None
+        return [event]
+
+
+    def _on_output_item_added(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        item = event.data
+        if event.item_id is not None:
+            self._confirmed.add(event.item_id)
+            if item.get("type") == "function_call" and isinstance(item.get("name"), str):
+                self._call_names.put(event.item_id, item["name"])
+        return [event]
+
+
+    def _on_function_call(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        call: FunctionCall = event.data
+        if call.call_id in self._calls_done:
+            self.duplicates += 1
+            return []
+        if not call.name:
+            name = self._call_names.get(call.item_id or "")
+            if name is None:  # beta without output_item.added: wait for output_item.done
+                self._deferred_calls.put(call.item_id or "", call)
+                return []
+            event = self._with_call(event, call, name)
+        self._calls_done.add(call.call_id)
+        self._call_names.pop(call.item_id or "", None)
+        return [event]
+
+
+    def _on_output_item_done(self, event: ProviderEvent, msg: Any) -> list[ProviderEvent]:
+        item = event.data
+        if item.get("type") != "function_call" or item.get("status") == "incomplete":
+            return [event]
+        call_id, name = item.get("call_id"), item.get("name")
+        deferred = self._deferred_calls.pop(event.item_id or "", None)
+        if not isinstance(call_id, str) or call_id in self._calls_done or not isinstance(name, str):
+            return [event]
+        arguments = item.get("arguments")
+        call = FunctionCall(name=name, call_id=call_id,
+                            arguments=arguments if isinstance(arguments, str) else (deferred.arguments if deferred else ""),
+                            item_id=event.item_id, response_id=event.response_id)
+        self._calls_done.add(call_id)
+        self._call_names.pop(event.item_id or "", None)
+        synthesized = ProviderEvent(type=EventType.FUNCTION_CALL, data=call, provider=event.provider,
+                                    session_id=event.session_id, item_id=event.item_id,
+                                    response_id=event.response_id, raw=event.raw)
+        return [synthesized, event]
+
+
+    @staticmethod
+    def _with_call(event: ProviderEvent, call: FunctionCall, name: str) -> ProviderEvent:
+        named = FunctionCall(name=name, call_id=call.call_id, arguments=call.arguments, item_id=call.item_id,
+                             response_id=call.response_id)
+        return ProviderEvent(type=event.type, data=named, timestamp=event.timestamp, provider=event.provider,
+                             session_id=event.session_id, item_id=event.item_id, response_id=event.response_id,
+                             raw=event.raw)
+
+
+    def _limit_error(self, message: str, code: str, event: ProviderEvent) -> ProviderEvent:
+        # The peer's data broke the limit: a client-side verdict on a remote cause.
+        info = ErrorInfo(message=message, code=code, type="client_error", remote=True)
+        return ProviderEvent(type=EventType.ERROR, provider=self.provider_name, session_id=self.session_id,
+                             error=info, item_id=event.item_id, response_id=event.response_id)
+
+    def _check_audio_limits(self, event: ProviderEvent) -> list[ProviderEvent] | None:
+        """Enforce ``max_audio_delta_bytes`` and ``max_response_audio_s``; the events to
+        return instead of ``event`` when it is refused, else ``None``."""
+        n_bytes = len(event.data)
+        if n_bytes > self.config.max_audio_delta_bytes:
+            self.limit_drops += 1
+            return [self._limit_error(
+                f"audio delta of {n_bytes} bytes exceeds max_audio_delta_bytes "
+                f"({self.config.max_audio_delta_bytes}); dropped", "audio_delta_too_large", event)]
+        response_id = event.response_id
+        if response_id is None:
+            return None
+        tracked = self._response_audio
+        received = tracked.get(response_id)
+        total = n_bytes if received is None else received + n_bytes
+        limit = self.config.max_response_audio_s * BYTES_PER_SECOND[self.config.output_audio_format]
+        if total <= limit:
+            if received is None:
+                tracked.put(response_id, total)  # a new response: enforce the bound
+            else:
+                tracked[response_id] = total
+            return None
+        # Over the limit: cancel it, and drop this and every later delta of it.
+        self.limit_drops += 1
+        if not self.cancel_response():
+            self._mark_cancelled()
+        self._cancelled.add(response_id)
+        return [self._limit_error(
+            f"response {response_id} exceeded max_response_audio_s ({self.config.max_response_audio_s:g} s); "
+            "cancelled", "response_audio_limit", event)]
+
     # ------------------------------------------------------------- reconnect
     def reset_for_reconnect(self) -> None:
         """Forget everything about the old connection (unsent data, pending requests,
@@ -537,3 +747,18 @@ class RealtimeSession:
         self._reset_connection_state()
         if dropped:
             log.info("reset_for_reconnect dropped %d queued response request(s)", dropped)
+
+
+_HANDLERS: dict[EventType, Any] = {
+    EventType.SESSION_CREATED: RealtimeSession._on_session_created,
+    EventType.SESSION_UPDATED: RealtimeSession._on_session_updated,
+    EventType.ERROR: RealtimeSession._on_error,
+    EventType.RESPONSE_STARTED: RealtimeSession._on_response_started,
+    EventType.RESPONSE_DONE: RealtimeSession._on_response_done,
+    EventType.SPEECH_STARTED: RealtimeSession._on_speech_started,
+    EventType.ITEM_ADDED: RealtimeSession._on_item_added,
+    EventType.ITEM_DELETED: RealtimeSession._on_item_deleted,
+    EventType.OUTPUT_ITEM_ADDED: RealtimeSession._on_output_item_added,
+    EventType.OUTPUT_ITEM_DONE: RealtimeSession._on_output_item_done,
+    EventType.FUNCTION_CALL: RealtimeSession._on_function_call,
+}
