@@ -177,6 +177,8 @@ def test_tool_call_round_trip_and_cancellation() -> None:
     cancelled = loop.client.receive('{"toolCall": {"functionCalls": [{"id": "c9", "name": "f"}]}}')
     cancelled += loop.client.receive('{"toolCallCancellation": {"ids": ["c9"]}}')
     assert cancelled[-1].data == ToolCallCancelled(call_ids=("c9",)) and loop.client.pending_calls == {}
+    with pytest.raises(InvalidState, match="withdrawn"):
+        loop.client.send_function_result("c9", "too late")
 
 
 @pytest.mark.parametrize(("output", "respond", "expected"), [

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 from ...clock import Clock
 from ...exceptions import ConfigurationError, InvalidState
-from ..conversation import EntryKind
+from ..conversation import ConversationEntry, EntryKind
 from ..interfaces import Transport
 from ..runtime import BackoffPolicy, ProviderRuntime, RuntimeSettings
 from ..types import (
@@ -229,8 +229,12 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
     async def send_function_result(self, call_id: str, output: Any, *, respond: bool = True) -> str:
         """``toolResponse`` for ``call_id`` (the function name is remembered from the call);
         ``respond=False`` sends scheduling ``SILENT``."""
-        name = self._call_name(call_id)
-        await self._control(lambda s: s.send_function_result(call_id, output, name=name, respond=respond))
+        earlier = self._earlier_call(call_id)
+        if earlier is not None:
+            await self._control(lambda s: s.send_function_exchange(earlier, output, respond=respond))
+        else:
+            name = self._call_name(call_id)
+            await self._control(lambda s: s.send_function_result(call_id, output, name=name, respond=respond))
         text = output if isinstance(output, str) else json.dumps(output, separators=(",", ":"))
         return self._local_item({"type": "function_call_output", "call_id": call_id, "output": text})
 
@@ -243,6 +247,17 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
             self._emit(ProviderEvent(type=kind, data=item, item_id=item_id, provider=self.name,
                                      session_id=self.session_id))
         return item_id
+
+    def _earlier_call(self, call_id: str) -> ConversationEntry | None:
+        """The call, when it came on an earlier connection than the current one (the resumed
+        or replayed session does not know it: a ``toolResponse`` would be dropped)."""
+        session = self.session
+        if session is None or call_id in session.pending_calls:
+            return None
+        for entry in reversed(self.conversation.entries):
+            if entry.kind is EntryKind.FUNCTION_CALL and entry.call_id == call_id and entry.name:
+                return None if session.saw_call(call_id) else entry
+        return None
 
     def _call_name(self, call_id: str) -> str | None:
         session = self.session

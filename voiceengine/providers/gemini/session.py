@@ -45,7 +45,7 @@ import logging
 import os
 from typing import Any, Mapping, Sequence
 
-from ..._bounded import BoundedDict
+from ..._bounded import BoundedDict, BoundedSet
 from ...exceptions import AudioFormatError, InvalidState
 from ..conversation import ConversationEntry, EntryKind
 from ..types import (
@@ -156,7 +156,9 @@ class GeminiSession:
         self._awaiting_reply = False  # a user turn ended and no output answered it yet
         self._input_transcript: list[str] = []
         self._calls: BoundedDict[str, str] = BoundedDict(_MAX_CALLS)
-        self._replayed_calls: BoundedDict[str, str] = BoundedDict(_MAX_CALLS)  # function names for a replay
+        self._replayed_calls: BoundedDict[str, str] = BoundedDict(_MAX_CALLS)
+        self._seen_calls: BoundedSet[str] = BoundedSet(_MAX_CALLS)
+        self._cancelled_calls: BoundedSet[str] = BoundedSet(_MAX_CALLS)  # function names for a replay
         self._usage_total = Usage()
         self._activity = False
         self._text_pending = False  # text sent without a reply is the newest user input
@@ -221,6 +223,10 @@ class GeminiSession:
     @property
     def current_item_id(self) -> str | None:
         return self._reply.item_id if self._reply is not None else None
+
+    def saw_call(self, call_id: str) -> bool:
+        """The function call ``call_id`` came on this connection (answered or not)."""
+        return call_id in self._calls or call_id in self._seen_calls
 
     @property
     def pending_calls(self) -> dict[str, str]:
@@ -383,6 +389,9 @@ class GeminiSession:
         """Answer function call ``call_id``; ``respond=False`` sends scheduling ``SILENT``."""
         if not isinstance(call_id, str) or not call_id:
             raise ValueError("call_id must be a non-empty str")
+        if call_id in self._cancelled_calls:
+            raise InvalidState(f"function call {call_id!r} was withdrawn by the service (TOOL_CALL_CANCELLED): "
+                               "it takes no result")
         known = self._calls.pop(call_id, None)
         name = name or known
         if name is None:
@@ -392,6 +401,20 @@ class GeminiSession:
         if respond:
             self._awaiting_reply = True
         self._queue(encode_tool_response([result]))
+
+    def send_function_exchange(self, call: ConversationEntry, output: Any, *, respond: bool = True) -> None:
+        """A function call this connection never saw (it came on an earlier one, whose state
+        the resumed session lacks) answered as ``clientContent``: the model's ``functionCall``
+        then the user's ``functionResponse``, so the service knows both; ``respond`` asks
+        for the reply a ``toolResponse`` would have brought."""
+        turn = _history_turn(call) if call.kind is EntryKind.FUNCTION_CALL else None
+        if turn is None or not call.name or call.call_id is None:
+            raise ValueError("send_function_exchange needs a function call entry with a name and an id")
+        response = {"id": call.call_id, "name": call.name, "response": function_response_body(output)}
+        answer = HistoryTurn(role="user", parts=({"functionResponse": response},))
+        if respond:
+            self._awaiting_reply = True
+        self._queue(encode_client_content([turn, answer], turn_complete=respond))
 
     def replay_entry(self, entry: ConversationEntry) -> None:
         """Queue ``entry`` as history for this fresh session (Gemini ``Content`` turns)."""
@@ -441,6 +464,7 @@ class GeminiSession:
         elif isinstance(message, ToolCallCancellation):
             for call_id in message.ids:
                 self._calls.pop(call_id, None)
+                self._cancelled_calls.add(call_id)
             events.append(self._ev(EventType.TOOL_CALL_CANCELLED, ToolCallCancelled(call_ids=message.ids)))
         elif isinstance(message, UsageReport):
             self._on_usage(message, events)
@@ -557,6 +581,7 @@ class GeminiSession:
         reply = self._reply
         for call in message.calls:
             self._calls.put(call.call_id, call.name)
+            self._seen_calls.add(call.call_id)
             events.append(self._ev(EventType.FUNCTION_CALL, FunctionCall(
                 name=call.name, call_id=call.call_id, arguments=call.arguments,
                 response_id=reply.response_id if reply is not None else None)))
