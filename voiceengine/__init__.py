@@ -49,6 +49,7 @@ from .providers import (
     ResponseInfo,
 )
 from .providers.mock import MockConfig, MockProvider
+from .providers.gemini import GeminiConfig
 from .providers.openai import OpenAIConfig
 from .providers.openai_live import OpenAILiveConfig
 from .secrets import Secret
@@ -70,6 +71,7 @@ __all__ = [
     "MessageType", "ConnectionState", "ConnectionChange", "AudioEncoding", "AudioFormat",
     "ErrorInfo", "FunctionCall", "InterruptResult", "ResponseInfo",
     "MockProvider", "MockConfig", "OpenAIProvider", "OpenAIConfig", "OpenAILiveProvider", "OpenAILiveConfig",
+    "GeminiProvider", "GeminiConfig",
     "Secret",
     # errors
     "VoiceEngineError", "ConfigurationError", "AudioFormatError", "InvalidState", "LimitExceeded",
@@ -79,7 +81,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # OpenAIProvider imports websockets; keep `import voiceengine` light until it is used.
+    # The providers import websockets; keep `import voiceengine` light until it is used.
     if name == "OpenAIProvider":
         from .providers.openai import OpenAIProvider as provider
 
@@ -88,6 +90,10 @@ def __getattr__(name: str) -> object:
         from .providers.openai_live.provider import OpenAILiveProvider as live_provider
 
         return live_provider
+    if name == "GeminiProvider":
+        from .providers.gemini import GeminiProvider as gemini
+
+        return gemini
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Scrub keys from every voiceengine.* / websockets.* logger that importing created, even

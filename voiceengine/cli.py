@@ -309,15 +309,23 @@ def fake_server_config(args: argparse.Namespace) -> FakeServerConfig:
 
 
 async def run_fake_server(args: argparse.Namespace, out: Any = None) -> int:
-    from .testing.server import serve_async
-
     out = out or sys.stdout
+    gemini = getattr(args, "provider", "openai") == "gemini"
+    name = "Gemini Live" if gemini else "Realtime"
 
     def ready(server: Any) -> None:
-        print(f"fake Realtime server listening on {server.url} (Ctrl-C to stop)", file=out, flush=True)
+        print(f"fake {name} server listening on {server.url} (Ctrl-C to stop)", file=out, flush=True)
 
     try:
-        await serve_async(args.port, args.host, config=fake_server_config(args), ready=ready)
+        if gemini:
+            from .testing.gemini import FakeGeminiConfig, serve_gemini_async
+
+            await serve_gemini_async(args.port, args.host, config=FakeGeminiConfig(speed=args.server_speed),
+                                     ready=ready)
+        else:
+            from .testing.server import serve_async
+
+            await serve_async(args.port, args.host, config=fake_server_config(args), ready=ready)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
@@ -374,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=int, default=24000, help="output WAV sample rate")
     run.add_argument("--speed", type=float, default=None, help="virtual playback clock; default unpaced")
     provider_opts(run)
-    fake = sub.add_parser("fake-server", help="serve the fake Realtime server for your own tests")
+    fake = sub.add_parser("fake-server", help="serve a fake provider server (OpenAI Realtime or Gemini Live)")
+    fake.add_argument("--provider", choices=("openai", "gemini"), default="openai")
     fake.add_argument("--port", type=int, default=8765)
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--server-speed", type=float, default=10.0)

@@ -1,4 +1,4 @@
-"""Explicit provider registry: ``create("openai" | "openai-live" | "mock", config)``.
+"""Explicit provider registry: ``create("openai" | "openai-live" | "gemini" | "mock", config)``.
 
 Only voiceengine's own providers are registered, lazily, by import path; third-party
 providers call :func:`register` themselves. Importing a module never registers anything.
@@ -21,6 +21,7 @@ _lock = threading.Lock()
 _factories: dict[str, ProviderFactory | str] = {
     "openai": "voiceengine.providers.openai:OpenAIProvider",
     "openai-live": "voiceengine.providers.openai_live.provider:OpenAILiveProvider",
+    "gemini": "voiceengine.providers.gemini:GeminiProvider",
     "mock": "voiceengine.providers.mock:MockProvider",
 }
 

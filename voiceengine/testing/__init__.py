@@ -23,6 +23,7 @@ from .config import (
 from .connection import FakeConnection
 from .faults import Fault, FaultKind, Trigger
 from .openai_live import FakeOpenAILiveConfig, FakeOpenAILiveServer
+from .gemini import FakeGeminiConfig, FakeGeminiLiveServer
 from .server import FakeRealtimeServer, serve, serve_async
 from .session import FakeSession
 from .vad import EnergyVad
@@ -33,6 +34,8 @@ __all__ = [
     "FakeConnection",
     "FakeOpenAILiveConfig",
     "FakeOpenAILiveServer",
+    "FakeGeminiConfig",
+    "FakeGeminiLiveServer",
     "FakeRealtimeServer",
     "FakeServerConfig",
     "FakeSession",

@@ -1,0 +1,58 @@
+"""``voiceengine fake-server --provider gemini`` serves FakeGeminiLiveServer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+
+from websockets.asyncio.client import connect
+
+from voiceengine.cli import build_parser, run_fake_server
+
+
+class _Announcements:
+    """A text sink that wakes a waiter when the server announces its URL."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.ready = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self.text += text
+        if "listening on" in self.text:
+            self.ready.set()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_fake_server_command_serves_gemini() -> None:
+    args: argparse.Namespace = build_parser().parse_args(
+        ["fake-server", "--provider", "gemini", "--port", "0", "--server-speed", "1000"])
+    assert args.provider == "gemini"
+    out = _Announcements()
+    task = asyncio.create_task(run_fake_server(args, out))
+    try:
+        await asyncio.wait_for(out.ready.wait(), 10)
+        url = re.search(r"(ws://\S+)", out.text)
+        assert url is not None and "GenerativeService.BidiGenerateContent" in url.group(1)
+        assert out.text.startswith("fake Gemini Live server listening on ")
+        async with connect(url.group(1), additional_headers={"x-goog-api-key": "k"}) as ws:
+            await ws.send(json.dumps({"setup": {"model": "models/m", "outputAudioTranscription": {}}}))
+            assert "setupComplete" in json.loads(await ws.recv())
+            await ws.send(json.dumps({"realtimeInput": {"text": "ping"}}))
+            texts = []
+            while True:
+                frame = json.loads(await ws.recv())
+                content = frame.get("serverContent", {})
+                texts.append(content.get("outputTranscription", {}).get("text", ""))
+                if content.get("turnComplete"):
+                    break
+        assert "".join(texts) == "You said ping"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert build_parser().parse_args(["fake-server"]).provider == "openai"
