@@ -117,7 +117,13 @@ class VoiceEngine:
         could go in (see :meth:`_own_replies`). ``auto_response=True`` leaves it to the
         service (one round trip sooner; NEXT_TURN context may then land after the reply
         started); ``False`` also means the engine replies.
+
+        A service that cannot be told to hold its reply (``capabilities.held_replies`` false:
+        OpenAI Live, Gemini Live) always replies by itself; NEXT_TURN context then goes in
+        as soon as the user's turn is seen, which may be after the reply started.
         """
+        if not self._provider.get_capabilities().held_replies:
+            return True
         if self.config.auto_response is not None:
             return self.config.auto_response
         return False

@@ -511,6 +511,7 @@ class MockProvider(BaseProvider):
             server_interruption=True, voices=(), max_session_s=None,
             client_cancel=True, manual_commit=True, silent_context=True, mutable_instructions=True,
             mutable_tools=True, mutable_voice=True, session_resumption=False, item_positioning=True,
+            held_replies=True,
         )
 
     # ------------------------------------------------------------ responses

@@ -577,3 +577,4 @@ class ProviderCapabilities:
     mutable_voice: bool = False  # the voice can change mid-session
     session_resumption: bool = False  # the service resumes a session by a handle after a reconnect
     item_positioning: bool = False  # an item can be inserted after a given item (previous_item_id)
+    held_replies: bool = False  # the service can be told not to reply by itself at the end of a turn

@@ -160,4 +160,5 @@ class OpenAIProvider(ProviderRuntime[RealtimeSession]):
             # the voice is fixed once the session produced audio: not mutable mid-session
             client_cancel=True, manual_commit=True, silent_context=True, mutable_instructions=True,
             mutable_tools=True, mutable_voice=False, session_resumption=False, item_positioning=True,
+            held_replies=True,
         )
