@@ -322,7 +322,8 @@ class FakeRealtimeServer:
         self.sessions_started += 1
         if len(self.sessions) > self.config.max_recorded_sessions:
             self._drop(self.sessions[0])
-        conn = FakeConnection(self, ws, session, auth_ok=ok)
+        conn = FakeConnection(ws, session, config=self.config, faults=self.faults, on_sent=self._notify_sent,
+                              on_received=self._notify_received, auth_ok=ok)
         self.connections.append(conn)
         try:
             await conn.run()

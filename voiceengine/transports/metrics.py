@@ -31,14 +31,13 @@ worker reports the sum over all of them (the gauge as ``livesum``: live workers 
 
 from __future__ import annotations
 
-import os
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from ..metrics import TurnMetrics
 from .calls import CallInfo, CallObserver, TransportKind
-from .workers import MULTIPROC_ENV
+from .metrics_dir import multiprocess_dir
 
 __all__ = ["PrometheusMetrics", "mark_process_dead"]
 
@@ -46,12 +45,6 @@ _LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 1
 _INTERRUPT_BUCKETS_S = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 #: error codes come from the service: labels beyond this many distinct codes read "other"
 MAX_ERROR_CODES = 64
-
-
-def multiprocess_dir() -> str | None:
-    """The multiprocess directory when several workers share the metrics, else None."""
-    path = os.environ.get(MULTIPROC_ENV)
-    return path if path else None
 
 
 def mark_process_dead(pid: int) -> None:
