@@ -51,7 +51,7 @@ def mark_process_dead(pid: int) -> None:
     """Forget a dead worker's live gauges (multiprocess mode; nothing otherwise)."""
     path = multiprocess_dir()
     if path is not None:
-        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 class PrometheusMetrics(CallObserver):
@@ -123,5 +123,5 @@ class PrometheusMetrics(CallObserver):
         if path is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]  # unannotated upstream
         return generate_latest(merged)
