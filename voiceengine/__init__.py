@@ -5,6 +5,8 @@ Start with :class:`VoiceEngine` (see README.md and docs/engine.md). The audio co
 server for tests in :mod:`voiceengine.testing`.
 """
 
+from typing import TYPE_CHECKING
+
 from .audio import (
     AudioDeviceError,
     Chunker,
@@ -52,6 +54,14 @@ from .providers.mock import MockConfig, MockProvider
 from .providers.gemini import GeminiConfig
 from .providers.openai import OpenAIConfig
 from .providers.openai_live import OpenAILiveConfig
+
+if TYPE_CHECKING:
+    # Loaded on first use by __getattr__ below (they import websockets); imported here only
+    # so that type checkers see the classes rather than ``object``. Not a cycle: the
+    # import-graph test counts these edges too.
+    from .providers.gemini.provider import GeminiProvider
+    from .providers.openai.provider import OpenAIProvider
+    from .providers.openai_live.provider import OpenAILiveProvider
 from .secrets import Secret
 from .state import ConversationItem, ConversationSnapshot, ConversationState, Turn
 

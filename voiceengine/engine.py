@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from numbers import Integral
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
 from ._bounded import BoundedSet
 from .engine_config import VoiceEngineConfig
@@ -908,12 +908,18 @@ def _check_input_format(sample_rate: int | None, channels: int | None) -> None:
         raise AudioFormatError(f"channels must be 1, 2 or None, got {channels!r}")
 
 
-def _sink_unheard_ms(sink: Any) -> float:
+@runtime_checkable
+class _RemotePlayoutSink(Protocol):
+    """A sink with its own playout buffer (a phone network's, a browser's)."""
+
+    def unheard_ms(self) -> float: ...
+
+
+def _sink_unheard_ms(sink: object) -> float:
     """What a sink with its own (remote) playout buffer holds unheard: ``sink.unheard_ms()``."""
-    unheard = getattr(sink, "unheard_ms", None)
-    if not callable(unheard):
+    if not isinstance(sink, _RemotePlayoutSink):
         return 0.0
-    value = float(unheard())
+    value = float(sink.unheard_ms())
     return value if value > 0 else 0.0
 
 

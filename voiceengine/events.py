@@ -384,21 +384,22 @@ class EventBus:
                     continue
             if sub.once:
                 self._remove(sub)  # before calling, so a re-entrant emit cannot fire it twice
-            stream = sub._stream
-            if stream is not None:
-                stream._push(event)
+            handler = sub.handler
+            if handler is None:  # a stream's subscription
+                if sub._stream is not None:
+                    sub._stream._push(event)
             elif sub.is_async:
-                self._spawn(sub, event, None)
+                self._spawn(sub, event, handler, None)
             else:
                 try:
-                    result = sub.handler(event)  # type: ignore[misc]
+                    result = handler(event)
                 except Exception:
                     self._handler_failed(sub, event, "handler")
                     continue
                 if result is not None and inspect.isawaitable(result):
-                    self._spawn(sub, event, result)
+                    self._spawn(sub, event, handler, result)
 
-    def _spawn(self, sub: Subscription, event: ProviderEvent, awaitable: Any) -> None:
+    def _spawn(self, sub: Subscription, event: ProviderEvent, handler: Handler, awaitable: Any) -> None:
         if sub.pending >= sub.max_pending:
             sub.dropped += 1
             self.handler_drops += 1
@@ -407,7 +408,7 @@ class EventBus:
             if _is_power_of_ten(sub.dropped):
                 log.warning("async handler %r is too slow: %d events skipped", sub.handler, sub.dropped)
             return
-        coro = self._run_async(sub, event, awaitable)
+        coro = self._run_async(sub, event, handler, awaitable)
         try:
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
@@ -420,10 +421,11 @@ class EventBus:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_async(self, sub: Subscription, event: ProviderEvent, awaitable: Any) -> None:
+    async def _run_async(self, sub: Subscription, event: ProviderEvent, handler: Handler,
+                         awaitable: Any) -> None:
         try:
             if awaitable is None:
-                awaitable = sub.handler(event)  # type: ignore[misc]
+                awaitable = handler(event)
             await awaitable
         except asyncio.CancelledError:
             raise

@@ -29,7 +29,7 @@ import collections
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any, AsyncIterable, Awaitable, Callable
+from typing import Any, AsyncIterable, Awaitable, Callable, overload
 
 from ._audio import Chunker, Resampler, RingBuffer, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .exceptions import AudioFormatError, ConfigurationError
@@ -435,28 +435,41 @@ class Transcript:
     item_id: str | None = None
 
 
+class _CallbackRegistrar:
+    """What reading a callback attribute gives: a decorator that sets the callback, and
+    ``handler``, the callback set when it was read (or None)."""
+
+    __slots__ = ("_owner", "_name", "handler")
+
+    def __init__(self, owner: object, name: str, handler: Callable[..., Any] | None) -> None:
+        self._owner = owner
+        self._name = name
+        self.handler = handler
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        vars(self._owner)[self._name] = fn
+        return fn
+
+
 class _Callback:
     """A settable callback attribute that is also a decorator: ``engine.on_x = f`` or ``@engine.on_x``."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = "_cb_" + name
 
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> "_Callback": ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _CallbackRegistrar: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> "_Callback | _CallbackRegistrar":
         if obj is None:
             return self
-        handler = obj.__dict__.get(self.name)
+        return _CallbackRegistrar(obj, self.name, vars(obj).get(self.name))
 
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            obj.__dict__[self.name] = fn
-            return fn
-
-        register.handler = handler  # type: ignore[attr-defined]
-        return register
-
-    def __set__(self, obj: Any, fn: Callable[..., Any] | None) -> None:
+    def __set__(self, obj: object, fn: Callable[..., Any] | None) -> None:
         if fn is not None and not callable(fn):
             raise TypeError("callback must be callable or None")
-        obj.__dict__[self.name] = fn
+        vars(obj)[self.name] = fn
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -580,7 +580,8 @@ class MockProvider(BaseProvider):
         )
 
     async def _run_response(self, resp: _Resp) -> None:
-        entry: Mapping[str, Any] = self.config.responses[self._responses_made % len(self.config.responses)]  # type: ignore[assignment]
+        # MockConfig normalized its entries to mappings; normalizing again is idempotent and typed
+        entry = _normalize_entry(self.config.responses[self._responses_made % len(self.config.responses)])
         self._responses_made += 1
         fail = self._rng.random() < self.config.error_rate  # drawn every time: same sequence per seed
         await self._tick()

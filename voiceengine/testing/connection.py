@@ -13,16 +13,18 @@ import logging
 import socket
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from .faults import Fault, FaultKind, Trigger
+from .config import FakeServerConfig
+from .faults import Fault, FaultBook, FaultKind, Trigger
 from .session import FakeSession
 
-if TYPE_CHECKING:
-    from .server import FakeRealtimeServer
+#: the server's hooks: an event was sent to the client / a client event was handled
+SentHook = Callable[[FakeSession, dict[str, Any]], None]
+ReceivedHook = Callable[[FakeSession], None]
 
 __all__ = ["FakeConnection"]
 
@@ -47,10 +49,13 @@ def _dumps(ev: Any) -> str:
 class FakeConnection:
     """Owns the tasks of one WebSocket connection of the fake server."""
 
-    def __init__(self, server: "FakeRealtimeServer", ws: ServerConnection, session: FakeSession,
-                 *, auth_ok: bool) -> None:
-        self.server = server
+    def __init__(self, ws: ServerConnection, session: FakeSession, *, config: FakeServerConfig,
+                 faults: FaultBook, on_sent: SentHook, on_received: ReceivedHook, auth_ok: bool) -> None:
         self.ws = ws
+        self.config = config
+        self.faults = faults
+        self._on_sent = on_sent
+        self._on_received = on_received
         self.session = session
         self.auth_ok = auth_ok
         self.index = session.index
@@ -112,13 +117,13 @@ class FakeConnection:
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         """Serve the connection until it closes."""
-        book, idx = self.server.faults, self.index
+        book, idx = self.faults, self.index
         try:
             self.spawn(self._watch_closed())
             if not self.auth_ok:
                 self.session.error("invalid_api_key", "Incorrect API key provided.", type_="invalid_request_error")
                 await self._drain_now()
-                await self._close(self.server.config.auth_close_code, "invalid_api_key")
+                await self._close(self.config.auth_close_code, "invalid_api_key")
                 return
             for f in book.match_simple(idx, Trigger.ON_CONNECT) + book.match_simple(idx, Trigger.BEFORE_SESSION_CREATED):
                 await self.execute(f)
@@ -129,7 +134,7 @@ class FakeConnection:
             self._wake.set()
             for f in book.match_simple(idx, Trigger.IMMEDIATE):
                 self.spawn(self.execute(f))
-            if self.server.config.max_session_s is not None:
+            if self.config.max_session_s is not None:
                 self.spawn(self._watchdog())
             async for message in self.ws:
                 if self.closing:
@@ -153,7 +158,7 @@ class FakeConnection:
         self._write_ok.set()
 
     async def _watchdog(self) -> None:
-        poll = self.server.config.expiry_poll_s
+        poll = self.config.expiry_poll_s
         while not self.closing:
             if self.session.expired():
                 await self.execute(Fault(kind=FaultKind.SESSION_EXPIRED, label="max_session_s"))
@@ -162,7 +167,7 @@ class FakeConnection:
 
     # ------------------------------------------------------------ inbound
     async def _on_message(self, message: str | bytes, *, held: bool = False) -> None:
-        book, idx, sess = self.server.faults, self.index, self.session
+        book, idx, sess = self.faults, self.index, self.session
         if not held and (self.stalled or self._draining):
             # a stalled server keeps reading (the socket stays healthy, pings are answered)
             # but handles nothing until the stall ends: like a busy server, it delays client
@@ -193,7 +198,7 @@ class FakeConnection:
                 return
         before = sess.interrupts
         sess.receive(message)
-        self.server._notify_received(sess)
+        self._on_received(sess)
         if sess.interrupts > before:
             for f in book.match_simple(idx, Trigger.DURING_INTERRUPT):
                 await self.execute(f)
@@ -202,7 +207,7 @@ class FakeConnection:
         self._wake.set()
 
     async def _pace(self, response_id: str) -> None:
-        pace = self.server.config.pace_s_per_ms
+        pace = self.config.pace_s_per_ms
         while not self.closing:
             await self._write_ok.wait()
             ms = self.session.advance(response_id)
@@ -243,7 +248,7 @@ class FakeConnection:
     async def _send_valid(self, ev: dict[str, Any]) -> None:
         if await self._send_raw(_dumps(ev)):
             self.session.record_sent(ev)
-            self.server._notify_sent(self.session, ev)
+            self._on_sent(self.session, ev)
 
     async def _send_event(self, ev: dict[str, Any]) -> None:
         for m in list(self._mutators):
@@ -277,8 +282,8 @@ class FakeConnection:
 
     async def _after(self, ev: dict[str, Any]) -> None:
         if ev.get("type") == "response.created":
-            self.server.faults.reset_response_counters(self.index)
-        for f in self.server.faults.match_server_event(self.index, ev):
+            self.faults.reset_response_counters(self.index)
+        for f in self.faults.match_server_event(self.index, ev):
             await self.execute(f)
 
     async def _close(self, code: int | None, reason: str = "") -> None:

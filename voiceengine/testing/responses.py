@@ -11,15 +11,12 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generator, Iterator
+from typing import Any, Generator, Iterator, Mapping, Protocol
 
 from .audio import alaw_encode, bytes_per_ms, synthesize, ulaw_encode
-from .config import ScriptedResponse
+from .config import FakeServerConfig, ScriptedResponse
 
-if TYPE_CHECKING:
-    from .session import FakeSession
-
-__all__ = ["ResponseRun", "response_steps", "finish_cancelled", "audio_for_text"]
+__all__ = ["ResponseRun", "ResponseSession", "response_steps", "finish_cancelled", "audio_for_text"]
 
 log = logging.getLogger("voiceengine.testing.responses")
 
@@ -59,7 +56,27 @@ class ResponseRun:
         }
 
 
-def audio_for_text(text: str, output_format: dict[str, Any], session: "FakeSession") -> tuple[bytes, tuple[int, ...], tuple[str, ...]]:
+class ResponseSession(Protocol):
+    """What a response needs of its session (the fake server's ``FakeSession``): ids, the
+    outgoing event queue, the conversation items and the accounting a response updates."""
+
+    config: FakeServerConfig
+    function_calls: dict[str, dict[str, Any]]
+
+    def new_id(self, prefix: str) -> str: ...
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]: ...
+    def emit_audio_delta(self, base: Mapping[str, Any], b64: str, nbytes: int) -> None: ...
+    def has_item(self, item_id: str) -> bool: ...
+    def previous_of(self, item_id: str) -> str | None: ...
+    def insert_item(self, item: dict[str, Any], previous_item_id: str | None) -> str | None: ...
+    def update_item(self, item: dict[str, Any]) -> None: ...
+    def record_audio_out(self, item_id: str, piece: bytes) -> None: ...
+    def context_chars(self) -> int: ...
+    def input_audio_ms_total(self) -> int: ...
+    def finish_response(self, run: ResponseRun, response: dict[str, Any]) -> None: ...
+
+
+def audio_for_text(text: str, output_format: dict[str, Any], session: ResponseSession) -> tuple[bytes, tuple[int, ...], tuple[str, ...]]:
     """Reply audio in the session's output format, word offsets in *output* bytes, and words."""
     ftype = output_format.get("type", "audio/pcm")
     rate = 24000 if ftype == "audio/pcm" else 8000
@@ -75,7 +92,7 @@ def _base(run: ResponseRun, item_id: str, output_index: int) -> dict[str, Any]:
     return {"response_id": run.id, "item_id": item_id, "output_index": output_index}
 
 
-def _message_steps(session: "FakeSession", run: ResponseRun, output_index: int) -> Iterator[int]:
+def _message_steps(session: ResponseSession, run: ResponseRun, output_index: int) -> Iterator[int]:
     item_id = session.new_id("item")
     audio_mode = "audio" in run.modalities
     item: dict[str, Any] = {
@@ -140,7 +157,7 @@ def _message_steps(session: "FakeSession", run: ResponseRun, output_index: int) 
     yield 0
 
 
-def _function_steps(session: "FakeSession", run: ResponseRun, output_index: int, fc: Any) -> Iterator[int]:
+def _function_steps(session: ResponseSession, run: ResponseRun, output_index: int, fc: Any) -> Iterator[int]:
     item_id = session.new_id("item")
     call_id = fc.call_id or session.new_id("call")
     args = fc.arguments_json
@@ -174,7 +191,7 @@ def _function_steps(session: "FakeSession", run: ResponseRun, output_index: int,
     yield 0
 
 
-def _usage(run: ResponseRun, session: "FakeSession") -> dict[str, Any]:
+def _usage(run: ResponseRun, session: ResponseSession) -> dict[str, Any]:
     # Deterministic, plausible figures: ~4 chars per text token, ~50 ms per audio token.
     text_out = sum(len(str(i.get("arguments", ""))) for i in run.output) // 4 + len(run.script.text) // 4
     audio_out = run.output_ms // 50
@@ -189,7 +206,7 @@ def _usage(run: ResponseRun, session: "FakeSession") -> dict[str, Any]:
     }
 
 
-def response_steps(session: "FakeSession", run: ResponseRun) -> Generator[int, None, None]:
+def response_steps(session: ResponseSession, run: ResponseRun) -> Generator[int, None, None]:
     """The whole response after ``response.created``: yields output ms per step."""
     index = 0
     if run.script.text:
@@ -204,7 +221,7 @@ def response_steps(session: "FakeSession", run: ResponseRun) -> Generator[int, N
     session.finish_response(run, resp)
 
 
-def finish_cancelled(session: "FakeSession", run: ResponseRun, reason: str, close_items: bool) -> None:
+def finish_cancelled(session: ResponseSession, run: ResponseRun, reason: str, close_items: bool) -> None:
     """Close out a cancelled response: the open item (when ``close_items``) then response.done."""
     cur = run.current
     if cur is not None:

@@ -17,6 +17,7 @@ import dataclasses
 import http
 import json
 import logging
+import weakref
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -92,6 +93,9 @@ class FakeRealtimeServer:
         self.faults = FaultBook(self.config.faults, max_fired=self.config.max_recorded_events)
         self.sessions: list[FakeSession] = []
         self.connections: list[FakeConnection] = []
+        # what the handshake learned, until the handler takes it (a connection that dies first takes it along)
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, tuple[int, bool, str | None, dict[str, str]]] = (
+            weakref.WeakKeyDictionary())
         self.handshakes = 0
         self.on_session: Callable[[FakeSession], None] | None = None
         self._server: Server | None = None
@@ -301,8 +305,7 @@ class FakeRealtimeServer:
         model = parse_qs(parts.query).get("model", [None])[0]
         # Never keep the key: headers are stored scrubbed.
         headers = {k: (_mask_header(v) if k.lower() in _SECRET_HEADERS else v) for k, v in request.headers.raw_items()}
-        # Carried on the connection itself so a handshake that dies later leaks nothing.
-        connection.fake_realtime_info = (index, ok, model, headers)  # type: ignore[attr-defined]
+        self._handshakes[connection] = (index, ok, model, headers)
         return None
 
     @staticmethod
@@ -313,7 +316,7 @@ class FakeRealtimeServer:
         return dataclasses.replace(resp, headers=headers)
 
     async def _handler(self, ws: ServerConnection) -> None:
-        index, ok, model, headers = ws.fake_realtime_info  # type: ignore[attr-defined]
+        index, ok, model, headers = self._handshakes.pop(ws)
         session = FakeSession(self.config, index=index, model=model)
         session.request_headers = headers
         if self.on_session is not None:
@@ -322,7 +325,8 @@ class FakeRealtimeServer:
         self.sessions_started += 1
         if len(self.sessions) > self.config.max_recorded_sessions:
             self._drop(self.sessions[0])
-        conn = FakeConnection(self, ws, session, auth_ok=ok)
+        conn = FakeConnection(ws, session, config=self.config, faults=self.faults, on_sent=self._notify_sent,
+                              on_received=self._notify_received, auth_ok=ok)
         self.connections.append(conn)
         try:
             await conn.run()

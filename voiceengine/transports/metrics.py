@@ -31,14 +31,13 @@ worker reports the sum over all of them (the gauge as ``livesum``: live workers 
 
 from __future__ import annotations
 
-import os
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from ..metrics import TurnMetrics
 from .calls import CallInfo, CallObserver, TransportKind
-from .workers import MULTIPROC_ENV
+from .metrics_dir import multiprocess_dir
 
 __all__ = ["PrometheusMetrics", "mark_process_dead"]
 
@@ -48,17 +47,11 @@ _INTERRUPT_BUCKETS_S = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 MAX_ERROR_CODES = 64
 
 
-def multiprocess_dir() -> str | None:
-    """The multiprocess directory when several workers share the metrics, else None."""
-    path = os.environ.get(MULTIPROC_ENV)
-    return path if path else None
-
-
 def mark_process_dead(pid: int) -> None:
     """Forget a dead worker's live gauges (multiprocess mode; nothing otherwise)."""
     path = multiprocess_dir()
     if path is not None:
-        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 class PrometheusMetrics(CallObserver):
@@ -130,5 +123,5 @@ class PrometheusMetrics(CallObserver):
         if path is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]  # unannotated upstream
         return generate_latest(merged)

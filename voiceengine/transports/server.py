@@ -138,14 +138,12 @@ class VoiceServer:
         if self._server is not None:
             return self
         cfg = self.config
-        common = dict(process_request=self._process_request, max_size=cfg.max_message_bytes,
-                      open_timeout=cfg.open_timeout_s, compression=None, server_header="voiceengine",
-                      ping_interval=20.0, ping_timeout=20.0)
-        if self._sock is not None:
-            self._server = await ws_serve(self._route, sock=self._sock, **common)  # type: ignore[arg-type]
-        else:
-            self._server = await ws_serve(self._route, cfg.host, cfg.port, reuse_port=cfg.reuse_port,
-                                          **common)  # type: ignore[arg-type]
+        # a socket the supervisor bound already (serve --workers) replaces host and port
+        host, port = (None, None) if self._sock is not None else (cfg.host, cfg.port)
+        self._server = await ws_serve(self._route, host, port, sock=self._sock, reuse_port=cfg.reuse_port,
+                                      process_request=self._process_request, max_size=cfg.max_message_bytes,
+                                      open_timeout=cfg.open_timeout_s, compression=None,
+                                      server_header="voiceengine", ping_interval=20.0, ping_timeout=20.0)
         return self
 
     async def drain(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from ..exceptions import ConfigurationError
 from .calls import CallHost
+from .metrics_dir import MULTIPROC_ENV, multiprocess_dir
 from .server import ServeConfig, VoiceServer, serve
 
 __all__ = ["serve_workers", "reserve_port"]
@@ -40,10 +41,6 @@ __all__ = ["serve_workers", "reserve_port"]
 log = logging.getLogger("voiceengine.transports.workers")
 
 HostBuilder = Callable[[], CallHost]
-
-#: prometheus_client's multiprocess directory variable (see voiceengine.transports.metrics)
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
 
 def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, non-listening SO_REUSEPORT socket: it holds the port for the workers."""
@@ -170,7 +167,7 @@ def _shutdown(procs: list[Any], drain_timeout_s: float) -> int:
 
 def _mark_dead(pid: int | None) -> None:
     """Forget a dead worker's live gauges (only when the workers share metrics)."""
-    if pid is None or not os.environ.get(MULTIPROC_ENV):
+    if pid is None or multiprocess_dir() is None:
         return
     from .metrics import mark_process_dead  # present: the metrics directory exists only with metrics on
 

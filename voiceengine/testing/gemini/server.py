@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import ssl
+import weakref
 from collections import deque
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -99,6 +100,8 @@ class FakeGeminiLiveServer:
         self.tool_scripts: deque[ToolCallScript] = deque()
         self.sessions: list[FakeGeminiSession] = []
         self.connections: list[FakeGeminiConnection] = []
+        # what the handshake learned, until the handler takes it (a connection that dies first takes it along)
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, _Handshake] = weakref.WeakKeyDictionary()
         self.handshakes = 0
         self.port: int | None = None
         self._tls: SelfSignedTls | None = None
@@ -321,7 +324,7 @@ class FakeGeminiLiveServer:
                 pass
             if self._stopping.is_set():
                 return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
-        connection.fake_gemini_handshake = _Handshake(  # type: ignore[attr-defined]
+        self._handshakes[connection] = _Handshake(
             index=index, version=match["version"],
             auth_error=self._auth_error(request, parts.query, constrained=match["method"].endswith("Constrained")),
             # never keep a key: headers are stored masked
@@ -350,7 +353,7 @@ class FakeGeminiLiveServer:
         return dataclasses.replace(resp, headers=headers)
 
     async def _handler(self, ws: ServerConnection) -> None:
-        shake: _Handshake = ws.fake_gemini_handshake  # type: ignore[attr-defined]
+        shake = self._handshakes.pop(ws)
         session = FakeGeminiSession(self.config, index=shake.index, handles=self.handles,
                                     tool_scripts=self.tool_scripts, auth_error=shake.auth_error,
                                     path_version=shake.version)

@@ -23,6 +23,7 @@ import json
 import logging
 import socket
 import struct
+import weakref
 from typing import Any, Callable, Coroutine, Mapping
 
 from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
@@ -315,6 +316,9 @@ class FakeOpenAILiveServer:
         self.faults = FaultBook(self.config.faults, max_fired=self.config.max_recorded_events)
         self.sessions: list[FakeLiveSession] = []
         self.connections: list[_LiveConnection] = []
+        # what the handshake learned, until the handler takes it (a connection that dies first takes it along)
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, tuple[int, dict[str, str]]] = (
+            weakref.WeakKeyDictionary())
         self.handshakes = 0
         self.port: int | None = None
         self._server: Server | None = None
@@ -502,7 +506,7 @@ class FakeOpenAILiveServer:
         if not key or (self.config.api_keys is not None and key not in self.config.api_keys):
             return self._respond(connection, 401, _error_body(*_HTTP_ERRORS[401]))
         headers = {k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in request.headers.raw_items()}
-        connection.fake_live_info = (index, headers)  # type: ignore[attr-defined]
+        self._handshakes[connection] = (index, headers)
         return None
 
     @staticmethod
@@ -513,7 +517,7 @@ class FakeOpenAILiveServer:
         return dataclasses.replace(resp, headers=headers)
 
     async def _handler(self, ws: ServerConnection) -> None:
-        index, headers = ws.fake_live_info  # type: ignore[attr-defined]
+        index, headers = self._handshakes.pop(ws)
         session = FakeLiveSession(self.config, index=index)
         session.request_headers = headers
         self.sessions.append(session)
