@@ -163,11 +163,19 @@ class Harness:
         return True
 
     async def check_turn(self, *, timeout: float = 5.0) -> ProviderEvent:
-        """A text turn that must be answered: proves the (restored) session works."""
+        """A text turn that must be answered: proves the (restored) session works.
+
+        Returns once the reply has ended (its RESPONSE_DONE), not at its transcript: the
+        server sends ``response.done`` after the transcript, and on a loaded machine it can
+        arrive after the caller has moved on to ``disconnect()``, which ends no reply.
+        """
         mark = self.mark()
         await self.provider.send_text(CHECK_TEXT)
         hit = await self.wait(lambda e: e.type is EventType.TRANSCRIPT_DONE and CHECK_TEXT in str(e.data),
                               since=mark, timeout=timeout)
+        reply = hit.event.response_id
+        await self.wait(lambda e: e.type is EventType.RESPONSE_DONE and e.response_id == reply,
+                        since=mark, timeout=timeout)
         return hit.event
 
     async def disconnect(self) -> None:
