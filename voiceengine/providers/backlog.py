@@ -79,6 +79,14 @@ class AudioBacklog:
                 self._nbytes += len(pcm)
         return self._trim()
 
+    def resize(self, capacity: int) -> int:
+        """Hold at most ``capacity`` bytes from now on (a planned handover holds more for a
+        while); returns the bytes dropped to fit, oldest first."""
+        if capacity < 0:
+            raise ValueError("capacity must be >= 0")
+        self.capacity = capacity - capacity % self.align
+        return self._trim()
+
     def _trim(self) -> int:
         excess = self._nbytes - self.capacity
         if excess <= 0:

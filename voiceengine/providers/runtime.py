@@ -13,7 +13,9 @@ Tasks (all owned, all cancelled and awaited by ``disconnect()``):
   on a reconnectable loss runs the reconnect loop (one connection at a time);
 * the *writer* (``_write_loop``, one per connection): drains the :class:`OutboundQueue` to
   the transport, so no public method ever waits on the network;
-* the *recycler*: a planned reconnect before the service's session limit, once idle.
+* the *recycler*: a planned reconnect before the service's session limit, once idle; or
+  the *handover* (:meth:`ProviderRuntime.handover`) a binding starts when the service
+  announces the end of the connection (Gemini's ``goAway``): one task slot, never both.
 
 Continuity (docs/reliability.md):
 
@@ -249,6 +251,8 @@ class Outage:
     #: the conversation to replay, taken once per outage (None: not taken yet)
     entries: list[ConversationEntry] | None = None
     resume_handle: str | None = None
+    #: why a planned handover began (``None``: a loss, or a recycle: the default wording)
+    reason: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -338,7 +342,9 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._backlog = AudioBacklog(settings.backlog_bytes, align=settings.audio_align)
         self._buffering = False  # send_audio goes to the backlog while not ready
         self._outage: Outage | None = None
-        self._recycling = False
+        # why the current connection is being closed on purpose (a recycle or a handover);
+        # None while it is not: its close then is a loss
+        self._planned_reason: str | None = None
         self._speaking = False  # between SPEECH_STARTED and the commit
         self._activity = asyncio.Event()  # set after every frame handled / control call
         self._replayed_count = 0
@@ -607,8 +613,8 @@ class ProviderRuntime(BaseProvider, Generic[S]):
             outcome.ready = self._conn_ready
             outcome.uptime_s = self.clock.monotonic() - self._ready_at if self._conn_ready else 0.0
             outcome.expired = session.expiring
-            outcome.planned, self._recycling = self._recycling, False
-            outcome.planned_reason = self._recycle_reason()
+            outcome.planned = self._planned_reason is not None
+            outcome.planned_reason, self._planned_reason = self._planned_reason or "", None
             if outcome.close.code is None:
                 outcome.close = transport.close_info()
             if self._outage is not None:
@@ -913,12 +919,12 @@ class ProviderRuntime(BaseProvider, Generic[S]):
             self.audio_ledger.dropped(dropped)
 
     # ------------------------------------------------------------------- outage
-    def _begin_outage(self, *, planned: bool = False) -> None:
+    def _begin_outage(self, *, planned: bool = False, reason: str | None = None) -> None:
         """The current connection stopped being usable: buffer audio from now on."""
         self._buffering = True
         if self._outage is None:
             self._outage = Outage(started_at=self.clock.monotonic(), dropped_at_start=self.audio_ledger.dropped_bytes,
-                                  planned=planned)
+                                  planned=planned, reason=reason)
 
     def _take_replay_entries(self) -> None:
         """Take the conversation to restore, once per outage: the replay source's items when
@@ -942,6 +948,7 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._buffering = False
         self._outage = None
         self._drop_backlog()
+        self._backlog.resize(self.settings.backlog_bytes)  # empty: nothing to drop
 
     def _report_lost_responses(self, session: S) -> None:
         for response_id in session.lost_responses():
@@ -983,13 +990,15 @@ class ProviderRuntime(BaseProvider, Generic[S]):
             self._drain_backlog(session)  # audio that arrived since the session was set up
         outage, self._outage = self._outage, None
         self._buffering = False
+        self._backlog.resize(self.settings.backlog_bytes)  # drained: nothing to drop
         self._ready.set()
         self.stats["reconnects"] += 1
         planned = outage.planned if outage else False
+        reason = outage.reason if outage is not None and outage.reason else \
+            "session recycled" if planned else "session restored"
         now = self.clock.monotonic()
         self._set_state(
-            ConnectionState.CONNECTED, phase="restored",
-            reason="session recycled" if planned else "session restored", attempt=self.policy.failures,
+            ConnectionState.CONNECTED, phase="restored", reason=reason, attempt=self.policy.failures,
             planned=planned, replayed_items=self._replayed_count,
             replayed_audio_bytes=outage.replayed_audio if outage else 0,
             dropped_audio_bytes=self.audio_ledger.dropped_bytes - outage.dropped_at_start if outage else 0,
@@ -1032,15 +1041,86 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         while not self._idle():  # never cut a reply or the user's utterance
             self._activity.clear()
             await self._activity.wait()
+        if not self._begin_handover(transport, self._recycle_reason(), announced=None, hold_audio_bytes=0):
+            return
+        log.info("%s: %s", self.name, self._recycle_reason())
+        await self._close_for_handover(transport, "session recycle", drained=None, deadline_s=None)
+
+    # ----------------------------------------------------------------- handover
+    def handover(self, reason: str, *, drained: Callable[[S], bool] | None = None, deadline_s: float | None = None,
+                 hold_audio_bytes: int = 0) -> bool:
+        """Move the session to a new connection, on purpose, starting now.
+
+        From now on input audio is held (accounted, in the backlog, which may hold
+        ``hold_audio_bytes`` more than usual until the restore) and control calls wait; the
+        current connection keeps being read (a reply in flight is still delivered) until
+        ``drained(session)`` is true or ``deadline_s`` seconds (provider clock) passed, then what
+        was queued is written and it is closed. Its close, whatever the code and whoever
+        closes first, is the handover: one reconnect, ``planned=True``, ``reason``; the
+        session is restored by its resumption handle or by replay, then the held audio is
+        sent. Returns ``False`` (nothing done) when no usable connection is up, a handover
+        or recycle is already under way, or reconnecting is off.
+        """
+        if not isinstance(reason, str) or not reason:
+            raise ValueError("reason must be a non-empty str")
+        if deadline_s is not None and not deadline_s >= 0:
+            raise ValueError("deadline_s must be >= 0 or None")
+        if type(hold_audio_bytes) is not int or hold_audio_bytes < 0:
+            raise ValueError("hold_audio_bytes must be an int >= 0")
+        transport = self._transport
+        if transport is None or not self._ready.is_set() or not self._begin_handover(
+                transport, reason, announced=reason, hold_audio_bytes=hold_audio_bytes):
+            return False
+        log.info("%s: handover (%s)", self.name, reason)
+        if self._recycler is not None:  # its job is done by this handover (never two tasks)
+            self._recycler.cancel()
+        self._recycler = asyncio.create_task(
+            self._close_for_handover(transport, reason, drained=drained, deadline_s=deadline_s),
+            name=f"voiceengine-{self.name}-handover")
+        return True
+
+    def _begin_handover(self, transport: Transport, reason: str, *, announced: str | None,
+                        hold_audio_bytes: int) -> bool:
+        """From now on the connection is on its way out: audio is held, control calls wait."""
+        if transport is not self._transport or self._closing or self._tearing_down or self._outq is None \
+                or self._planned_reason is not None or self._outage is not None or not self.settings.reconnect:
+            return False
+        self._planned_reason = reason
+        self._ready.clear()  # control calls wait for the restore; audio goes to the backlog
+        self._begin_outage(planned=True, reason=announced)
+        if hold_audio_bytes:
+            self._backlog.resize(self.settings.backlog_bytes + hold_audio_bytes)
+        return True
+
+    async def _close_for_handover(self, transport: Transport, close_reason: str, *,
+                                  drained: Callable[[S], bool] | None, deadline_s: float | None) -> None:
+        if drained is not None:
+            await self._wait_drained(drained, deadline_s)
         queue = self._outq
         if transport is not self._transport or self._closing or queue is None:
             return
-        log.info("%s: %s", self.name, self._recycle_reason())
-        self._recycling = True
-        self._ready.clear()  # control calls wait for the restore; audio goes to the backlog
-        self._begin_outage(planned=True)
         # What is queued goes out first (bounded in real time: a dead peer must not hold us).
         barrier = queue.put_barrier()
         await asyncio.wait([barrier], timeout=self.send_timeout_s)
-        await transport.close(1000, "session recycle")  # the reader sees it and reconnects
+        await transport.close(1000, close_reason)  # the reader sees it and reconnects
 
+    async def _wait_drained(self, drained: Callable[[S], bool], deadline_s: float | None) -> None:
+        """Until ``drained(session)`` (re-checked after every frame) or ``deadline_s`` passed."""
+        deadline = None if deadline_s is None else asyncio.ensure_future(self.clock.sleep(deadline_s))
+        try:
+            while True:
+                session = self._session
+                if session is None or drained(session) or (deadline is not None and deadline.done()):
+                    return
+                self._activity.clear()
+                activity = asyncio.ensure_future(self._activity.wait())
+                try:
+                    await asyncio.wait([activity] if deadline is None else [activity, deadline],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    activity.cancel()
+                    await asyncio.gather(activity, return_exceptions=True)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+                await asyncio.gather(deadline, return_exceptions=True)

@@ -99,6 +99,14 @@ class GeminiConfig(ProviderConfig):
     the connection ends when no ``goAway`` came; ``session_limit_s`` (900; ``None`` when
     ``context_window_compression`` is on) bounds the session.
 
+    ``goAway``: the reply in flight is played to its end on the old connection (input audio
+    is held meanwhile), then the old connection is closed and the session resumed on a new
+    one (docs/gemini.md, "Resumption"). ``go_away_margin_s`` (3): the old connection is
+    closed at the latest this long before ``timeLeft`` runs out, cutting a reply still in
+    flight; ``go_away_max_drain_s`` (30): the longest the reply is waited for, also when
+    ``goAway`` gives no ``timeLeft`` (up to that much input audio is held on top of
+    ``reconnect_audio_buffer_ms``).
+
     ``transparent_resumption`` (Vertex AI only: the Gemini Developer API refuses it) asks the
     service for ``lastConsumedClientMessageIndex``; input audio written but not yet in the
     state of the newest handle is then sent again on the resumed connection, so even an
@@ -133,6 +141,8 @@ class GeminiConfig(ProviderConfig):
     recycle_margin_s: float = 30.0
     recycle: bool = True
     reconnect_audio_buffer_ms: int = 3000
+    go_away_margin_s: float = 3.0
+    go_away_max_drain_s: float = 30.0
     max_audio_delta_bytes: int = 1024 * 1024
     allow_insecure: bool = False
 
@@ -180,6 +190,8 @@ class GeminiConfig(ProviderConfig):
             raise ConfigurationError("recycle_margin_s must be >= 0 and below connection_limit_s")
         if type(self.reconnect_audio_buffer_ms) is not int or self.reconnect_audio_buffer_ms < 0:
             raise ConfigurationError("reconnect_audio_buffer_ms must be an int >= 0")
+        if not self.go_away_margin_s >= 0 or not self.go_away_max_drain_s >= 0:
+            raise ConfigurationError("go_away_margin_s and go_away_max_drain_s must be >= 0")
         if self.max_audio_delta_bytes < 2:
             raise ConfigurationError("max_audio_delta_bytes must be >= 2")
 

@@ -10,10 +10,13 @@ What is Gemini's own:
   next connection presents it and nothing is replayed (``restored_by=RESUMPTION``). A
   handle that was refused, or none at all, means a fresh session into which the neutral
   conversation is replayed as initial history (``restored_by=REPLAY``).
-* ``goAway``: SESSION_EXPIRING is emitted, then the connection is closed as soon as no
-  reply is in progress (or by the service when its time is up) and the runtime resumes on
-  a new one. The old connection is closed *before* the new one opens: the live service was
-  reported to refuse a resume while the old socket is still open (close 1011).
+* ``goAway``: SESSION_EXPIRING is emitted and a runtime handover
+  (:meth:`~voiceengine.providers.runtime.ProviderRuntime.handover`, reason ``go_away``)
+  begins: input audio is held from then on, the reply in flight is still received and
+  played to its end, and once it ended and a fresh handle came (at the latest
+  ``go_away_margin_s`` before ``timeLeft`` runs out) the old connection is closed and the
+  session resumed on a new one. Break before make: the live service was reported to refuse
+  a resume while the old socket is still open (close 1011; docs/gemini.md).
 * No item ids, no truncate, no client cancel: barge-in is the service's
   (SERVER_INTERRUPTED); :meth:`GeminiProvider.interrupt` and :meth:`GeminiProvider.truncate`
   send nothing and only note what was heard for a later replay.
@@ -21,7 +24,6 @@ What is Gemini's own:
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -40,6 +42,7 @@ from ..types import (
     MessageType,
     ProviderCapabilities,
     ProviderEvent,
+    SessionExpiring,
 )
 from .codec import CLIENT_FIELDS
 from .config import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, GeminiConfig
@@ -51,7 +54,6 @@ __all__ = ["GeminiProvider"]
 _INPUT = AudioFormat(sample_rate=INPUT_SAMPLE_RATE, encoding=AudioEncoding.PCM16)
 _OUTPUT = AudioFormat(sample_rate=OUTPUT_SAMPLE_RATE, encoding=AudioEncoding.PCM16)
 _MUTABLE = frozenset({"instructions", "tools"})
-_HANDOVER_POLL_S = 0.02
 
 
 class GeminiProvider(ProviderRuntime[GeminiSession]):
@@ -83,11 +85,11 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
         #: the settings the next connection's setup carries (instructions/tools updated in place)
         self.live_config: GeminiConfig = config
         self._transport_options = dict(transport_options or {})
-        self._handover: asyncio.Task[None] | None = None
         self._last_session: GeminiSession | None = None
         self._item_prefix = f"gmc{os.urandom(3).hex()}_"  # ids of items the client added
         self._item_ids = itertools.count(1)
         self._written_at_start = 0  # input audio the runtime had written when that session began
+        self.on_event(EventType.SESSION_EXPIRING, self._on_go_away)
 
     # ------------------------------------------------------------ the binding
     async def open_transport(self) -> Transport:
@@ -111,33 +113,16 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
         self._last_session, self._written_at_start = session, written
         return session
 
-    def _emit(self, event: ProviderEvent) -> None:
-        super()._emit(event)
-        if event.type is EventType.SESSION_EXPIRING:
-            self._start_handover()
-
     # ------------------------------------------------------------ goAway handover
-    def _start_handover(self) -> None:
-        """After ``goAway``: close this connection once no reply is in progress; the runtime
-        then resumes the session on a new one (an expiring session's close is reconnectable)."""
-        session, transport = self.session, self._transport
-        if session is None or transport is None or (self._handover is not None and not self._handover.done()):
-            return
-        self._handover = asyncio.get_running_loop().create_task(
-            self._close_when_idle(session, transport), name=f"voiceengine-{self.name}-handover")
-
-    async def _close_when_idle(self, session: GeminiSession, transport: Transport) -> None:
-        while self.session is session and not session.idle:
-            await asyncio.sleep(_HANDOVER_POLL_S)
-        if self.session is session:
-            await transport.close(1000, "go_away")
-
-    async def disconnect(self) -> None:
-        handover, self._handover = self._handover, None
-        if handover is not None and not handover.done():
-            handover.cancel()
-            await asyncio.gather(handover, return_exceptions=True)
-        await super().disconnect()
+    def _on_go_away(self, event: ProviderEvent) -> None:
+        """Hand the session over to a new connection once the reply in flight has ended."""
+        notice = event.data
+        config = self.config
+        drain_s = config.go_away_max_drain_s
+        if isinstance(notice, SessionExpiring) and notice.time_left_ms is not None:
+            drain_s = min(drain_s, max(0.0, notice.time_left_ms / 1000 - config.go_away_margin_s))
+        self.handover("go_away", drained=lambda session: session.handover_ready, deadline_s=drain_s,
+                      hold_audio_bytes=int(drain_s * _INPUT.bytes_per_second))
 
     # ------------------------------------------------------------ input
     async def commit_audio(self) -> None:

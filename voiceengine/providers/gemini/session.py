@@ -148,6 +148,7 @@ class GeminiSession:
         self._session_id: str | None = None
         self._expiring = False
         self._time_left_ms: int | None = None
+        self._handle_behind = False  # the conversation moved on since the newest handle
         self._held: list[str] = []  # frames queued before setupComplete
         self._out: list[str] = []
         self._history: list[HistoryTurn] = []
@@ -215,6 +216,16 @@ class GeminiSession:
     def idle(self) -> bool:
         """No reply requested or in progress and no tool call waiting: a recycle cuts nothing."""
         return self._reply is None and not self._awaiting_reply and not self._calls
+
+    @property
+    def handover_ready(self) -> bool:
+        """After ``goAway``, the old connection may close: no reply is in flight or awaited
+        and the newest handle was given after the last reply ended (resuming from it keeps
+        that reply); or a tool call waits for its result: nothing more comes before it, and
+        the result goes to the next connection together with the call."""
+        if self._calls:
+            return True
+        return self._reply is None and not self._awaiting_reply and not self._handle_behind
 
     @property
     def current_response_id(self) -> str | None:
@@ -476,6 +487,7 @@ class GeminiSession:
         elif isinstance(message, ResumptionUpdate):
             if message.resumable and message.new_handle:
                 self._handle = message.new_handle
+                self._handle_behind = False
                 consumed = message.last_consumed_index
                 if consumed is not None:  # the handle's state holds every message up to it
                     while self._unconsumed and self._unconsumed[0][0] <= consumed:
@@ -531,6 +543,8 @@ class GeminiSession:
                                        response_id=current.response_id))
             events.append(self._ev(EventType.GENERATION_DONE, GenerationDone(response_id=current.response_id),
                                    response_id=current.response_id))
+        if content.turn_complete or content.interrupted:
+            self._handle_behind = self._handle is not None  # the newest handle lacks this turn
         if content.turn_complete:
             self._awaiting_reply = False
             if self._reply is not None:
@@ -578,6 +592,7 @@ class GeminiSession:
 
     def _on_tool_call(self, message: ToolCall, events: list[ProviderEvent]) -> None:
         self._awaiting_reply = False
+        self._handle_behind = self._handle is not None  # the newest handle lacks this call
         reply = self._reply
         for call in message.calls:
             self._calls.put(call.call_id, call.name)
