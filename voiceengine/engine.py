@@ -72,6 +72,9 @@ class VoiceEngine:
         self.state = ConversationState()
         self.state.attach(self._provider.conversation)
         self._metrics = MetricsCollector()
+        # the provider refused to stop the service's own replies (its turn-taking is fixed at
+        # setup: Gemini Live, OpenAI Live); set per attached provider by _own_replies
+        self._turn_taking_fixed = False
         self.injector = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
                                         auto_response=self._service_replies())
         self._retired_injections = {"injected": 0, "expired": 0}
@@ -116,8 +119,12 @@ class VoiceEngine:
         under server VAD: the service's own reply would start before NEXT_TURN context
         could go in (see :meth:`_own_replies`). ``auto_response=True`` leaves it to the
         service (one round trip sooner; NEXT_TURN context may then land after the reply
-        started); ``False`` also means the engine replies.
+        started); ``False`` also means the engine replies. A provider whose service always
+        replies by itself (its turn-taking cannot be changed: Gemini Live, OpenAI Live)
+        makes it True whatever the setting.
         """
+        if self._turn_taking_fixed:
+            return True
         if self.config.auto_response is not None:
             return self.config.auto_response
         return False
@@ -126,10 +133,16 @@ class VoiceEngine:
         """Under server VAD with the engine replying, tell the service not to reply by
         itself at the end of a turn (``auto_response=False`` in its turn detection): the
         engine sends NEXT_TURN context on INPUT_COMMITTED, then asks for the reply."""
+        self._turn_taking_fixed = False
         settings = provider.config.turn_detection_settings
         if settings.manual or not settings.auto_response or self._service_replies():
             return
-        await provider.update_session(turn_detection=replace(settings, auto_response=False))
+        try:
+            await provider.update_session(turn_detection=replace(settings, auto_response=False))
+        except InvalidState as exc:  # the service owns turn-taking: it replies by itself
+            log.info("%s keeps replying by itself (%s); NEXT_TURN context is best effort", provider.name, exc)
+            self._turn_taking_fixed = True
+            self.injector.auto_response = True
 
     @property
     def provider(self) -> BaseProvider:
