@@ -114,7 +114,6 @@ class VoiceEngineConfig:
         return fields
 
 
-
 def _has_field(provider: str, name: str) -> bool:
     """Whether the config class registered for ``provider`` has the field ``name``; a
     factory without a config class answers True (building it then asks for a config)."""
