@@ -49,7 +49,7 @@ def synth_utterance(sample_rate: int = 48000, *, seconds: float = 1.2, seed: int
 
 
 DEMO_REPLIES = (
-    "Hello! I am the voiceengine demo assistant, talking to you through a fake Realtime server on this machine.",
+    "Hello! I am the voiceengine demo assistant, talking to you through a fake server on this machine.",
     "This second answer is long on purpose, so that you can interrupt me while I am still talking about "
     "resampling, ring buffers and the many other things a voice engine has to get right.",
     "Sure, I stopped talking. What would you like to know?",
@@ -108,15 +108,20 @@ def _ms(v: float | None) -> str:
 
 
 def latency_table(engine: VoiceEngine, stream: Any = None) -> None:
-    """Print the per-turn latency table and the engine counters."""
+    """Print the per-turn latency table and the engine counters.
+
+    The "truncated at" column shows only for a provider that cuts the interrupted reply
+    at what was heard (OpenAI Realtime); OpenAI Live and Gemini Live stop by themselves.
+    """
     stream = stream or sys.stdout
     m = engine.metrics
-    print("\nturn  status       first audio rx  first audio played  audio played  interrupt  truncated at",
-          file=stream)
+    truncation = engine.provider.get_capabilities().truncation
+    print("\nturn  status       first audio rx  first audio played  audio played  interrupt"
+          + ("  truncated at" if truncation else ""), file=stream)
     for t in engine._metrics.turns:
         print(f"{t.index:>4}  {t.status:<11}  {_ms(t.first_audio_received_ms):>14}  {_ms(t.first_audio_played_ms):>18}"
-              f"  {t.audio_played_ms:>9.0f} ms  {_ms(t.interrupt_latency_ms):>9}  {_ms(t.truncated_at_ms):>12}",
-              file=stream)
+              f"  {t.audio_played_ms:>9.0f} ms  {_ms(t.interrupt_latency_ms):>9}"
+              + (f"  {_ms(t.truncated_at_ms):>12}" if truncation else ""), file=stream)
     print(f"\nsent {m.frames_sent} frames ({m.bytes_sent} B), received {m.deltas_received} deltas "
           f"({m.bytes_received} B), played {m.bytes_played} B; underruns {m.playback_underruns}, "
           f"overruns {m.playback_overruns}; resampler delay in {m.input_resampler_delay_ms:.2f} ms / "
@@ -139,6 +144,28 @@ async def _wait_event(engine: VoiceEngine, etype: EventType, timeout: float, pre
         sub.unsubscribe()
 
 
+async def _wait_listening(engine: VoiceEngine, etype: EventType, timeout: float, predicate: Any = None, *,
+                          open_mic: bool, rate: int, pace: float) -> ProviderEvent:
+    """:func:`_wait_event`; with ``open_mic`` silence streams meanwhile, as from a microphone:
+    a service that owns turn-taking (OpenAI Live) hears a turn or a reply end only as its
+    input audio timeline moves on."""
+    if not open_mic:
+        return await _wait_event(engine, etype, timeout, predicate)
+
+    async def microphone() -> None:
+        frame = bytes(rate * 2 * 20 // 1000)
+        while True:
+            await engine.send_audio(frame, sample_rate=rate)
+            await asyncio.sleep(0.02 / pace)
+
+    mic = asyncio.ensure_future(microphone())
+    try:
+        return await _wait_event(engine, etype, timeout, predicate)
+    finally:
+        mic.cancel()
+        await asyncio.gather(mic, return_exceptions=True)
+
+
 async def _stream(engine: VoiceEngine, pcm: bytes, rate: int, *, frame_ms: int = 20, pace: float = 0.0) -> None:
     step = rate * 2 * frame_ms // 1000
     view = memoryview(pcm)
@@ -149,39 +176,66 @@ async def _stream(engine: VoiceEngine, pcm: bytes, rate: int, *, frame_ms: int =
 
 
 # ------------------------------------------------------------------------ demo
+#: the environment variable holding each provider's key for ``demo --live``
+LIVE_KEYS = {"openai": "OPENAI_API_KEY", "openai-live": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+_SERVER_NAMES = {"openai": "Realtime", "openai-live": "OpenAI Live", "gemini": "Gemini Live"}
+
+
+def _demo_server(provider: str, server_speed: float) -> Any:
+    """The fake server of ``provider``, speaking :data:`DEMO_REPLIES` (not started)."""
+    if provider == "gemini":
+        from .testing.gemini import FakeGeminiConfig, FakeGeminiLiveServer
+
+        return FakeGeminiLiveServer(FakeGeminiConfig(speed=server_speed, responses=DEMO_REPLIES))
+    if provider == "openai-live":
+        from .testing.openai_live import FakeOpenAILiveConfig, FakeOpenAILiveServer
+
+        return FakeOpenAILiveServer(FakeOpenAILiveConfig(speed=server_speed, replies=DEMO_REPLIES))
+    from .testing import FakeRealtimeServer
+
+    return FakeRealtimeServer(FakeServerConfig(speed=server_speed, responses=DEMO_REPLIES))
+
+
 async def run_demo(args: argparse.Namespace, out: Any = None) -> int:
-    """The README's main-job command (see the module docstring of the issue)."""
+    """Two spoken turns against a fake server of ``--provider`` (or the real service with
+    ``--live``): the second reply is interrupted by the user, then the latency table."""
     from .audio.wav import WavSink
-    from .providers.openai import OpenAIConfig, OpenAIProvider
 
     out = out or sys.stdout
+    provider: str = getattr(args, "provider", "openai")
     rate = 48000
     server = None
     if args.live:
-        key = os.environ.get("OPENAI_API_KEY")
+        key = os.environ.get(LIVE_KEYS[provider])
         if not key:
-            raise UserError("--live needs OPENAI_API_KEY in the environment")
-        pconfig = OpenAIConfig(api_key=key)
+            raise UserError(f"--live needs {LIVE_KEYS[provider]} in the environment")
+        fields: dict[str, Any] = {"api_key": key}
     else:
-        from .testing import FakeRealtimeServer, FakeServerConfig
-
-        server = FakeRealtimeServer(FakeServerConfig(speed=args.server_speed, responses=DEMO_REPLIES))
+        server = _demo_server(provider, args.server_speed)
         await server.__aenter__()
-        pconfig = OpenAIConfig(api_key="demo-key-not-secret", url=server.url)
-        print(f"fake Realtime server on {server.url} (no key, no network)", file=out)
+        fields = {"api_key": "demo-key-not-secret", "url": server.url}
+        print(f"fake {_SERVER_NAMES[provider]} server on {server.url} (no key, no network)", file=out)
     try:
         sink = WavSink(args.output, sample_rate=args.rate, channels=1)
-        cfg = VoiceEngineConfig(playback_speed=args.speed, output_sample_rate=args.rate, prebuffer_ms=60)
+        cfg = VoiceEngineConfig(playback_speed=args.speed, output_sample_rate=args.rate, prebuffer_ms=60, **fields)
         try:
-            async with VoiceEngine(OpenAIProvider(pconfig), cfg, sink=sink) as engine:
+            async with VoiceEngine(provider, cfg, sink=sink) as engine:
                 engine.events.subscribe(EventLog(out))
+                pace = args.speed or 1.0
+                # no manual commit: the service ends turns from the audio alone (OpenAI Live)
+                open_mic = not engine.provider.get_capabilities().manual_commit
+
+                async def wait(etype: EventType, predicate: Any = None) -> ProviderEvent:
+                    return await _wait_listening(engine, etype, args.timeout, predicate, open_mic=open_mic,
+                                                 rate=rate, pace=pace)
+
                 user = synth_utterance(rate, seed=1) + bytes(rate * 2 * 900 // 1000)
                 print(f"-> user utterance 1 ({len(user) // (rate * 2 // 1000)} ms at {rate} Hz)", file=out)
                 await _stream(engine, user, rate)
-                await _wait_event(engine, EventType.METRICS, args.timeout)
+                await wait(EventType.METRICS)
                 print("-> user utterance 2 (will barge in during the reply)", file=out)
                 await _stream(engine, user, rate)
-                await _wait_event(engine, EventType.PLAYBACK_STARTED, args.timeout)
+                await wait(EventType.PLAYBACK_STARTED)
                 await asyncio.sleep(args.barge_in_after)
                 print("-> user speaks over the assistant", file=out)
                 interrupted = asyncio.ensure_future(_wait_event(engine, EventType.INTERRUPTED, args.timeout))
@@ -189,16 +243,16 @@ async def run_demo(args: argparse.Namespace, out: Any = None) -> int:
                 # speech_started and its next response.created arrive together, and an engine
                 # that reads them in one batch under load cancels the new response instead
                 await _stream(engine, synth_utterance(rate, seed=2) + bytes(rate * 2 * 900 // 1000), rate,
-                              pace=args.speed or 1.0)
+                              pace=pace)
                 await interrupted
-                await _wait_event(engine, EventType.METRICS, args.timeout,
-                                  lambda e: not e.data.interrupted)
+                await wait(EventType.METRICS, lambda e: not e.data.interrupted)
                 latency_table(engine, out)
         finally:
             await _maybe_close(sink)
         print(f"\nreply audio written to {args.output}", file=out)
-        if server is not None and server.errors:
-            raise UserError(f"the server reported {len(server.errors)} error(s): {server.errors[0]}")
+        errors = getattr(server, "errors", None)  # the Gemini fake answers errors on the wire only
+        if errors:
+            raise UserError(f"the server reported {len(errors)} error(s): {errors[0]}")
         return 0
     finally:
         if server is not None:
@@ -310,18 +364,24 @@ def fake_server_config(args: argparse.Namespace) -> FakeServerConfig:
 
 async def run_fake_server(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    gemini = getattr(args, "provider", "openai") == "gemini"
-    name = "Gemini Live" if gemini else "Realtime"
+    provider = getattr(args, "provider", "openai")
 
     def ready(server: Any) -> None:
-        print(f"fake {name} server listening on {server.url} (Ctrl-C to stop)", file=out, flush=True)
+        print(f"fake {_SERVER_NAMES[provider]} server listening on {server.url} (Ctrl-C to stop)", file=out,
+              flush=True)
 
     try:
-        if gemini:
+        if provider == "gemini":
             from .testing.gemini import FakeGeminiConfig, serve_gemini_async
 
             await serve_gemini_async(args.port, args.host, config=FakeGeminiConfig(speed=args.server_speed),
                                      ready=ready)
+        elif provider == "openai-live":
+            from .testing.openai_live import FakeOpenAILiveConfig, serve_openai_live_async
+
+            # like the Realtime fake's long-running mode: no audio payloads kept
+            live_config = FakeOpenAILiveConfig(speed=args.server_speed, record_audio_payloads=False)
+            await serve_openai_live_async(args.port, args.host, config=live_config, ready=ready)
         else:
             from .testing.server import serve_async
 
@@ -358,10 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="no key/network/hardware: fake server + real OpenAI provider")
+    demo = sub.add_parser("demo", help="no key/network/hardware: a fake server + the real provider")
+    demo.add_argument("--provider", choices=tuple(LIVE_KEYS), default="openai",
+                      help="openai (Realtime), openai-live or gemini (default openai)")
     demo.add_argument("--output", "-o", default="reply.wav", help="reply WAV path (default reply.wav)")
     demo.add_argument("--rate", type=int, default=24000, help="reply WAV sample rate")
-    demo.add_argument("--live", action="store_true", help="use the real API (needs OPENAI_API_KEY)")
+    demo.add_argument("--live", action="store_true",
+                      help="use the real API (needs OPENAI_API_KEY, or GEMINI_API_KEY for gemini)")
     demo.add_argument("--speed", type=float, default=4.0, help="virtual playback clock (x real time)")
     demo.add_argument("--server-speed", type=float, default=20.0, help="fake server audio pacing (x real time)")
     demo.add_argument("--barge-in-after", type=float, default=0.15, help="seconds of reply before barging in")
@@ -382,8 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=int, default=24000, help="output WAV sample rate")
     run.add_argument("--speed", type=float, default=None, help="virtual playback clock; default unpaced")
     provider_opts(run)
-    fake = sub.add_parser("fake-server", help="serve a fake provider server (OpenAI Realtime or Gemini Live)")
-    fake.add_argument("--provider", choices=("openai", "gemini"), default="openai")
+    fake = sub.add_parser("fake-server", help="serve a fake provider server (OpenAI Realtime, OpenAI Live or "
+                                              "Gemini Live)")
+    fake.add_argument("--provider", choices=tuple(LIVE_KEYS), default="openai")
     fake.add_argument("--port", type=int, default=8765)
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--server-speed", type=float, default=10.0)

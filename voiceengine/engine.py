@@ -72,6 +72,8 @@ class VoiceEngine:
         self.state = ConversationState()
         self.state.attach(self._provider.conversation)
         self._metrics = MetricsCollector()
+        # the provider refused to stop the service's own replies (its turn-taking is fixed at
+        # setup: Gemini Live, OpenAI Live); set per attached provider by _own_replies
         self.injector = ContextInjector(lambda: self._provider, emit=self._on_injector_event,
                                         auto_response=self._service_replies())
         self._retired_injections = {"injected": 0, "expired": 0}

@@ -6,11 +6,12 @@ Kept apart from the engine so the settings and their validation read on their ow
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, fields as dataclass_fields
+from typing import Any, Mapping, Sequence
 
 from .exceptions import ConfigurationError
 from .providers.base import ProviderConfig
+from .providers.registry import config_class
 from .secrets import Secret, protect_options
 
 __all__ = ["VoiceEngineConfig"]
@@ -21,9 +22,14 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VoiceEngineConfig:
-    """Engine settings. Provider fields (``api_key`` .. ``url``) build the provider's config
-    when the provider is given by name and ``provider_config`` is None; ``None`` keeps the
-    provider's default.
+    """Engine settings. Provider fields (``api_key`` .. ``tools``) build the provider's config
+    when the provider is given by name and ``provider_config`` is None; ``None`` (``()`` for
+    ``tools``) keeps the provider's default. They reach every provider ("openai",
+    "openai-live", "gemini", "mock"); ``url`` only one whose config has a ``url`` field (the
+    mock has none). ``tools`` use the neutral shape
+    ``{"type": "function", "name", "description", "parameters": <JSON schema>}``, which each
+    provider converts to its own wire form. ``provider_options`` go to the provider's config
+    as given and win over the fields above.
 
     Audio: ``input_sample_rate``/``input_channels`` are the defaults for :meth:`send_audio`
     (None: the provider's rate, mono); ``frame_ms`` is the size of each audio event sent (20 ms:
@@ -49,6 +55,7 @@ class VoiceEngineConfig:
     voice: str | None = None
     turn_detection: Any = _UNSET
     url: str | None = None
+    tools: Sequence[Mapping[str, Any]] = ()
     provider_options: Mapping[str, Any] = field(default_factory=dict)
     input_sample_rate: int | None = None
     input_channels: int = 1
@@ -70,6 +77,11 @@ class VoiceEngineConfig:
             object.__setattr__(self, "api_key", Secret(self.api_key))
         elif self.api_key is not None and not isinstance(self.api_key, Secret):
             raise ConfigurationError("api_key must be a str, a Secret or None")
+        if isinstance(self.tools, (str, bytes, Mapping)) or not isinstance(self.tools, Sequence):
+            raise ConfigurationError("tools must be a sequence of tool mappings")
+        if not all(isinstance(tool, Mapping) for tool in self.tools):
+            raise ConfigurationError("each tool must be a mapping")
+        object.__setattr__(self, "tools", tuple(dict(tool) for tool in self.tools))
         try:  # credentials in provider options (extra_headers, api_key) are masked too
             object.__setattr__(self, "provider_options", protect_options(self.provider_options))
         except TypeError as exc:  # the message names the header, never its value
@@ -94,8 +106,16 @@ class VoiceEngineConfig:
                                                     ("voice", self.voice)) if v is not None}
         if self.turn_detection is not _UNSET:
             fields["turn_detection"] = self.turn_detection
-        if self.url is not None and name == "openai":
+        if self.tools:
+            fields["tools"] = self.tools
+        if self.url is not None and _has_field(name, "url"):
             fields["url"] = self.url
         fields.update(self.provider_options)
         return fields
 
+
+def _has_field(provider: str, name: str) -> bool:
+    """Whether the config class registered for ``provider`` has the field ``name``; a
+    factory without a config class answers True (building it then asks for a config)."""
+    cls = config_class(provider)
+    return cls is None or any(f.name == name for f in dataclass_fields(cls))

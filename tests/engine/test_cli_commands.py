@@ -36,6 +36,26 @@ def test_demo_runs_barges_in_and_writes_a_wav(tmp_path: Path, capsys: pytest.Cap
         assert r.getnframes() > 16000  # more than a second of reply audio
 
 
+@pytest.mark.parametrize("provider", ["gemini", "openai-live"])
+def test_demo_runs_on_each_provider_fake_server(provider: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The same demo on Gemini Live and OpenAI Live: the user barges in once (the service
+    stops by itself: nothing is truncated, so the table has no truncation column)."""
+    out = tmp_path / "reply.wav"
+    rc = main(["demo", "--provider", provider, "--output", str(out), "--speed", "4", "--server-speed", "40",
+               "--barge-in-after", "0.05", "--rate", "16000", "--timeout", "60"])
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    name = {"gemini": "Gemini Live", "openai-live": "OpenAI Live"}[provider]
+    assert f"fake {name} server on ws://127.0.0.1:" in stdout
+    assert "engine.interrupted" in stdout and "truncated item" not in stdout
+    table = stdout[stdout.index("first audio rx"):]
+    assert "truncated at" not in stdout
+    assert "interrupted" in table and "completed" in table
+    with wave.open(str(out), "rb") as r:
+        assert r.getframerate() == 16000 and r.getnframes() > 16000
+
+
 def test_run_file_to_file_with_mock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src, dst = tmp_path / "q.wav", tmp_path / "a.wav"
     write_wav(src, voiced(16000, 600) + silence(16000, 300), 16000)
@@ -102,8 +122,19 @@ def test_live_demo_without_key(capsys: pytest.CaptureFixture[str], monkeypatch: 
     assert "OPENAI_API_KEY" in _one_error_line(capsys)
 
 
+def test_live_demo_on_gemini_needs_the_gemini_key(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    assert main(["demo", "--live", "--provider", "gemini"]) == 1
+    assert "GEMINI_API_KEY" in _one_error_line(capsys)
+
+
 def test_parser_commands() -> None:
     parser = build_parser()
+    assert parser.parse_args(["demo"]).provider == "openai"
+    assert parser.parse_args(["fake-server", "--provider", "openai-live"]).provider == "openai-live"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["demo", "--provider", "nope"])
     assert parser.parse_args(["fake-server", "--port", "9999"]).port == 9999
     assert parser.parse_args(["talk", "--provider", "mock"]).provider == "mock"
     with pytest.raises(SystemExit):

@@ -76,6 +76,41 @@ async def test_app_pcm16_is_encoded_for_a_g711_input(wire_format: str) -> None:
         assert server.errors == []
 
 
+@pytest.mark.parametrize("wire_format", ["audio/pcmu", "audio/pcma"])
+async def test_g711_input_with_an_odd_sample_count_reaches_the_server(wire_format: str) -> None:
+    """G.711 has one byte per sample: a buffer of an odd number of samples is whole
+    samples, not a torn PCM16 sample (the runtime used to refuse it with AudioFormatError)."""
+    samples = 160 * 7 + 1  # 141.125 ms at 8 kHz: the last frame is one sample long
+    async with FakeRealtimeServer(FakeServerConfig(speed=math.inf)) as server:
+        config = VoiceEngineConfig(api_key="test-key", url=server.url, turn_detection=None,
+                                   provider_options={"input_audio_format": wire_format},
+                                   playback_speed=None, prebuffer_ms=0)
+        async with VoiceEngine("openai", config) as engine:
+            await engine.send_audio(bytes(2 * samples), sample_rate=8000)
+            await engine.commit(respond=False)
+            await server.wait_for_received(lambda ev: ev["type"] == "input_audio_buffer.commit")
+            appended = b"".join(_b64(ev["audio"]) for ev in server.received
+                                if ev["type"] == "input_audio_buffer.append")
+            assert len(appended) == samples  # every sample, one byte each
+            assert engine.metrics.audio_unsent_bytes == 0
+        assert server.errors == []
+
+
+def test_g711_intake_takes_any_byte_count_but_only_byte_buffers() -> None:
+    from voiceengine._audio.pcm import g711_view, pcm16_view
+    from voiceengine.exceptions import AudioFormatError
+
+    assert bytes(g711_view(memoryview(b"\x7f\x00\xff"))) == b"\x7f\x00\xff"
+    with pytest.raises(AudioFormatError):
+        pcm16_view(b"\x7f\x00\xff")  # PCM16 keeps its whole-sample rule
+    with pytest.raises(TypeError):
+        g711_view(np.zeros(4, np.int16))  # PCM16 that was never encoded
+    with pytest.raises(TypeError):
+        g711_view("not audio")
+    with pytest.raises(AudioFormatError):
+        g711_view(np.zeros(8, np.uint8)[::2])  # strided
+
+
 def _b64(text: str) -> bytes:
     import base64
 

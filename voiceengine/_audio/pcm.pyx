@@ -79,6 +79,18 @@ def pcm16_view(buf):
     return view
 
 
+_NO_FORMATS = frozenset()
+
+
+def g711_view(buf):
+    """``buf`` validated as G.711 (mu-law or A-law: one byte per sample, any byte count)
+    and viewed as bytes without copying, under the intake rules of :func:`pcm16_view`.
+
+    Only byte buffers qualify: an int16 array is PCM16 that was never encoded (``TypeError``).
+    """
+    return checked_view(buf, _NO_FORMATS, _NO_FORMATS, "G.711", "u1")
+
+
 cdef const unsigned char[::1] _float32_bytes(object buf):
     """View a float32 buffer (float32 array/memoryview, or raw little-endian bytes) as bytes."""
     return checked_view(buf, _FLOAT_NATIVE, _FLOAT_BIG, "float32", "<f4")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ..exceptions import ConfigurationError
 from .base import BaseProvider, ProviderConfig
 
-__all__ = ["register", "create", "available"]
+__all__ = ["register", "create", "available", "config_class"]
 
 ProviderFactory = Callable[[Any], BaseProvider]
 
@@ -52,6 +52,13 @@ def _resolve(name: str) -> ProviderFactory:
         module_name, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
     return factory
+
+
+def config_class(name: str) -> type[ProviderConfig] | None:
+    """The config class of the provider registered as ``name`` (None for a factory that
+    declares none). Raises :class:`ConfigurationError` for an unknown name."""
+    cls = getattr(_resolve(name), "config_class", None)
+    return cls if isinstance(cls, type) and issubclass(cls, ProviderConfig) else None
 
 
 def create(name: str, config: ProviderConfig | None = None, **config_fields: Any) -> BaseProvider:

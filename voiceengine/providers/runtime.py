@@ -46,7 +46,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
 
-from .._audio.pcm import pcm16_view
+from .._audio.pcm import g711_view, pcm16_view
 from ..clock import SYSTEM_CLOCK, Clock
 from ..exceptions import ConnectionFailed, InvalidState, LimitExceeded
 from .backlog import AudioBacklog, OutboundAudio
@@ -854,12 +854,13 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         return result
 
     async def send_audio(self, audio: Any) -> None:
-        """Enqueue PCM16 input audio (any buffer) at the provider's input rate. Never waits.
+        """Enqueue input audio (any buffer) in the provider's input format (PCM16, or G.711
+        bytes when the provider declares it) at its input rate. Never waits.
 
         Raises :class:`~voiceengine.exceptions.LimitExceeded` when the outbound queue is
         full (the network is not keeping up; the audio is not taken), ``AudioFormatError``/
-        ``TypeError`` for bad buffers (an odd byte count included: one stray byte would
-        shift every later sample), ``InvalidState`` when not connected. While the session
+        ``TypeError`` for bad buffers (for PCM16 an odd byte count included: one stray byte
+        would shift every later sample), ``InvalidState`` when not connected. While the session
         is being restored the audio is kept in a bounded backlog (oldest dropped first) and
         sent after the restore; see :attr:`audio_accounting`.
         """
@@ -874,7 +875,7 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                 f"outbound queue full ({queue.max_frames} messages): audio refused", limit=queue.max_frames,
                 size=len(queue),
             )
-        view = pcm16_view(audio)  # validate before anything is counted
+        view = self._input_view(audio)  # validate before anything is counted
         if not len(view):
             return
         self._flush()  # keep wire order = call order
@@ -887,9 +888,15 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         queue = self._outq
         return self._backlog.nbytes + (queue.queued_audio if queue is not None else 0)
 
+    def _input_view(self, audio: Any) -> bytes | bytearray | memoryview:
+        """``audio`` as bytes, checked for whole samples of the input encoding."""
+        if self.get_audio_format()[0].bytes_per_sample == 1:
+            return g711_view(audio)
+        return pcm16_view(audio)
+
     def _buffer_audio(self, audio: Any) -> None:
         """``send_audio`` while no session is usable: keep it in the bounded backlog."""
-        view = pcm16_view(audio)  # validate at the boundary, as when connected
+        view = self._input_view(audio)  # validate at the boundary, as when connected
         n = len(view)
         if not n:
             return

@@ -27,7 +27,7 @@ import os
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-from ..._audio.pcm import pcm16_view
+from ..._audio.pcm import g711_view, pcm16_view
 from ..types import EventType, ProviderEvent, TurnDetection
 from .config import VOICES, OpenAIConfig
 from .decoders import GA_DECODERS, DecodeContext, Decoder, MalformedEvent, unknown
@@ -44,6 +44,7 @@ __all__ = [
     "Decoded",
     "DecodeContext",
     "pcm_bytes",
+    "g711_bytes",
     "b64encode",
     "new_item_id",
     "settings_from_config",
@@ -86,6 +87,8 @@ _AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 #: ``buf`` validated as PCM16, viewed as bytes without copying: the audio core's intake,
 #: so the wire accepts exactly the buffers every other audio entry point accepts.
 pcm_bytes = pcm16_view
+#: the same for G.711 input (``audio/pcmu``/``audio/pcma``): one byte per sample, any count
+g711_bytes = g711_view
 
 
 def _b64encode_binascii(data: Any) -> str:

@@ -57,6 +57,7 @@ from .protocol import (
     MAX_ID_LENGTH,
     turn_detection_payload,
     new_item_id,
+    g711_bytes,
     pcm_bytes,
     settings_from_config,
     validate_session_options,
@@ -151,6 +152,7 @@ class RealtimeSession:
         self._replay_options = dict(replay_options or {})
         self.provider_name = provider_name
         self.codec = make_codec(config.codec, output_audio_format=config.output_audio_format)
+        self._input_bytes = pcm_bytes if config.input_audio_format == "audio/pcm" else g711_bytes
         self._max_pending = max_pending
         self._max_queued = max_queued_responses
         self._max_items = max_items
@@ -282,7 +284,8 @@ class RealtimeSession:
 
     # ------------------------------------------------------------- input audio
     def append_audio(self, pcm: Any) -> None:
-        """Queue ``input_audio_buffer.append`` for any PCM16 buffer (even byte count)."""
+        """Queue ``input_audio_buffer.append`` for any buffer in the input format (PCM16:
+        an even byte count; G.711: any)."""
         text = self.encode_audio(pcm)
         if text is not None:
             self._out.append(text)
@@ -290,7 +293,7 @@ class RealtimeSession:
     def encode_audio(self, pcm: Any) -> str | None:
         """The ``input_audio_buffer.append`` text for ``pcm`` (validated), returned instead of
         queued, so the shell can track the audio it carries; ``None`` for an empty buffer."""
-        view = pcm_bytes(pcm)  # validate first
+        view = self._input_bytes(pcm)  # validate first
         if not len(view):  # an empty buffer is valid but not worth a frame
             return None
         eid = f"{self._prefix}{next(self._ids)}"
