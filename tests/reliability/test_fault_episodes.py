@@ -221,11 +221,14 @@ async def first_connect(h: Harness, attempts: int = 4) -> None:
 
 
 def refused_by_planned_fault(server: FakeRealtimeServer, exc: ConnectionFailed) -> bool:
-    """A fatal first connect is the episode's planned terminal outcome when the server's
-    planned handshake refusal is what answered it: on a loaded machine the first handshake
-    can time out and be retried (the runtime retries a first connect), so the retries reach
-    sessions 1-2, whose ``before_session_created`` faults were meant for reconnects."""
-    return exc.fatal and any(fault.kind is FaultKind.REJECT_HANDSHAKE for _, fault in server.faults.fired)
+    """A first connect that ends for good is the episode's planned terminal outcome when one
+    of its planned terminal faults (a close the client must not retry, a handshake refusal)
+    is what answered it: on a loaded machine the first handshake can time out and be retried
+    (the runtime retries a first connect), so the retries reach sessions 1-2, whose
+    ``before_session_created`` faults were meant for reconnects."""
+    terminal = {name for name, _ in _TERMINAL}
+    return not exc.retryable and any(
+        fault.label in terminal or fault.kind is FaultKind.REJECT_HANDSHAKE for _, fault in server.faults.fired)
 
 
 async def episode(seed: int) -> list[str]:
