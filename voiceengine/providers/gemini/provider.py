@@ -214,12 +214,17 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
     async def send_function_result(self, call_id: str, output: Any, *, respond: bool = True) -> str:
         """``toolResponse`` for ``call_id`` (the function name is remembered from the call);
         ``respond=False`` sends scheduling ``SILENT``."""
-        earlier = self._earlier_call(call_id)
-        if earlier is not None:
-            await self._control(lambda s: s.send_function_exchange(earlier, output, respond=respond))
-        else:
-            name = self._call_name(call_id)
-            await self._control(lambda s: s.send_function_result(call_id, output, name=name, respond=respond))
+        def answer(session: GeminiSession) -> None:
+            # decided against the session that sends it: a call made on a connection that a
+            # handover replaced is unknown to the resumed one (its toolResponse would be dropped)
+            earlier = self._earlier_call(call_id, session)
+            if earlier is not None:
+                session.send_function_exchange(earlier, output, respond=respond)
+            else:
+                session.send_function_result(call_id, output, name=self._call_name(call_id, session),
+                                             respond=respond)
+
+        await self._control(answer)
         text = output if isinstance(output, str) else json.dumps(output, separators=(",", ":"))
         return self._local_item({"type": "function_call_output", "call_id": call_id, "output": text})
 
@@ -233,20 +238,18 @@ class GeminiProvider(ProviderRuntime[GeminiSession]):
                                      session_id=self.session_id))
         return item_id
 
-    def _earlier_call(self, call_id: str) -> ConversationEntry | None:
-        """The call, when it came on an earlier connection than the current one (the resumed
+    def _earlier_call(self, call_id: str, session: GeminiSession) -> ConversationEntry | None:
+        """The call, when it came on an earlier connection than ``session``'s (the resumed
         or replayed session does not know it: a ``toolResponse`` would be dropped)."""
-        session = self.session
-        if session is None or call_id in session.pending_calls:
+        if call_id in session.pending_calls:
             return None
         for entry in reversed(self.conversation.entries):
             if entry.kind is EntryKind.FUNCTION_CALL and entry.call_id == call_id and entry.name:
                 return None if session.saw_call(call_id) else entry
         return None
 
-    def _call_name(self, call_id: str) -> str | None:
-        session = self.session
-        if session is not None and call_id in session.pending_calls:
+    def _call_name(self, call_id: str, session: GeminiSession) -> str | None:
+        if call_id in session.pending_calls:
             return session.pending_calls[call_id]
         for entry in reversed(self.conversation.entries):  # a call made on an earlier connection
             if entry.kind is EntryKind.FUNCTION_CALL and entry.call_id == call_id:
