@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from .config import FakeServerConfig
 from .faults import Fault, FaultBook, FaultKind, Trigger
 from .session import FakeSession
-from .wsserver import ConnectionTasks, linger_reset
+from .wsserver import ConnectionTasks, linger_reset, peek_type
 
 #: the server's hooks: an event was sent to the client / a client event was handled
 SentHook = Callable[[FakeSession, dict[str, Any]], None]
@@ -149,7 +149,7 @@ class FakeConnection:
             # messages, it does not lose them
             self._stalled_in.append(message)
             return
-        etype = FakeSession.peek_type(message)
+        etype = peek_type(message)
         if etype is not None:
             fired = book.match_client_event(idx, etype)
             if etype in _INTERRUPT_TYPES and sess.active_responses:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import http
+import json
 import logging
 import socket
 import struct
@@ -20,7 +21,7 @@ from ..secrets import SecretScrubbingFilter
 from .faults import Fault
 
 __all__ = ["ConnectionTasks", "EventPredicate", "EventWaiters", "hold_handshake", "json_response", "linger_reset",
-           "wire_logger"]
+           "peek_type", "wire_logger"]
 
 EventPredicate = Callable[[Mapping[str, Any]], bool]
 
@@ -139,3 +140,14 @@ def linger_reset(ws: ServerConnection) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:  # pragma: no cover - the socket is already gone
         pass
+
+
+def peek_type(message: str | bytes) -> str | None:
+    """The ``type`` of a client message, or None when it is not a JSON object with a string one
+    (fault triggers match on it before the session handles the message)."""
+    try:
+        event = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    etype = event.get("type") if isinstance(event, dict) else None
+    return etype if isinstance(etype, str) else None

@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 
 from ..faults import Fault, FaultBook, FaultKind, Trigger
 from ..wsserver import (ConnectionTasks, EventPredicate, EventWaiters, hold_handshake, json_response, linger_reset,
-                        wire_logger)
+                        peek_type, wire_logger)
 from .config import FakeOpenAILiveConfig
 from .session import FakeLiveSession
 
@@ -134,7 +134,7 @@ class _LiveConnection:
     # ------------------------------------------------------------ inbound
     async def _on_message(self, message: str | bytes) -> None:
         book, idx, sess = self.server.faults, self.index, self.session
-        etype = FakeLiveSession.peek_type(message)
+        etype = peek_type(message)
         async with self._lock:
             fired = book.match_client_event(idx, etype) if etype is not None else []
             for f in fired:
