@@ -68,3 +68,20 @@ async def connect(server: FakeRealtimeServer, *, wait_created: bool = True, **kw
         yield client
 
 
+
+
+class Announcements:
+    """A text sink for ``run_fake_server``: wakes a waiter once the server announces its URL."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.ready = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self.text += text
+        if "listening on" in self.text:
+            self.ready.set()
+        return len(text)
+
+    def flush(self) -> None:
+        pass

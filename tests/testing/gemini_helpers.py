@@ -6,7 +6,9 @@ import base64
 import json
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from voiceengine.testing import FakeGeminiLiveServer
 from voiceengine.testing.audio import synthesize
@@ -84,3 +86,11 @@ def validate_all(server: FakeGeminiLiveServer) -> None:
 
     for frame in server.sent:
         types.LiveServerMessage.model_validate_json(json.dumps(frame))
+
+
+async def closed_with(ws: Any) -> tuple[int | None, str]:
+    """Read until the server closes ``ws`` (fails when it never does); its close code and reason."""
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await ws.recv()
+    return ws.close_code, ws.close_reason

@@ -8,9 +8,9 @@ import time
 from typing import Any, AsyncIterator
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
-from gemini_helpers import SETUP, connect_raw, open_session, read_until, turn_complete, validate_all
+from gemini_helpers import SETUP, closed_with, connect_raw, open_session, read_until, turn_complete, validate_all
 from voiceengine.testing import FakeGeminiLiveServer, Fault, FaultKind, Trigger
 
 
@@ -18,13 +18,6 @@ from voiceengine.testing import FakeGeminiLiveServer, Fault, FaultKind, Trigger
 async def server() -> AsyncIterator[FakeGeminiLiveServer]:
     async with FakeGeminiLiveServer(speed=float("inf")) as srv:
         yield srv
-
-
-async def closed_with(ws: Any) -> tuple[int | None, str]:
-    with pytest.raises(ConnectionClosed):
-        while True:
-            await ws.recv()
-    return ws.close_code, ws.close_reason
 
 
 async def text_turn(ws: Any, text: str) -> list[dict[str, Any]]:

@@ -6,10 +6,10 @@ import json
 from typing import Any, AsyncIterator
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from gemini_helpers import (
-    SETUP, audio_frame, connect_raw, content_of, open_session, read_until, reply_audio, speech, transcript,
+    SETUP, audio_frame, closed_with, connect_raw, content_of, open_session, read_until, reply_audio, speech, transcript,
     turn_complete, validate_all,
 )
 from voiceengine.testing import FakeGeminiConfig, FakeGeminiLiveServer
@@ -20,13 +20,6 @@ from voiceengine.testing.audio import synthesize
 async def server() -> AsyncIterator[FakeGeminiLiveServer]:
     async with FakeGeminiLiveServer(speed=float("inf")) as srv:
         yield srv
-
-
-async def closed_with(ws: Any) -> tuple[int | None, str]:
-    with pytest.raises(ConnectionClosed):
-        while True:
-            await ws.recv()
-    return ws.close_code, ws.close_reason
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta", "v1alpha"])

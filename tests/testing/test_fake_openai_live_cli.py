@@ -9,30 +9,15 @@ import re
 
 from websockets.asyncio.client import connect
 
+from fakeserver_helpers import Announcements
+
 from voiceengine.cli import build_parser, run_fake_server
-
-
-class _Announcements:
-    """A text sink that wakes a waiter when the server announces its URL."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.ready = asyncio.Event()
-
-    def write(self, text: str) -> int:
-        self.text += text
-        if "listening on" in self.text:
-            self.ready.set()
-        return len(text)
-
-    def flush(self) -> None:
-        pass
 
 
 async def test_fake_server_command_serves_openai_live() -> None:
     args: argparse.Namespace = build_parser().parse_args(
         ["fake-server", "--provider", "openai-live", "--port", "0", "--server-speed", "1000"])
-    out = _Announcements()
+    out = Announcements()
     task = asyncio.create_task(run_fake_server(args, out))
     try:
         await asyncio.wait_for(out.ready.wait(), 30)

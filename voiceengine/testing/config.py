@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
-from ..secrets import SecretKeys
 from .audio import SynthParams
+from .configcheck import check_at_least_one, check_pacing, pace_s_per_ms, secret_api_keys
 from .faults import Fault
 
 __all__ = [
@@ -164,23 +163,16 @@ class FakeServerConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", tuple(self.faults))
-        if self.api_keys is not None:
-            keys = tuple(self.api_keys)
-            if not keys or not all(isinstance(k, str) and k for k in keys):
-                raise ValueError("api_keys must be None or non-empty strings")
-            object.__setattr__(self, "api_keys", SecretKeys(keys))
+        object.__setattr__(self, "api_keys", secret_api_keys(self.api_keys))
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
-        if not (self.speed > 0 or math.isinf(self.speed)):
-            raise ValueError("speed must be > 0 (math.inf for no pacing)")
-        if self.chunk_ms < 10 or self.chunk_ms % 10:
-            raise ValueError("chunk_ms must be a positive multiple of 10")
+        check_pacing(self.speed, self.chunk_ms)
         if self.max_session_s is not None and self.max_session_s <= 0:
             raise ValueError("max_session_s must be > 0 or None")
-        for name in ("max_message_bytes", "max_input_buffer_ms", "max_history_items",
-                     "max_recorded_events", "max_recorded_sessions"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        check_at_least_one({
+            "max_message_bytes": self.max_message_bytes, "max_input_buffer_ms": self.max_input_buffer_ms,
+            "max_history_items": self.max_history_items, "max_recorded_events": self.max_recorded_events,
+            "max_recorded_sessions": self.max_recorded_sessions})
         if self.keep_closed_sessions is not None and self.keep_closed_sessions < 0:
             raise ValueError("keep_closed_sessions must be None or >= 0")
         if self.expiry_poll_s <= 0 or self.close_timeout_s < 0:
@@ -191,4 +183,4 @@ class FakeServerConfig:
     @property
     def pace_s_per_ms(self) -> float:
         """Seconds to sleep per millisecond of audio sent (0 when unpaced)."""
-        return 0.0 if math.isinf(self.speed) else 1.0 / (1000.0 * self.speed)
+        return pace_s_per_ms(self.speed)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
-import struct
 from collections import deque
 from typing import Any, Callable, Coroutine
 
@@ -21,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from .config import FakeServerConfig
 from .faults import Fault, FaultBook, FaultKind, Trigger
 from .session import FakeSession
+from .wsserver import ConnectionTasks, linger_reset, peek_type
 
 #: the server's hooks: an event was sent to the client / a client event was handled
 SentHook = Callable[[FakeSession, dict[str, Any]], None]
@@ -59,7 +58,7 @@ class FakeConnection:
         self.session = session
         self.auth_ok = auth_ok
         self.index = session.index
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = ConnectionTasks(log, "fake server")
         self._wake = asyncio.Event()
         self._write_ok = asyncio.Event()
         self._write_ok.set()
@@ -76,25 +75,7 @@ class FakeConnection:
     # ------------------------------------------------------------ task ownership
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a task this connection owns."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            if not isinstance(exc, ConnectionClosed):
-                log.error("fake server task failed", exc_info=exc)
-
-    async def _cancel_tasks(self) -> None:
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        return self._tasks.spawn(coro)
 
     def abort(self) -> None:
         """Drop the TCP connection at once (no close frame; the peer normally sees a FIN)."""
@@ -104,14 +85,8 @@ class FakeConnection:
         self.ws.transport.abort()
 
     def reset(self) -> None:
-        """Abort the TCP connection with an RST: SO_LINGER on with a 0 s timeout makes the
-        kernel discard unsent data and answer with a reset instead of the FIN handshake."""
-        sock = self.ws.transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:  # pragma: no cover - the socket is already gone
-                pass
+        """Abort the TCP connection with an RST instead of a FIN."""
+        linger_reset(self.ws)
         self.abort()
 
     # ------------------------------------------------------------ lifecycle
@@ -149,7 +124,7 @@ class FakeConnection:
                 self.session.record_ignored(self._stalled_in.popleft())
             if self.session.closed_code is None and self.ws.close_code is not None:
                 self.session.closed_code = self.ws.close_code
-            await self._cancel_tasks()
+            await self._tasks.cancel()
 
     async def _watch_closed(self) -> None:
         await self.ws.wait_closed()
@@ -174,7 +149,7 @@ class FakeConnection:
             # messages, it does not lose them
             self._stalled_in.append(message)
             return
-        etype = FakeSession.peek_type(message)
+        etype = peek_type(message)
         if etype is not None:
             fired = book.match_client_event(idx, etype)
             if etype in _INTERRUPT_TYPES and sess.active_responses:

@@ -14,27 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import http
 import json
 import logging
 import weakref
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from .config import AuthFailureMode, FakeServerConfig
 from .connection import FakeConnection
 from .faults import Fault, FaultBook, FaultKind, Trigger
 from .session import FakeSession
+from .wsserver import EventPredicate, EventWaiters, hold_handshake, json_response, wire_logger
 
 __all__ = ["FakeRealtimeServer", "serve"]
 
 log = logging.getLogger("voiceengine.testing.server")
-
-EventPredicate = Callable[[Mapping[str, Any]], bool]
 
 
 def _error_body(code: str, message: str, type_: str = "invalid_request_error") -> str:
@@ -61,14 +58,6 @@ def _mask_header(value: str) -> str:
     return f"{scheme} ***" if token else "***"
 
 
-def _wire_logger() -> logging.Logger:
-    """websockets logs request headers (``Authorization``) at DEBUG: scrub them."""
-    from ..secrets import SecretScrubbingFilter
-
-    logger = logging.getLogger("voiceengine.testing.wire")
-    if not any(isinstance(f, SecretScrubbingFilter) for f in logger.filters):
-        logger.addFilter(SecretScrubbingFilter())
-    return logger
 
 class FakeRealtimeServer:
     """A websockets server on 127.0.0.1 speaking the OpenAI Realtime GA protocol.
@@ -100,8 +89,8 @@ class FakeRealtimeServer:
         self.on_session: Callable[[FakeSession], None] | None = None
         self._server: Server | None = None
         self._stopping = asyncio.Event()  # created here: asyncio.Event binds no loop until awaited
-        self._sent_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
-        self._recv_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
+        self._sent_waiters = EventWaiters()
+        self._recv_waiters = EventWaiters()
         self._next_index = 0
         self.sessions_started = 0
         self.sessions_closed = 0
@@ -126,7 +115,7 @@ class FakeRealtimeServer:
             ping_interval=cfg.ping_interval_s,
             compression=None,
             server_header="voiceengine-fake-realtime",
-            logger=_wire_logger(),
+            logger=wire_logger("voiceengine.testing.wire"),
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -143,11 +132,8 @@ class FakeRealtimeServer:
         server, self._server = self._server, None
         server.close()
         await server.wait_closed()
-        for _, fut in self._sent_waiters + self._recv_waiters:
-            if not fut.done():
-                fut.cancel()
-        self._sent_waiters.clear()
-        self._recv_waiters.clear()
+        self._sent_waiters.cancel_all()
+        self._recv_waiters.cancel_all()
 
     async def __aenter__(self) -> "FakeRealtimeServer":
         return await self.start()
@@ -228,12 +214,12 @@ class FakeRealtimeServer:
                        include_past: bool = True) -> dict[str, Any]:
         """The first sent server event matching ``predicate`` (already sent ones count when
         ``include_past``). Raises ``TimeoutError`` after ``timeout`` seconds."""
-        return await self._wait(self._sent_waiters, self.sent if include_past else [], predicate, timeout)
+        return await self._sent_waiters.wait(self.sent if include_past else [], predicate, timeout)
 
     async def wait_for_received(self, predicate: EventPredicate, timeout: float = 5.0, *,
                                 include_past: bool = True) -> dict[str, Any]:
         """Like :meth:`wait_for`, over client events the server received."""
-        return await self._wait(self._recv_waiters, self.received if include_past else [], predicate, timeout)
+        return await self._recv_waiters.wait(self.received if include_past else [], predicate, timeout)
 
     async def wait_for_session(self, timeout: float = 5.0) -> FakeSession:
         """Wait until ``session.created`` went out on some connection; returns that session."""
@@ -243,39 +229,13 @@ class FakeRealtimeServer:
                 return s
         raise LookupError("session vanished")  # pragma: no cover - capped history only
 
-    async def _wait(self, waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]],
-                    past: list[dict[str, Any]], predicate: EventPredicate, timeout: float) -> dict[str, Any]:
-        for ev in past:
-            if predicate(ev):
-                return ev
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        entry = (predicate, fut)
-        waiters.append(entry)
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        finally:
-            if entry in waiters:
-                waiters.remove(entry)
-
-    @staticmethod
-    def _wake(waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]], ev: dict[str, Any]) -> None:
-        for pred, fut in list(waiters):
-            if not fut.done():
-                try:
-                    ok = pred(ev)
-                except Exception as exc:  # a broken predicate fails its own waiter only
-                    fut.set_exception(exc)
-                    continue
-                if ok:
-                    fut.set_result(ev)
-
     def _notify_sent(self, session: FakeSession, ev: dict[str, Any]) -> None:
         if self._sent_waiters:
-            self._wake(self._sent_waiters, ev)
+            self._sent_waiters.wake(ev)
 
     def _notify_received(self, session: FakeSession) -> None:
         if self._recv_waiters and session.received:
-            self._wake(self._recv_waiters, session.received[-1])
+            self._recv_waiters.wake(session.received[-1])
 
     # ------------------------------------------------------------ handshake
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -284,36 +244,25 @@ class FakeRealtimeServer:
         self._next_index += 1
         parts = urlsplit(request.path)
         if parts.path != self.config.path:
-            return connection.respond(http.HTTPStatus.NOT_FOUND, _error_body("not_found", "Not found."))
+            return connection.respond(404, _error_body("not_found", "Not found."))
         fault = self.faults.match_handshake(index)
         if fault is not None and fault.kind is FaultKind.REJECT_HANDSHAKE:
             code, msg = _HTTP_ERRORS.get(fault.status_code, ("error", "Request refused."))
-            return self._respond(connection, fault.status_code, _error_body(code, msg))
+            return json_response(connection, fault.status_code, _error_body(code, msg))
         if fault is not None and fault.kind is FaultKind.HANDSHAKE_TIMEOUT:
-            try:
-                # websockets' own open_timeout still bounds this: it aborts the TCP connection.
-                await asyncio.wait_for(self._stopping.wait(), fault.duration_s)
-            except TimeoutError:
-                pass
-            if self._stopping.is_set():
-                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
+            refusal = await hold_handshake(connection, fault, self._stopping)
+            if refusal is not None:
+                return refusal
         auth = request.headers.get("Authorization", "")
         key = auth[7:].strip() if auth.startswith("Bearer ") else ""
         ok = bool(key) and (self.config.api_keys is None or key in self.config.api_keys)
         if not ok and self.config.auth_failure is AuthFailureMode.HTTP_401:
-            return self._respond(connection, 401, _error_body(*_HTTP_ERRORS[401]))
+            return json_response(connection, 401, _error_body(*_HTTP_ERRORS[401]))
         model = parse_qs(parts.query).get("model", [None])[0]
         # Never keep the key: headers are stored scrubbed.
         headers = {k: (_mask_header(v) if k.lower() in _SECRET_HEADERS else v) for k, v in request.headers.raw_items()}
         self._handshakes[connection] = (index, ok, model, headers)
         return None
-
-    @staticmethod
-    def _respond(connection: ServerConnection, status: int, body: str) -> Response:
-        resp = connection.respond(status, body)
-        headers = Headers([(k, v) for k, v in resp.headers.raw_items() if k.lower() != "content-type"])
-        headers["Content-Type"] = "application/json"
-        return dataclasses.replace(resp, headers=headers)
 
     async def _handler(self, ws: ServerConnection) -> None:
         index, ok, model, headers = self._handshakes.pop(ws)

@@ -164,16 +164,6 @@ class FakeSession:
         return limit is not None and self.clock() - self.started_at >= limit
 
     # ---------------------------------------------------------------- inbound
-    @staticmethod
-    def peek_type(data: str | bytes) -> str | None:
-        """The ``type`` of a client text, or None when it is not a JSON object with one."""
-        try:
-            ev = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        t = ev.get("type") if isinstance(ev, dict) else None
-        return t if isinstance(t, str) else None
-
     def receive(self, data: str | bytes) -> None:
         """Handle one client message; protocol violations become ``error`` events."""
         if isinstance(data, (bytes, bytearray, memoryview)):

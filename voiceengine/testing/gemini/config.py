@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from ..audio import SynthParams
+from ..configcheck import check_at_least_one, check_pacing, pace_s_per_ms, secret_api_keys
 from ..faults import Fault, FaultKind, Trigger
 
 __all__ = [
@@ -153,24 +153,18 @@ class FakeGeminiConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", tuple(gemini_fault(f) for f in self.faults))
-        if self.api_keys is not None:
-            object.__setattr__(self, "api_keys", tuple(self.api_keys))
-            if not self.api_keys or not all(isinstance(k, str) and k for k in self.api_keys):
-                raise ValueError("api_keys must be None or non-empty strings")
-        if not (self.speed > 0 or math.isinf(self.speed)):
-            raise ValueError("speed must be > 0 (math.inf for no pacing)")
-        if self.chunk_ms < 10 or self.chunk_ms % 10:
-            raise ValueError("chunk_ms must be a positive multiple of 10")
+        object.__setattr__(self, "api_keys", secret_api_keys(self.api_keys))
+        check_pacing(self.speed, self.chunk_ms)
         if self.output_sample_rate not in (16000, 24000, 48000):
             raise ValueError("output_sample_rate must be 16000, 24000 or 48000")
         if self.go_away_after_s is not None and self.go_away_after_s <= 0:
             raise ValueError("go_away_after_s must be > 0 or None")
         if self.go_away_time_left_s < 0:
             raise ValueError("go_away_time_left_s must be >= 0")
-        for name in ("max_handles", "max_message_bytes", "max_turn_audio_ms", "max_history_turns",
-                     "max_recorded_frames", "max_recorded_sessions"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        check_at_least_one({
+            "max_handles": self.max_handles, "max_message_bytes": self.max_message_bytes,
+            "max_turn_audio_ms": self.max_turn_audio_ms, "max_history_turns": self.max_history_turns,
+            "max_recorded_frames": self.max_recorded_frames, "max_recorded_sessions": self.max_recorded_sessions})
         if self.resumption_update_every < 0:
             raise ValueError("resumption_update_every must be >= 0")
         if self.vad_silence_ms < 10 or self.vad_prefix_padding_ms < 0 or self.vad_min_speech_ms < 0:
@@ -179,4 +173,4 @@ class FakeGeminiConfig:
     @property
     def pace_s_per_ms(self) -> float:
         """Seconds to wait per millisecond of reply audio sent (0 when unpaced)."""
-        return 0.0 if math.isinf(self.speed) else 1.0 / (1000.0 * self.speed)
+        return pace_s_per_ms(self.speed)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
-import struct
 from collections import deque
 from typing import Any, Callable, Coroutine, Mapping
 
@@ -19,6 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..faults import Fault, FaultBook, FaultKind, Trigger
+from ..wsserver import ConnectionTasks, linger_reset
 from .config import FakeGeminiConfig
 from .session import FakeGeminiSession, frame_kind
 from .wire import FrameError
@@ -51,7 +50,7 @@ class FakeGeminiConnection:
         self._on_sent = on_sent
         self._on_received = on_received
         self._on_closing = on_closing
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = ConnectionTasks(log, "fake Gemini server")
         self._wake = asyncio.Event()
         self._write_ok = asyncio.Event()
         self._write_ok.set()
@@ -67,25 +66,7 @@ class FakeGeminiConnection:
     # ------------------------------------------------------------ task ownership
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a task this connection owns."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            if not isinstance(exc, ConnectionClosed):
-                log.error("fake Gemini server task failed", exc_info=exc)
-
-    async def _cancel_tasks(self) -> None:
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        return self._tasks.spawn(coro)
 
     def abort(self) -> None:
         """Drop the TCP connection at once (no close frame)."""
@@ -95,12 +76,7 @@ class FakeGeminiConnection:
 
     def reset(self) -> None:
         """Abort with an RST (SO_LINGER 0) instead of a FIN."""
-        sock = self.ws.transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:  # pragma: no cover - the socket is already gone
-                pass
+        linger_reset(self.ws)
         self.abort()
 
     # ------------------------------------------------------------ lifecycle
@@ -124,7 +100,7 @@ class FakeGeminiConnection:
                 self.session.record_ignored(self._held_in.popleft())
             if self.session.closed_code is None and self.ws.close_code is not None:
                 self.session.closed_code = self.ws.close_code
-            await self._cancel_tasks()
+            await self._tasks.cancel()
 
     async def _watch_closed(self) -> None:
         await self.ws.wait_closed()

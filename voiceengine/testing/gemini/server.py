@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import http
 import json
 import logging
 import re
@@ -28,11 +27,10 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from ...secrets import SecretScrubbingFilter
 from ..faults import Fault, FaultBook, FaultKind, Trigger
+from ..wsserver import EventPredicate, EventWaiters, hold_handshake, json_response, wire_logger
 from .config import VERSIONS, FakeGeminiConfig, ToolCallScript, gemini_fault
 from .connection import FakeGeminiConnection
 from .session import INVALID_KEY, FakeGeminiSession, HandleStore
@@ -42,8 +40,6 @@ __all__ = ["FakeGeminiLiveServer", "serve_gemini", "serve_gemini_async"]
 
 log = logging.getLogger("voiceengine.testing.gemini")
 
-FramePredicate = Callable[[Mapping[str, Any]], bool]
-_Waiters = list[tuple[FramePredicate, "asyncio.Future[dict[str, Any]]"]]
 
 _PATH = re.compile(r"^/+ws/google\.ai\.generativelanguage\.(?P<version>v1|v1beta|v1alpha)\."
                    r"GenerativeService\.(?P<method>BidiGenerateContent|BidiGenerateContentConstrained)$")
@@ -64,14 +60,6 @@ def _mask(value: str) -> str:
     """``Token auth_tokens/x`` -> ``Token ***`` (the scheme stays visible), else ``***``."""
     scheme, _, token = value.partition(" ")
     return f"{scheme} ***" if token else "***"
-
-
-def _wire_logger() -> logging.Logger:
-    """websockets logs request headers at DEBUG: scrub the keys they carry."""
-    logger = logging.getLogger("voiceengine.testing.gemini.wire")
-    if not any(isinstance(f, SecretScrubbingFilter) for f in logger.filters):
-        logger.addFilter(SecretScrubbingFilter())
-    return logger
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,8 +95,8 @@ class FakeGeminiLiveServer:
         self._tls: SelfSignedTls | None = None
         self._server: Server | None = None
         self._stopping = asyncio.Event()
-        self._sent_waiters: _Waiters = []
-        self._recv_waiters: _Waiters = []
+        self._sent_waiters = EventWaiters()
+        self._recv_waiters = EventWaiters()
         self._next_index = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -130,7 +118,7 @@ class FakeGeminiLiveServer:
             ping_interval=None,
             compression=None,
             server_header="voiceengine-fake-gemini-live",
-            logger=_wire_logger(),
+            logger=wire_logger("voiceengine.testing.gemini.wire"),
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self
@@ -146,11 +134,8 @@ class FakeGeminiLiveServer:
         server, self._server = self._server, None
         server.close()
         await server.wait_closed()
-        for _, fut in self._sent_waiters + self._recv_waiters:
-            if not fut.done():
-                fut.cancel()
-        self._sent_waiters.clear()
-        self._recv_waiters.clear()
+        self._sent_waiters.cancel_all()
+        self._recv_waiters.cancel_all()
 
     async def __aenter__(self) -> "FakeGeminiLiveServer":
         return await self.start()
@@ -258,50 +243,23 @@ class FakeGeminiLiveServer:
         return self.sessions[-1]
 
     # ------------------------------------------------------------ waiting
-    async def wait_for(self, predicate: FramePredicate, timeout: float = 5.0, *,
+    async def wait_for(self, predicate: EventPredicate, timeout: float = 5.0, *,
                        include_past: bool = True) -> dict[str, Any]:
         """The first sent server frame matching ``predicate``. Raises ``TimeoutError``."""
-        return await self._wait(self._sent_waiters, self.sent if include_past else [], predicate, timeout)
+        return await self._sent_waiters.wait(self.sent if include_past else [], predicate, timeout)
 
-    async def wait_for_received(self, predicate: FramePredicate, timeout: float = 5.0, *,
+    async def wait_for_received(self, predicate: EventPredicate, timeout: float = 5.0, *,
                                 include_past: bool = True) -> dict[str, Any]:
         """Like :meth:`wait_for`, over client frames the server handled."""
-        return await self._wait(self._recv_waiters, self.received if include_past else [], predicate, timeout)
-
-    async def _wait(self, waiters: _Waiters, past: list[dict[str, Any]], predicate: FramePredicate,
-                    timeout: float) -> dict[str, Any]:
-        for frame in past:
-            if predicate(frame):
-                return frame
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        entry = (predicate, fut)
-        waiters.append(entry)
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        finally:
-            if entry in waiters:
-                waiters.remove(entry)
-
-    @staticmethod
-    def _wake(waiters: _Waiters, frame: Mapping[str, Any]) -> None:
-        for pred, fut in list(waiters):
-            if fut.done():
-                continue
-            try:
-                ok = pred(frame)
-            except Exception as exc:  # a broken predicate fails its own waiter only
-                fut.set_exception(exc)
-                continue
-            if ok:
-                fut.set_result(dict(frame))
+        return await self._recv_waiters.wait(self.received if include_past else [], predicate, timeout)
 
     def _notify_sent(self, session: FakeGeminiSession, frame: Mapping[str, Any]) -> None:
         if self._sent_waiters:
-            self._wake(self._sent_waiters, frame)
+            self._sent_waiters.wake(dict(frame))
 
     def _notify_received(self, session: FakeGeminiSession, frame: Mapping[str, Any]) -> None:
         if self._recv_waiters:
-            self._wake(self._recv_waiters, frame)
+            self._recv_waiters.wake(dict(frame))
 
     # ------------------------------------------------------------ handshake
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -317,13 +275,9 @@ class FakeGeminiLiveServer:
             status, message = _HTTP_ERRORS.get(fault.status_code, ("UNKNOWN", "Request refused."))
             return self._respond(connection, fault.status_code, status, message)
         if fault is not None and fault.kind is FaultKind.HANDSHAKE_TIMEOUT:
-            try:
-                # websockets' own open_timeout still bounds this: it aborts the TCP connection
-                await asyncio.wait_for(self._stopping.wait(), fault.duration_s)
-            except TimeoutError:
-                pass
-            if self._stopping.is_set():
-                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
+            refusal = await hold_handshake(connection, fault, self._stopping)
+            if refusal is not None:
+                return refusal
         self._handshakes[connection] = _Handshake(
             index=index, version=match["version"],
             auth_error=self._auth_error(request, parts.query, constrained=match["method"].endswith("Constrained")),
@@ -346,11 +300,7 @@ class FakeGeminiLiveServer:
 
     @staticmethod
     def _respond(connection: ServerConnection, status: int, code: str, message: str) -> Response:
-        body = json.dumps({"error": {"code": status, "message": message, "status": code}})
-        resp = connection.respond(status, body)
-        headers = Headers([(k, v) for k, v in resp.headers.raw_items() if k.lower() != "content-type"])
-        headers["Content-Type"] = "application/json"
-        return dataclasses.replace(resp, headers=headers)
+        return json_response(connection, status, json.dumps({"error": {"code": status, "message": message, "status": code}}))
 
     async def _handler(self, ws: ServerConnection) -> None:
         shake = self._handshakes.pop(ws)

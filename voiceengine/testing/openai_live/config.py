@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from ..audio import SynthParams
+from ..configcheck import check_at_least_one, check_pacing, pace_s_per_ms, secret_api_keys
 from ..faults import Fault
 
 __all__ = [
@@ -118,19 +118,13 @@ class FakeOpenAILiveConfig:
         object.__setattr__(self, "faults", tuple(self.faults))
         if not all(isinstance(f, Fault) for f in self.faults):
             raise TypeError("faults must hold Fault objects")
-        if self.api_keys is not None:
-            object.__setattr__(self, "api_keys", tuple(self.api_keys))
-            if not self.api_keys or not all(isinstance(k, str) and k for k in self.api_keys):
-                raise ValueError("api_keys must be None or non-empty strings")
+        object.__setattr__(self, "api_keys", secret_api_keys(self.api_keys))
         if not isinstance(self.tool_arguments, str):
             object.__setattr__(self, "tool_arguments",
                                json.dumps(dict(self.tool_arguments), separators=(",", ":")))
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
-        if not (self.speed > 0 or math.isinf(self.speed)):
-            raise ValueError("speed must be > 0 (math.inf for no pacing)")
-        if self.chunk_ms < 10 or self.chunk_ms % 10:
-            raise ValueError("chunk_ms must be a positive multiple of 10")
+        check_pacing(self.speed, self.chunk_ms)
         if self.idle_output_ms is not None and (self.idle_output_ms < 10 or self.idle_output_ms % 10):
             raise ValueError("idle_output_ms must be None or a positive multiple of 10")
         if not 0 <= self.idle_output_amplitude <= 32767:
@@ -143,9 +137,9 @@ class FakeOpenAILiveConfig:
             raise ValueError("max_session_s must be > 0 or None")
         if not self.session_duration_s > 0 or not self.expiry_poll_s > 0 or self.close_timeout_s < 0:
             raise ValueError("session_duration_s and expiry_poll_s must be > 0, close_timeout_s >= 0")
-        for name in ("max_message_bytes", "max_recorded_events", "max_recorded_sessions"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        check_at_least_one({
+            "max_message_bytes": self.max_message_bytes, "max_recorded_events": self.max_recorded_events,
+            "max_recorded_sessions": self.max_recorded_sessions})
 
     @property
     def tool_arguments_json(self) -> str:
@@ -155,4 +149,4 @@ class FakeOpenAILiveConfig:
     @property
     def pace_s_per_ms(self) -> float:
         """Seconds to sleep per millisecond of reply audio sent (0 when unpaced)."""
-        return 0.0 if math.isinf(self.speed) else 1.0 / (1000.0 * self.speed)
+        return pace_s_per_ms(self.speed)

@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import http
 import json
 import logging
-import socket
-import struct
 import weakref
-from typing import Any, Callable, Coroutine, Mapping
+from typing import Any, Callable, Coroutine
 
 from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ...secrets import SecretScrubbingFilter
 from ..faults import Fault, FaultBook, FaultKind, Trigger
+from ..wsserver import (ConnectionTasks, EventPredicate, EventWaiters, hold_handshake, json_response, linger_reset,
+                        peek_type, wire_logger)
 from .config import FakeOpenAILiveConfig
 from .session import FakeLiveSession
 
@@ -62,8 +59,6 @@ _HTTP_ERRORS = {
 }
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 
-EventPredicate = Callable[[Mapping[str, Any]], bool]
-
 
 def _dumps(ev: Any) -> str:
     return json.dumps(ev, separators=(",", ":"))
@@ -83,14 +78,6 @@ def _check_supported(fault: Fault) -> None:
         pending.extend(f.then)
 
 
-def _wire_logger() -> logging.Logger:
-    """websockets logs request headers (``Authorization``) at DEBUG: scrub them."""
-    logger = logging.getLogger("voiceengine.testing.openai_live.wire")
-    if not any(isinstance(f, SecretScrubbingFilter) for f in logger.filters):
-        logger.addFilter(SecretScrubbingFilter())
-    return logger
-
-
 class _LiveConnection:
     """Owns the tasks of one WebSocket connection: the reader (the handler itself), the reply
     pacer, the expiry watchdog and the close watcher. Writes are serialized by one lock."""
@@ -102,22 +89,12 @@ class _LiveConnection:
         self.index = session.index
         self.closing = False
         self.half_open = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = ConnectionTasks(log, "fake Live server")
         self._lock = asyncio.Lock()
         self._pacing = False
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, ConnectionClosed):
-                log.error("fake Live server task failed", exc_info=exc)
+        return self._tasks.spawn(coro)
 
     async def run(self) -> None:
         book, idx = self.server.faults, self.index
@@ -141,12 +118,7 @@ class _LiveConnection:
             self.closing = True
             if self.session.closed_code is None and self.ws.close_code is not None:
                 self.session.closed_code = self.ws.close_code
-            current = asyncio.current_task()
-            tasks = [t for t in self._tasks if t is not current]
-            for t in tasks:
-                t.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await self._tasks.cancel()
 
     async def _watch_closed(self) -> None:
         await self.ws.wait_closed()
@@ -162,7 +134,7 @@ class _LiveConnection:
     # ------------------------------------------------------------ inbound
     async def _on_message(self, message: str | bytes) -> None:
         book, idx, sess = self.server.faults, self.index, self.session
-        etype = FakeLiveSession.peek_type(message)
+        etype = peek_type(message)
         async with self._lock:
             fired = book.match_client_event(idx, etype) if etype is not None else []
             for f in fired:
@@ -172,7 +144,7 @@ class _LiveConnection:
                 return
             interrupted = sess.interrupted_replies
             sess.receive(message)
-            self.server._wake(self.server._recv_waiters, sess.received[-1] if sess.received else None)
+            self.server.notify_received(sess)
             await self._write(sess.events_to_send(), reply=False)
             if sess.interrupted_replies > interrupted:
                 for f in book.match_simple(idx, Trigger.DURING_INTERRUPT):
@@ -218,7 +190,7 @@ class _LiveConnection:
             if not await self._send_raw(_dumps(ev)):
                 return
             self.session.record_sent(ev)
-            self.server._wake(self.server._sent_waiters, ev)
+            self.server.notify_sent(ev)
             delta_types = LIVE_DELTA_TYPES if reply else _NO_DELTAS
             for f in book.match_server_event(self.index, ev, delta_types=delta_types):
                 await self._execute_locked(f)
@@ -252,12 +224,7 @@ class _LiveConnection:
         if kind is FaultKind.CLOSE:
             await self._close(fault.close_code, fault.close_reason)
         elif kind is FaultKind.TCP_RESET:
-            raw = self.ws.transport.get_extra_info("socket")
-            if raw is not None:
-                try:
-                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:  # pragma: no cover - the socket is already gone
-                    pass
+            linger_reset(self.ws)
             await self._close(None)
         elif kind is FaultKind.MALFORMED_JSON:
             text = fault.payload if isinstance(fault.payload, str) else '{"type":"session.output_audio.delta","delta":'
@@ -324,8 +291,8 @@ class FakeOpenAILiveServer:
         self._server: Server | None = None
         self._stopping = asyncio.Event()
         self._next_index = 0
-        self._sent_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
-        self._recv_waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]] = []
+        self._sent_waiters = EventWaiters()
+        self._recv_waiters = EventWaiters()
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> "FakeOpenAILiveServer":
@@ -343,7 +310,7 @@ class FakeOpenAILiveServer:
             ping_interval=None,
             compression=None,
             server_header="voiceengine-fake-openai-live",
-            logger=_wire_logger(),
+            logger=wire_logger("voiceengine.testing.openai_live.wire"),
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self
@@ -359,11 +326,8 @@ class FakeOpenAILiveServer:
         server, self._server = self._server, None
         server.close()
         await server.wait_closed()
-        for _, fut in self._sent_waiters + self._recv_waiters:
-            if not fut.done():
-                fut.cancel()
-        self._sent_waiters.clear()
-        self._recv_waiters.clear()
+        self._sent_waiters.cancel_all()
+        self._recv_waiters.cancel_all()
 
     async def __aenter__(self) -> "FakeOpenAILiveServer":
         return await self.start()
@@ -441,42 +405,21 @@ class FakeOpenAILiveServer:
     async def wait_for(self, predicate: EventPredicate, timeout: float = 5.0, *,
                        include_past: bool = True) -> dict[str, Any]:
         """The first sent server event matching ``predicate``; TimeoutError after ``timeout`` s."""
-        return await self._wait(self._sent_waiters, self.sent if include_past else [], predicate, timeout)
+        return await self._sent_waiters.wait(self.sent if include_past else [], predicate, timeout)
 
     async def wait_for_received(self, predicate: EventPredicate, timeout: float = 5.0, *,
                                 include_past: bool = True) -> dict[str, Any]:
         """Like :meth:`wait_for`, over the client events received."""
-        return await self._wait(self._recv_waiters, self.received if include_past else [], predicate, timeout)
+        return await self._recv_waiters.wait(self.received if include_past else [], predicate, timeout)
 
-    async def _wait(self, waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]],
-                    past: list[dict[str, Any]], predicate: EventPredicate, timeout: float) -> dict[str, Any]:
-        for ev in past:
-            if predicate(ev):
-                return ev
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        entry = (predicate, fut)
-        waiters.append(entry)
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        finally:
-            if entry in waiters:
-                waiters.remove(entry)
+    def notify_sent(self, event: dict[str, Any]) -> None:
+        """A connection sent ``event``: wake the :meth:`wait_for` callers it matches."""
+        self._sent_waiters.wake(event)
 
-    @staticmethod
-    def _wake(waiters: list[tuple[EventPredicate, asyncio.Future[dict[str, Any]]]],
-              ev: dict[str, Any] | None) -> None:
-        if ev is None:
-            return
-        for pred, fut in list(waiters):
-            if fut.done():
-                continue
-            try:
-                ok = pred(ev)
-            except Exception as exc:  # a broken predicate fails its own waiter only
-                fut.set_exception(exc)
-                continue
-            if ok:
-                fut.set_result(ev)
+    def notify_received(self, session: FakeLiveSession) -> None:
+        """``session`` handled a client event: wake the :meth:`wait_for_received` callers it matches."""
+        if session.received:
+            self._recv_waiters.wake(session.received[-1])
 
     # ------------------------------------------------------------ handshake
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -485,36 +428,26 @@ class FakeOpenAILiveServer:
         self._next_index += 1
         path, _, query = request.path.partition("?")
         if path != self.config.path:
-            return self._respond(connection, 404, _error_body("not_found", "Not found."))
+            return json_response(connection, 404, _error_body("not_found", "Not found."))
         if query:
-            return self._respond(connection, 400, _error_body(
+            return json_response(connection, 400, _error_body(
                 "unknown_parameter", "Live takes no query parameters: send the model in session.start, "
                 "not as ?model=."))
         fault = self.faults.match_handshake(index)
         if fault is not None and fault.kind is FaultKind.REJECT_HANDSHAKE:
             code, msg = _HTTP_ERRORS.get(fault.status_code, ("error", "Request refused."))
-            return self._respond(connection, fault.status_code, _error_body(code, msg))
+            return json_response(connection, fault.status_code, _error_body(code, msg))
         if fault is not None and fault.kind is FaultKind.HANDSHAKE_TIMEOUT:
-            try:  # websockets' own open_timeout still bounds this
-                await asyncio.wait_for(self._stopping.wait(), fault.duration_s)
-            except TimeoutError:
-                pass
-            if self._stopping.is_set():
-                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
+            refusal = await hold_handshake(connection, fault, self._stopping)
+            if refusal is not None:
+                return refusal
         auth = request.headers.get("Authorization", "")
         key = auth[7:].strip() if auth.startswith("Bearer ") else ""
         if not key or (self.config.api_keys is not None and key not in self.config.api_keys):
-            return self._respond(connection, 401, _error_body(*_HTTP_ERRORS[401]))
+            return json_response(connection, 401, _error_body(*_HTTP_ERRORS[401]))
         headers = {k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in request.headers.raw_items()}
         self._handshakes[connection] = (index, headers)
         return None
-
-    @staticmethod
-    def _respond(connection: ServerConnection, status: int, body: str) -> Response:
-        resp = connection.respond(status, body)
-        headers = Headers([(k, v) for k, v in resp.headers.raw_items() if k.lower() != "content-type"])
-        headers["Content-Type"] = "application/json"
-        return dataclasses.replace(resp, headers=headers)
 
     async def _handler(self, ws: ServerConnection) -> None:
         index, headers = self._handshakes.pop(ws)
