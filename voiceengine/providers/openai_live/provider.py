@@ -1,7 +1,7 @@
 """The OpenAI Live provider: a binding of its codec, session and transport to the runtime.
 
 :class:`OpenAILiveProvider` is a :class:`~voiceengine.providers.runtime.ProviderRuntime`
-over a :class:`~voiceengine.providers.openai.connection.WebSocketTransport` (opened by :mod:`.transport`) and one sans-I/O :class:`~.session.LiveSession`
+over a :class:`~voiceengine.providers.websocket.WebSocketTransport` (opened by :mod:`.transport`) and one sans-I/O :class:`~.session.LiveSession`
 per connection. The runtime owns the tasks, the bounded outbound queue, reconnects, the
 audio backlog and restore; the session owns every protocol decision (docs/openai_live.md).
 
@@ -44,9 +44,9 @@ from ..types import (
     ProviderEvent,
     ToolCallCancelled,
 )
+from ..websocket import WebSocketTransport
 from .config import OpenAILiveConfig
 from .session import PROVIDER_NAME, LiveSession
-from ..openai.connection import WebSocketTransport
 from .transport import open_live_transport
 
 __all__ = ["OpenAILiveProvider"]
