@@ -44,6 +44,7 @@ from ..types import (
     ProviderEvent,
     ToolCallCancelled,
 )
+from ..openai.config import VOICES  # the same built-in voices (custom ones pass through)
 from ..websocket import WebSocketTransport
 from .config import OpenAILiveConfig
 from .session import PROVIDER_NAME, LiveSession
@@ -69,8 +70,6 @@ def _item_text(content: Any) -> str:
 
 #: backlog audio is replayed in appends of at most this much audio
 REPLAY_CHUNK_MS = 500
-#: built-in voices known to openai-python 3.60 (custom voices are passed through as given)
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 
 
 class OpenAILiveProvider(ProviderRuntime[LiveSession]):
