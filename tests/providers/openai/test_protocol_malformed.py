@@ -71,11 +71,11 @@ def test_session_receive_survives_malformed(message) -> None:
 @pytest.fixture(params=["pybase64", "binascii"])
 def base64_backend(request, monkeypatch):
     """Run the strict decoder with pybase64 and with the stdlib fallback."""
-    from voiceengine.providers.openai import decoders
+    from voiceengine.providers import base64_audio
 
     if request.param == "binascii":
-        monkeypatch.setattr(decoders, "_pybase64", None)
-    elif decoders._pybase64 is None:
+        monkeypatch.setattr(base64_audio, "_pybase64", None)
+    elif base64_audio._pybase64 is None:
         pytest.skip("pybase64 not installed")
     return request.param
 

@@ -13,9 +13,9 @@ from voiceengine.providers.openai.connection import (
     WIRE_LOGGER_NAME,
     build_headers,
     build_url,
-    handshake_error,
     wire_logger,
 )
+from voiceengine.providers.websocket import handshake_error
 
 KEY = "sk-wire-test-abcdef123456"
 

@@ -14,18 +14,13 @@ accepts with no unknown field. Audio is base64 of PCM16 mono at 16 kHz.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from ..base64_audio import b64decode_strict, b64encode
 from .config import INPUT_SAMPLE_RATE, GeminiConfig, function_declaration
-
-try:  # SIMD base64 for the audio path (falls back to binascii when absent)
-    import pybase64 as _pybase64
-except ImportError:  # pragma: no cover - pybase64 is a dependency; the fallback is exact too
-    _pybase64 = None  # type: ignore[assignment]
 
 __all__ = [
     "SetupComplete",
@@ -211,10 +206,8 @@ def _b64decode(text: Any) -> bytes:
         if _URLSAFE.match(text) and ("-" in text or "_" in text):
             # proto3 JSON also accepts the URL-safe alphabet
             return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        if _pybase64 is not None:
-            return _pybase64.b64decode(text, validate=True)
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
+        return b64decode_strict(text)
+    except ValueError:  # binascii.Error is a ValueError
         raise _Bad("inlineData.data is not valid base64") from None
 
 
@@ -504,15 +497,9 @@ def encode_setup(config: GeminiConfig, *, handle: str | None = None, initial_his
     return _dumps({"setup": setup})
 
 
-def _b64encode(pcm: bytes | bytearray | memoryview) -> str:
-    if _pybase64 is not None:
-        return _pybase64.b64encode_as_string(pcm)
-    return binascii.b2a_base64(pcm, newline=False).decode("ascii")
-
-
 def encode_audio(pcm: bytes | bytearray | memoryview) -> str:
     """``realtimeInput.audio`` carrying PCM16 mono 16 kHz (the caller checked the byte count)."""
-    return '{"realtimeInput":{"audio":{"mimeType":"%s","data":"%s"}}}' % (AUDIO_MIME_TYPE, _b64encode(pcm))
+    return '{"realtimeInput":{"audio":{"mimeType":"%s","data":"%s"}}}' % (AUDIO_MIME_TYPE, b64encode(pcm))
 
 
 def encode_audio_stream_end() -> str:

@@ -9,13 +9,12 @@ to the ``v1alpha`` ``BidiGenerateContentConstrained`` method as ``Authorization:
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 from ...exceptions import ConfigurationError
 from ..base import ProviderConfig
+from ..endpoint import check_connection_limits, check_endpoint, is_loopback_url
 
 __all__ = [
     "GeminiConfig",
@@ -35,19 +34,6 @@ EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"
 #: Gemini Live takes PCM16 mono 16 kHz and answers with PCM16 mono 24 kHz
 INPUT_SAMPLE_RATE = 16000
 OUTPUT_SAMPLE_RATE = 24000
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def _is_loopback(host: str | None) -> bool:
-    """``localhost`` or a loopback IP literal; never a DNS lookup."""
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def function_declaration(tool: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,18 +134,9 @@ class GeminiConfig(ProviderConfig):
 
     def __post_init__(self) -> None:
         ProviderConfig.__post_init__(self)
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("ws", "wss"):
-            raise ConfigurationError(f"url must be ws:// or wss://, got scheme {parts.scheme!r}")
+        parts = check_endpoint(self.url, has_key=bool(self.key), allow_insecure=self.allow_insecure)
         if parts.query and "key=" in parts.query:
             raise ConfigurationError("do not put the API key in the url: give api_key (sent as x-goog-api-key)")
-        if parts.scheme == "ws" and not _is_loopback(parts.hostname):
-            if self.key:
-                raise ConfigurationError("plain ws:// with an API key is only allowed to a loopback host "
-                                         "(the key would travel in clear); use wss://")
-            if not self.allow_insecure:
-                raise ConfigurationError("plain ws:// is only allowed to a loopback host; use wss:// "
-                                         "or set allow_insecure=True (without a key)")
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigurationError("model must be a non-empty str")
         if self.voice is not None and (not isinstance(self.voice, str) or not self.voice):
@@ -172,24 +149,21 @@ class GeminiConfig(ProviderConfig):
                 raise ConfigurationError(f"{name} must be an int >= 1 or None")
         if self.transparent_resumption and not self.session_resumption:
             raise ConfigurationError("transparent_resumption needs session_resumption=True")
-        if self.max_size_bytes < 1024 or self.max_queue_messages < 1:
-            raise ConfigurationError("max_size_bytes must be >= 1024 and max_queue_messages >= 1")
+        check_connection_limits(max_size_bytes=self.max_size_bytes, max_queue_messages=self.max_queue_messages,
+                                backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
+                                reconnect_audio_buffer_ms=self.reconnect_audio_buffer_ms)
         for name in ("ping_interval_s", "ping_timeout_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 or None")
         if not self.open_timeout_s > 0:
             raise ConfigurationError("open_timeout_s must be > 0")
-        if not self.backoff_initial_s > 0 or self.backoff_max_s < self.backoff_initial_s:
-            raise ConfigurationError("backoff_initial_s must be > 0 and backoff_max_s >= backoff_initial_s")
         if not self.connection_limit_s > 0:
             raise ConfigurationError("connection_limit_s must be > 0")
         if self.session_limit_s is not None and not self.session_limit_s > 0:
             raise ConfigurationError("session_limit_s must be > 0 or None")
         if not 0 <= self.recycle_margin_s < self.connection_limit_s:
             raise ConfigurationError("recycle_margin_s must be >= 0 and below connection_limit_s")
-        if type(self.reconnect_audio_buffer_ms) is not int or self.reconnect_audio_buffer_ms < 0:
-            raise ConfigurationError("reconnect_audio_buffer_ms must be an int >= 0")
         if not self.go_away_margin_s >= 0 or not self.go_away_max_drain_s >= 0:
             raise ConfigurationError("go_away_margin_s and go_away_max_drain_s must be >= 0")
         if self.max_audio_delta_bytes < 2:
@@ -224,7 +198,7 @@ class GeminiConfig(ProviderConfig):
 
     @property
     def is_loopback(self) -> bool:
-        return _is_loopback(urlsplit(self.url).hostname)
+        return is_loopback_url(self.url)
 
     def auth_headers(self) -> dict[str, str]:
         """The credential header, for the transport only (never logged: see ``secrets``)."""

@@ -82,7 +82,6 @@ from .codec import (
     encode_client_content,
     encode_context_update,
     encode_raw,
-    encode_realtime_text,
     encode_setup,
     encode_tool_response,
 )
@@ -389,11 +388,6 @@ class GeminiSession:
         """One client frame ``{kind: body}`` as given (``clientContent``, ``realtimeInput``,
         ``toolResponse``, ``contextUpdate``); raw access, so the caller answers for it."""
         self._queue(encode_raw(kind, body))
-
-    def send_realtime_text(self, text: str) -> None:
-        """Text as realtime input (answered like speech, under activity detection)."""
-        self._awaiting_reply = True
-        self._queue(encode_realtime_text(text))
 
     def send_function_result(self, call_id: str, output: Any, *, name: str | None = None,
                              respond: bool = True) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 from ...exceptions import ConfigurationError
 from ...secrets import SecretHeaders
 from ..base import ProviderConfig
+from ..endpoint import check_connection_limits, check_endpoint, is_loopback_url
 
 __all__ = ["OpenAIConfig", "VOICES", "DEFAULT_URL", "DEFAULT_MODEL"]
 
@@ -17,19 +16,6 @@ DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 _AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def _is_loopback(host: str | None) -> bool:
-    """``localhost`` or a loopback IP literal (127.0.0.0/8, ::1); never a DNS lookup."""
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,34 +79,19 @@ class OpenAIConfig(ProviderConfig):
                 raise ConfigurationError(f"extra_headers: {exc}") from None
         if self.codec not in ("ga", "beta"):
             raise ConfigurationError(f"codec must be 'ga' or 'beta', got {self.codec!r}")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("ws", "wss"):
-            raise ConfigurationError(f"url must be ws:// or wss://, got scheme {parts.scheme!r}")
-        if parts.scheme == "ws" and not _is_loopback(parts.hostname):
-            # The key would travel in clear: never with a key, even when allow_insecure.
-            if self.key:
-                raise ConfigurationError(
-                    "plain ws:// with an API key is only allowed to a loopback host (the key would "
-                    "travel in clear); use wss://"
-                )
-            if not self.allow_insecure:
-                raise ConfigurationError("plain ws:// is only allowed to a loopback host; use wss:// "
-                                         "or set allow_insecure=True (without a key)")
+        check_endpoint(self.url, has_key=bool(self.key), allow_insecure=self.allow_insecure)
         if self.voice is not None and self.voice not in VOICES:
             raise ConfigurationError(f"voice must be one of {VOICES}, got {self.voice!r}")
         for name in ("input_audio_format", "output_audio_format"):
             if getattr(self, name) not in _AUDIO_FORMATS:
                 raise ConfigurationError(f"{name} must be one of {_AUDIO_FORMATS}")
-        if self.max_size_bytes < 1024 or self.max_queue_messages < 1:
-            raise ConfigurationError("max_size_bytes must be >= 1024 and max_queue_messages >= 1")
+        check_connection_limits(max_size_bytes=self.max_size_bytes, max_queue_messages=self.max_queue_messages,
+                                backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
+                                reconnect_audio_buffer_ms=self.reconnect_audio_buffer_ms)
         if self.session_limit_s is not None and not self.session_limit_s > 0:
             raise ConfigurationError("session_limit_s must be > 0 or None")
-        if not self.backoff_initial_s > 0 or self.backoff_max_s < self.backoff_initial_s:
-            raise ConfigurationError("backoff_initial_s must be > 0 and backoff_max_s >= backoff_initial_s")
         if not 0 <= self.recycle_margin_s < self.effective_session_limit_s:
             raise ConfigurationError("recycle_margin_s must be >= 0 and below the session limit")
-        if type(self.reconnect_audio_buffer_ms) is not int or self.reconnect_audio_buffer_ms < 0:
-            raise ConfigurationError("reconnect_audio_buffer_ms must be an int >= 0")
         if self.max_audio_delta_bytes < 2 or not self.max_response_audio_s > 0:
             raise ConfigurationError("max_audio_delta_bytes must be >= 2 and max_response_audio_s > 0")
 
@@ -138,7 +109,7 @@ class OpenAIConfig(ProviderConfig):
 
     @property
     def is_loopback(self) -> bool:
-        return _is_loopback(urlsplit(self.url).hostname)
+        return is_loopback_url(self.url)
 
     def replace(self, **changes: Any) -> "OpenAIConfig":
         import dataclasses

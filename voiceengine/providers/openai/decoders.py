@@ -14,17 +14,12 @@ and ``raw`` = the message, listed in :data:`PASSTHROUGH_TYPES`.
 
 from __future__ import annotations
 
-import binascii
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from ..base64_audio import b64decode_strict
 from ..types import ErrorInfo, EventType, FunctionCall, ProviderEvent, ResponseInfo
 from .errors import error_info
-
-try:  # SIMD base64 when available (~20x faster than binascii on 100 ms chunks)
-    import pybase64 as _pybase64
-except ImportError:  # pragma: no cover - depends on the environment
-    _pybase64 = None  # type: ignore[assignment]
 
 __all__ = [
     "MalformedEvent",
@@ -101,19 +96,6 @@ def _list(msg: Mapping[str, Any], key: str) -> list[Any]:
     if type(value) is not list:
         raise MalformedEvent(f"{key!r} must be an array")
     return value
-
-
-def b64decode_strict(text: str) -> bytes:
-    """Decode base64 strictly (bad alphabet, padding or trailing data -> ValueError)."""
-    if _pybase64 is not None:
-        return _pybase64.b64decode(text, validate=True)
-    if len(text) % 4:  # binascii's strict mode still accepts excess "=" after a full quantum
-        raise ValueError("base64 length is not a multiple of 4")
-    out = binascii.a2b_base64(text, strict_mode=True)
-    pad = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
-    if len(out) != len(text) // 4 * 3 - pad:
-        raise ValueError("excess base64 padding")
-    return out
 
 
 def _ev(

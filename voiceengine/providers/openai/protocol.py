@@ -20,24 +20,19 @@ read in place, never copied into an intermediate Python object.
 
 from __future__ import annotations
 
-import binascii
 import json
 import logging
 import os
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..._audio.pcm import g711_view, pcm16_view
+from ..base64_audio import b64encode
 from ..types import EventType, ProviderEvent, TurnDetection
 from .config import VOICES, OpenAIConfig
 from .decoders import GA_DECODERS, DecodeContext, Decoder, MalformedEvent, unknown
 from .errors import malformed_info
 from .fastdecode import decode_audio_delta
-
-try:
-    import pybase64 as _pybase64
-except ImportError:  # pragma: no cover - depends on the environment
-    _pybase64 = None  # type: ignore[assignment]
 
 __all__ = [
     "RealtimeCodec",
@@ -90,15 +85,6 @@ pcm_bytes = pcm16_view
 #: the same for G.711 input (``audio/pcmu``/``audio/pcma``): one byte per sample, any count
 g711_bytes = g711_view
 
-
-def _b64encode_binascii(data: Any) -> str:
-    """Base64 of a buffer as ``str`` (binascii)."""
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
-
-
-#: base64 of a buffer as ``str`` (pybase64 when installed: SIMD, reads the buffer in place)
-b64encode: Callable[[Any], str] = (
-    _pybase64.b64encode_as_string if _pybase64 is not None else _b64encode_binascii)
 
 # the append template: only the event id and the base64 vary (module constants: an
 # f-string over globals builds the ~6.5 kB text in one allocation)

@@ -1,7 +1,7 @@
 """The OpenAI Realtime (GA) provider: a binding of its codec, session and transport to the runtime.
 
 :class:`OpenAIProvider` is a :class:`~voiceengine.providers.runtime.ProviderRuntime` over a
-:class:`~.connection.WebSocketTransport` and one sans-I/O
+:class:`~voiceengine.providers.websocket.WebSocketTransport` and one sans-I/O
 :class:`~voiceengine.providers.openai.session.RealtimeSession` per connection. Each public
 method hands the call to the session (which validates and encodes) through the runtime's
 ``_control``; the runtime owns the tasks, the bounded outbound queue, reconnects, the
@@ -29,8 +29,9 @@ from typing import Any, Mapping
 from ...clock import Clock
 from ..runtime import BackoffPolicy, ProviderRuntime, RuntimeSettings
 from ..types import AudioEncoding, AudioFormat, InterruptResult, MessageType, ProviderCapabilities
+from ..websocket import WebSocketTransport
 from .config import VOICES, OpenAIConfig
-from .connection import WebSocketTransport, open_transport
+from .connection import open_transport
 from .session import RealtimeSession
 
 __all__ = ["OpenAIProvider"]

@@ -10,16 +10,12 @@ What the records *mean* for a conversation (replies, turns, barge-in) is decided
 
 from __future__ import annotations
 
-import binascii
 import json
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
-try:
-    import pybase64 as _pybase64
-except ImportError:  # pragma: no cover - depends on the environment
-    _pybase64 = None  # type: ignore[assignment]
+from ..base64_audio import b64decode_strict, b64encode
 
 __all__ = [
     "WireRecord", "SessionStarted", "SessionUpdated", "OutputAudio", "OutputTranscript", "InputTranscript",
@@ -185,8 +181,8 @@ def _seconds(usage: Mapping[str, Any]) -> float:
 
 def _b64decode(text: str) -> bytes:
     try:
-        return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return b64decode_strict(text)
+    except ValueError:  # binascii.Error and UnicodeEncodeError are ValueErrors
         raise _Bad("'delta' is not valid base64") from None
 
 
@@ -291,13 +287,6 @@ def decode(text: str | bytes) -> WireRecord:
 
 
 # ---------------------------------------------------------------------------- encoders
-def b64encode(pcm: bytes | bytearray | memoryview) -> str:
-    """Base64 of a buffer, read in place (pybase64 when installed)."""
-    if _pybase64 is not None:
-        return _pybase64.b64encode(pcm).decode("ascii")
-    return binascii.b2a_base64(pcm, newline=False).decode("ascii")
-
-
 def _dumps(ev: Mapping[str, Any]) -> str:
     return json.dumps(ev, separators=(",", ":"), ensure_ascii=False)
 

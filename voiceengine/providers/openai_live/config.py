@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ...exceptions import ConfigurationError
 from ..base import ProviderConfig
+from ..endpoint import check_connection_limits, check_endpoint, is_loopback_url
 
 __all__ = ["OpenAILiveConfig", "DEFAULT_URL", "DEFAULT_MODEL", "DEFAULT_BACKEND_MODEL", "SAMPLE_RATES"]
 
@@ -17,19 +16,6 @@ DEFAULT_URL = "wss://api.openai.com/v1/live/sessions"
 DEFAULT_MODEL = "gpt-live-1"
 DEFAULT_BACKEND_MODEL = "gpt-5-mini"
 SAMPLE_RATES = (24000, 16000)
-_LOOPBACK_NAMES = ("localhost",)
-
-
-def _is_loopback(host: str | None) -> bool:
-    """``localhost`` or a loopback IP literal (127.0.0.0/8, ::1); never a DNS lookup."""
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,18 +84,9 @@ class OpenAILiveConfig(ProviderConfig):
 
     def __post_init__(self) -> None:
         ProviderConfig.__post_init__(self)
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("ws", "wss"):
-            raise ConfigurationError(f"url must be ws:// or wss://, got scheme {parts.scheme!r}")
+        parts = check_endpoint(self.url, has_key=bool(self.key), allow_insecure=self.allow_insecure)
         if parts.query:
             raise ConfigurationError("url must carry no query (Live takes the model in session.start, never ?model=)")
-        if parts.scheme == "ws" and not _is_loopback(parts.hostname):
-            if self.key:
-                raise ConfigurationError("plain ws:// with an API key is only allowed to a loopback host "
-                                         "(the key would travel in clear); use wss://")
-            if not self.allow_insecure:
-                raise ConfigurationError("plain ws:// is only allowed to a loopback host; use wss:// "
-                                         "or set allow_insecure=True (without a key)")
         if not self.model or not isinstance(self.model, str):
             raise ConfigurationError("model must be a non-empty str")
         if self.voice is not None and (not isinstance(self.voice, str) or not self.voice):
@@ -139,12 +116,9 @@ class OpenAILiveConfig(ProviderConfig):
             raise ConfigurationError("acknowledgement_delay_ms must be an int >= 0 or None")
         if not -120.0 <= self.idle_output_max_dbfs <= 0.0:
             raise ConfigurationError("idle_output_max_dbfs must be in -120..0")
-        if self.max_size_bytes < 1024 or self.max_queue_messages < 1:
-            raise ConfigurationError("max_size_bytes must be >= 1024 and max_queue_messages >= 1")
-        if not self.backoff_initial_s > 0 or self.backoff_max_s < self.backoff_initial_s:
-            raise ConfigurationError("backoff_initial_s must be > 0 and backoff_max_s >= backoff_initial_s")
-        if type(self.reconnect_audio_buffer_ms) is not int or self.reconnect_audio_buffer_ms < 0:
-            raise ConfigurationError("reconnect_audio_buffer_ms must be an int >= 0")
+        check_connection_limits(max_size_bytes=self.max_size_bytes, max_queue_messages=self.max_queue_messages,
+                                backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
+                                reconnect_audio_buffer_ms=self.reconnect_audio_buffer_ms)
         if self.session_limit_s is not None and not 0 <= self.recycle_margin_s < self.session_limit_s:
             raise ConfigurationError("session_limit_s must be > recycle_margin_s >= 0, or None (no recycling)")
         if not 0 <= self.max_history_messages <= 128:
@@ -157,7 +131,7 @@ class OpenAILiveConfig(ProviderConfig):
 
     @property
     def is_loopback(self) -> bool:
-        return _is_loopback(urlsplit(self.url).hostname)
+        return is_loopback_url(self.url)
 
     def replace(self, **changes: Any) -> "OpenAILiveConfig":
         return dataclasses.replace(self, **changes)

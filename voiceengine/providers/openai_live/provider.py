@@ -1,7 +1,7 @@
 """The OpenAI Live provider: a binding of its codec, session and transport to the runtime.
 
 :class:`OpenAILiveProvider` is a :class:`~voiceengine.providers.runtime.ProviderRuntime`
-over a :class:`~voiceengine.providers.openai.connection.WebSocketTransport` (opened by :mod:`.transport`) and one sans-I/O :class:`~.session.LiveSession`
+over a :class:`~voiceengine.providers.websocket.WebSocketTransport` (opened by :mod:`.transport`) and one sans-I/O :class:`~.session.LiveSession`
 per connection. The runtime owns the tasks, the bounded outbound queue, reconnects, the
 audio backlog and restore; the session owns every protocol decision (docs/openai_live.md).
 
@@ -44,9 +44,10 @@ from ..types import (
     ProviderEvent,
     ToolCallCancelled,
 )
+from ..openai.config import VOICES  # the same built-in voices (custom ones pass through)
+from ..websocket import WebSocketTransport
 from .config import OpenAILiveConfig
 from .session import PROVIDER_NAME, LiveSession
-from ..openai.connection import WebSocketTransport
 from .transport import open_live_transport
 
 __all__ = ["OpenAILiveProvider"]
@@ -69,8 +70,6 @@ def _item_text(content: Any) -> str:
 
 #: backlog audio is replayed in appends of at most this much audio
 REPLAY_CHUNK_MS = 500
-#: built-in voices known to openai-python 3.60 (custom voices are passed through as given)
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 
 
 class OpenAILiveProvider(ProviderRuntime[LiveSession]):

@@ -1,0 +1,289 @@
+"""The provider-neutral WebSocket transport: the only client-side ``websockets`` import.
+
+Every WebSocket provider (OpenAI Realtime, OpenAI Live, Gemini Live) opens its connection
+here and gets a :class:`WebSocketTransport`, the
+:class:`~voiceengine.providers.interfaces.Transport` the runtime drives. Providers supply
+only the URL, the handshake headers and the name of their wire logger.
+
+Decisions, and why:
+
+* ``max_size`` is always explicit (the config's ``max_size_bytes``): websockets' 1 MiB
+  default is too small for a reply's audio, and ``None`` (unlimited) is a memory hazard.
+* ``compression=None``: base64 audio barely compresses and deflate costs CPU and memory
+  per connection.
+* Redirects are refused: websockets >= 14 follows 3xx responses by default, which would
+  let a redirect move the connection (and, same-origin, the credential header) to a URL
+  nobody configured. :class:`_NoRedirectConnect` turns every 3xx into an error.
+* Handshake logging goes to the provider's wire logger, which carries a scrubbing filter:
+  websockets logs request headers at DEBUG, and frame dumps would show audio. The key
+  never reaches a handler.
+* A handshake failure is raised without cause, context or inner frames: those hold the
+  request headers (the key, in clear), and error reporters record frame locals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as _ws_connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    ProxyError,
+    SecurityError,
+)
+from websockets.frames import Frame, Opcode
+
+from ..exceptions import ConnectionFailed
+from ..secrets import SecretScrubbingFilter, scrub
+from .interfaces import CloseInfo, TransportClosed
+from .interfaces import Frame as WireFrame
+
+__all__ = [
+    "WebSocketSettings",
+    "WebSocketTransport",
+    "close_info",
+    "handshake_error",
+    "open_connection",
+    "open_transport",
+    "wire_logger",
+]
+
+#: Handshake statuses worth retrying; every other refusal is a configuration problem
+#: (bad key, no access, unknown model) that retrying cannot fix.
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+log = logging.getLogger("voiceengine.providers.websocket")
+
+_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})  # frames whose payload is app data
+
+
+class WebSocketSettings(Protocol):
+    """The connection limits every WebSocket provider config carries."""
+
+    @property
+    def max_size_bytes(self) -> int: ...
+    @property
+    def ping_interval_s(self) -> float | None: ...
+    @property
+    def ping_timeout_s(self) -> float | None: ...
+    @property
+    def open_timeout_s(self) -> float: ...
+    @property
+    def close_timeout_s(self) -> float: ...
+    @property
+    def is_loopback(self) -> bool: ...
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class _WireLogFilter(SecretScrubbingFilter):
+    """Scrubs secrets and shortens websockets' frame dumps to opcode + length.
+
+    websockets logs ``"> %s"``/``"< %s"`` with a :class:`Frame` argument whose str shows the
+    first bytes of the payload: for ``input_audio_buffer.append`` that is audio.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], Frame) and args[0].opcode in _DATA:
+            frame = args[0]
+            direction = str(record.msg)[:1]
+            record.msg = "%s %s [%d bytes]"
+            record.args = (direction, frame.opcode.name, len(frame.data))
+        return super().filter(record)
+
+
+def wire_logger(name: str) -> logging.Logger:
+    """The logger ``name`` handed to websockets (with the scrubbing filter attached once)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _WireLogFilter) for f in logger.filters):
+        logger.addFilter(_WireLogFilter())
+    return logger
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+class _NoRedirectConnect(_ws_connect):
+    """websockets' ``connect`` with redirect following disabled: a 3xx is an error."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
+def _error_code_from_body(body: bytes | bytearray | None) -> str | None:
+    """The ``error.code`` of a JSON error body (OpenAI answers 401 with one), if any."""
+    if not body:
+        return None
+    try:
+        payload = json.loads(body[:65536])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and len(code) <= 100 else None
+
+
+def handshake_error(exc: BaseException) -> ConnectionFailed:
+    """Map an exception raised while opening the connection to :class:`ConnectionFailed`.
+
+    401/403 (and other 4xx) are fatal: retrying with the same key or URL cannot help.
+    408/425/429/5xx, timeouts and socket errors are retryable. Messages are scrubbed.
+    """
+    if isinstance(exc, ConnectionFailed):
+        return exc
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        body_code = _error_code_from_body(exc.response.body)
+        if 300 <= status < 400:
+            return ConnectionFailed(
+                f"handshake refused: HTTP {status} redirect (redirects are not followed)",
+                code="redirect_refused", status_code=status, retryable=False, fatal=True,
+            )
+        retryable = status in _RETRYABLE_STATUS
+        return ConnectionFailed(
+            f"handshake refused: HTTP {status}" + (f" ({body_code})" if body_code else ""),
+            code=body_code or f"http_{status}", status_code=status, retryable=retryable,
+            fatal=not retryable,
+        )
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed("timed out opening the connection", code="timeout", retryable=True)
+    if isinstance(exc, InvalidURI):
+        return ConnectionFailed(f"invalid URL: {scrub(str(exc))}", code="invalid_url", retryable=False, fatal=True)
+    if isinstance(exc, (SecurityError, ProxyError)):
+        return ConnectionFailed(f"handshake failed: {scrub(str(exc))}", code="handshake_failed", retryable=False,
+                                fatal=True)
+    if isinstance(exc, InvalidHandshake):
+        return ConnectionFailed(f"handshake failed: {scrub(str(exc))}", code="handshake_failed", retryable=True)
+    if isinstance(exc, ConnectionClosed):
+        return ConnectionFailed("connection closed during the handshake", code="closed", retryable=True)
+    if isinstance(exc, ssl.SSLCertVerificationError):  # the default context verifies: never retry blindly
+        return ConnectionFailed(f"TLS certificate verification failed: {scrub(str(exc.verify_message or exc))}",
+                                code="tls_verify_failed", retryable=False, fatal=True)
+    if isinstance(exc, OSError):
+        return ConnectionFailed(f"cannot connect: {type(exc).__name__}: {scrub(str(exc))}", code="os_error",
+                                retryable=True)
+    return ConnectionFailed(f"cannot connect: {type(exc).__name__}", code="unexpected", retryable=False)
+
+
+async def open_connection(url: str, headers: list[tuple[str, str]], settings: WebSocketSettings, *,
+                          wire_logger_name: str, **overrides: Any) -> ClientConnection:
+    """Open the WebSocket (handshake done, keepalive running) or raise :class:`ConnectionFailed`.
+
+    ``overrides`` go to :func:`websockets.asyncio.client.connect` (tests; e.g. ``ssl=``).
+    The caller owns the connection and must close it.
+    """
+    options: dict[str, Any] = dict(
+        additional_headers=headers,
+        user_agent_header="voiceengine (websockets)",
+        compression=None,
+        max_size=settings.max_size_bytes,
+        ping_interval=settings.ping_interval_s,
+        ping_timeout=settings.ping_timeout_s,
+        open_timeout=settings.open_timeout_s,
+        close_timeout=settings.close_timeout_s,
+        logger=wire_logger(wire_logger_name),
+    )
+    if settings.is_loopback:
+        options["proxy"] = None  # a system proxy must not see loopback test traffic
+    options.update(overrides)
+    try:
+        return await _NoRedirectConnect(url, **options)
+    except Exception as exc:
+        failure = handshake_error(exc)
+        log.debug("connect to %s failed: %s", urlsplit(url).netloc, failure.message)
+    # Raised outside the ``except`` block, with no cause, no context and no inner frames:
+    # the original exception and the frames below this one hold the request headers (the
+    # key, in clear), and error reporters record tracebacks with their locals.
+    del options, headers
+    failure.__cause__ = failure.__context__ = None
+    raise failure.with_traceback(None)
+
+
+# --------------------------------------------------------------------------- closing
+
+
+def close_info(connection: ClientConnection, exc: BaseException | None = None) -> CloseInfo:
+    """The close code/reason received on a closed connection (1006 if the peer sent none).
+
+    ``exc`` is the :class:`ConnectionClosed` raised by ``recv`` when there is one: its
+    ``rcvd`` frame is authoritative even before the socket is fully torn down.
+    """
+    if isinstance(exc, ConnectionClosed):
+        # When we started the close (message too big, keepalive timeout, protocol error),
+        # our code says what happened; the peer's echo, if any, only repeats it.
+        if exc.sent is not None and (exc.rcvd is None or exc.rcvd_then_sent is False):
+            return CloseInfo(code=int(exc.sent.code), reason=scrub(exc.sent.reason)[:200], local=True)
+        if exc.rcvd is not None:
+            return CloseInfo(code=int(exc.rcvd.code), reason=scrub(exc.rcvd.reason)[:200])
+        return CloseInfo(code=1006, reason="")
+    code = connection.close_code
+    reason = connection.close_reason or ""
+    return CloseInfo(code=1006 if code is None else int(code), reason=scrub(reason)[:200])
+
+
+#: slack over ``close_timeout_s`` before the transport is aborted: websockets' own close
+#: timeout does not cover a write buffer that a half-open peer never drains
+_CLOSE_SLACK_S = 0.05
+
+
+class WebSocketTransport:
+    """One open WebSocket as a :class:`~voiceengine.providers.interfaces.Transport`.
+
+    ``close`` is bounded by ``close_timeout_s`` (+50 ms) even against a peer that never
+    drains its socket: then the TCP connection is aborted.
+    """
+
+    __slots__ = ("connection", "close_timeout_s")
+
+    def __init__(self, connection: ClientConnection, *, close_timeout_s: float) -> None:
+        self.connection = connection
+        self.close_timeout_s = close_timeout_s
+
+    async def send(self, frame: WireFrame) -> None:
+        try:
+            await self.connection.send(frame)
+        except ConnectionClosed as exc:
+            raise TransportClosed(close_info(self.connection, exc)) from None
+
+    async def receive(self) -> WireFrame:
+        try:
+            return await self.connection.recv()
+        except ConnectionClosed as exc:
+            raise TransportClosed(close_info(self.connection, exc)) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        try:
+            async with asyncio.timeout(self.close_timeout_s + _CLOSE_SLACK_S):
+                await self.connection.close(code, reason)
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+        except Exception:
+            self.abort()
+
+    def abort(self) -> None:
+        self.connection.transport.abort()
+
+    def close_info(self) -> CloseInfo:
+        return close_info(self.connection)
+
+
+async def open_transport(url: str, headers: list[tuple[str, str]], settings: WebSocketSettings, *,
+                         wire_logger_name: str, **overrides: Any) -> WebSocketTransport:
+    """:func:`open_connection` wrapped as the runtime's transport."""
+    try:
+        connection = await open_connection(url, headers, settings, wire_logger_name=wire_logger_name, **overrides)
+    finally:
+        del headers  # a raised failure's traceback must not reach the key through this frame
+    return WebSocketTransport(connection, close_timeout_s=settings.close_timeout_s)
