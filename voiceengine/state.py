@@ -213,6 +213,32 @@ class _Rec:
         self.transcript_final = False
         self.text_final = False
 
+    def add_transcript(self, piece: str) -> bool:
+        """A transcript delta; ignored (False) once the final transcript is in."""
+        if self.transcript_final:
+            return False
+        if self.transcript is None:
+            self.transcript = []
+        self.transcript.append(piece)
+        return True
+
+    def finish_transcript(self, transcript: str) -> None:
+        self.transcript = [transcript]
+        self.transcript_final = True
+
+    def add_text(self, piece: str) -> bool:
+        """A text delta; ignored (False) once the final text is in."""
+        if self.text_final:
+            return False
+        if self.text is None:
+            self.text = []
+        self.text.append(piece)
+        return True
+
+    def finish_text(self, text: str) -> None:
+        self.text = [text]
+        self.text_final = True
+
     def adopt(self, orphan: "_Rec") -> None:
         """Take over the content an orphan record gathered before this item was added."""
         if self.transcript is None and orphan.transcript is not None:
@@ -845,8 +871,7 @@ class ConversationState:
         if rec.role == "user" and not rec.transcript_final:
             pending = self._pending_input_transcripts.pop(rec.id, None)
             if pending is not None:
-                rec.transcript = [pending]
-                rec.transcript_final = True
+                rec.finish_transcript(pending)
         self._touch(rec)
 
     def _rec_for(self, event: ProviderEvent) -> _Rec | None:
@@ -865,34 +890,26 @@ class ConversationState:
 
     def _on_transcript_delta(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str) and not rec.transcript_final:
+        if rec is not None and isinstance(event.data, str) and rec.add_transcript(event.data):
             rec.has_audio = True
-            if rec.transcript is None:
-                rec.transcript = []
-            rec.transcript.append(event.data)
             self._touch(rec)
 
     def _on_transcript_done(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
         if rec is not None and isinstance(event.data, str):
-            rec.transcript = [event.data]
-            rec.transcript_final = True
+            rec.finish_transcript(event.data)
             self._touch(rec)
 
     def _on_text_delta(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str) and not rec.text_final:
-            if rec.text is None:
-                rec.text = []
-            rec.text.append(event.data)
+        if rec is not None and isinstance(event.data, str) and rec.add_text(event.data):
             self._touch(rec)
         self._turn_text_delta(event)
 
     def _on_text_done(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
         if rec is not None and isinstance(event.data, str):
-            rec.text = [event.data]
-            rec.text_final = True
+            rec.finish_text(event.data)
             self._touch(rec)
 
     def _on_audio_delta(self, event: ProviderEvent) -> None:
@@ -910,10 +927,7 @@ class ConversationState:
 
     def _on_input_transcript_delta(self, event: ProviderEvent) -> None:
         rec = self._rec_for(event)
-        if rec is not None and isinstance(event.data, str) and not rec.transcript_final:
-            if rec.transcript is None:
-                rec.transcript = []
-            rec.transcript.append(event.data)
+        if rec is not None and isinstance(event.data, str) and rec.add_transcript(event.data):
             self._touch(rec)
 
     def _on_input_transcript(self, event: ProviderEvent) -> None:
@@ -926,8 +940,7 @@ class ConversationState:
             while len(self._pending_input_transcripts) > 64:
                 self._pending_input_transcripts.popitem(last=False)
             return
-        rec.transcript = [event.data]
-        rec.transcript_final = True
+        rec.finish_transcript(event.data)
         self._touch(rec)
 
     def _on_truncated(self, event: ProviderEvent) -> None:
