@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from voiceengine import OpenAILiveConfig, OpenAILiveProvider
-from voiceengine.providers.types import ConnectionState, EventType, ProviderEvent
+from voiceengine.providers.types import ConnectionState, EventType
 from voiceengine.testing import FakeOpenAILiveConfig, FakeOpenAILiveServer, Fault, FaultKind, Trigger
 from voiceengine.testing.audio import synthesize
+
+from tests.event_recorder import EventRecorder
 
 CHUNK = 4800
 RECONNECTING = {"close 1006": Fault(kind=FaultKind.CLOSE, close_code=1006),
@@ -28,29 +30,21 @@ SURVIVED = {"malformed json": Fault(kind=FaultKind.MALFORMED_JSON),
             "server error": Fault(kind=FaultKind.ERROR_EVENT, error_code="server_error")}
 
 
-class Driver:
+class Driver(EventRecorder):
     def __init__(self, provider: OpenAILiveProvider) -> None:
+        super().__init__(provider, while_waiting=self._feed_silence)
         self.provider = provider
-        self.events: list[ProviderEvent] = []
-        provider.on_event(None, self.events.append)
 
     async def stream(self, pcm: bytes) -> None:
         for i in range(0, len(pcm), CHUNK):
             await self.provider.send_audio(pcm[i:i + CHUNK])
             await asyncio.sleep(0.01)
 
-    async def until(self, predicate: Any, timeout: float = 10.0) -> ProviderEvent:
-        seen = 0
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                if self.provider.state is ConnectionState.CONNECTED:
-                    await self.stream(bytes(CHUNK))
-                else:
-                    await asyncio.sleep(0.01)
+    async def _feed_silence(self) -> bool:
+        if self.provider.state is not ConnectionState.CONNECTED:
+            return False
+        await self.stream(bytes(CHUNK))
+        return True
 
 
 def _replied_after(mark: int, driver: Driver) -> Any:
@@ -78,13 +72,13 @@ async def test_fault_battery(name: str, phase: str) -> None:
             else:
                 await d.stream(synthesize("first question").pcm + bytes(48 * 700))
             if name in RECONNECTING:
-                restored = await d.until(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored")
+                restored = await d.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored")
                 assert restored.data.restored_by is not None
             else:
-                await d.until(lambda e: e.type in (EventType.ERROR, EventType.UNKNOWN))
+                await d.wait(lambda e: e.type in (EventType.ERROR, EventType.UNKNOWN))
             mark = len(d.events)
             await d.stream(synthesize("are you there").pcm + bytes(48 * 700))
-            await d.until(_replied_after(mark, d))
+            await d.wait(_replied_after(mark, d))
             assert provider.state is ConnectionState.CONNECTED
             assert provider.audio_accounting.balanced
         finally:
@@ -107,7 +101,7 @@ async def test_fatal_error_ends_the_provider_without_reconnecting() -> None:
         await provider.connect()
         try:
             server.inject(fatal)
-            failed = await d.until(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "failed")
+            failed = await d.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "failed")
         finally:
             await provider.disconnect()
     assert "invalid_api_key" in failed.data.reason

@@ -9,11 +9,12 @@ import itertools
 import json
 import math
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 import pytest
 
 from live_schema import check_client_event
+from tests.event_recorder import EventRecorder
 from voiceengine import OpenAILiveConfig, OpenAILiveProvider
 from voiceengine.exceptions import ConnectionFailed, InvalidState
 from voiceengine.providers import create
@@ -26,41 +27,23 @@ CHUNK = 4800                     # 100 ms at 24 kHz
 STREAM_SPEEDUP = 10.0            # audio is pushed at 10x real time; paced fakes run faster than that
 
 
-class Run:
+class Run(EventRecorder):
     """A provider, the events it emitted, and helpers to stream audio and wait."""
 
     def __init__(self, provider: OpenAILiveProvider) -> None:
+        super().__init__(provider, while_waiting=self._feed_silence)
         self.provider = provider
-        self.events: list[ProviderEvent] = []
-        self._changed = asyncio.Event()
-        provider.on_event(None, self._take)
-
-    def _take(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
 
     async def stream(self, pcm: bytes) -> None:
         for i in range(0, len(pcm), CHUNK):
             await self.provider.send_audio(pcm[i:i + CHUNK])
             await asyncio.sleep(0.1 / STREAM_SPEEDUP)
 
-    async def wait(self, predicate: Callable[[ProviderEvent], bool], *, feed_silence: bool = True,
-                   timeout: float = 10.0) -> ProviderEvent:
-        seen = 0
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                if feed_silence and self.provider.state is ConnectionState.CONNECTED:
-                    await self.stream(bytes(CHUNK))
-                else:
-                    self._changed.clear()
-                    await self._changed.wait()
-
-    def of(self, kind: EventType) -> list[ProviderEvent]:
-        return [e for e in self.events if e.type is kind]
+    async def _feed_silence(self) -> bool:
+        if self.provider.state is not ConnectionState.CONNECTED:
+            return False
+        await self.stream(bytes(CHUNK))
+        return True
 
 
 @asynccontextmanager
