@@ -21,12 +21,15 @@ class EventRecorder:
 
     ``while_waiting``: what a :meth:`wait` does while nothing matches (e.g. stream silence so
     the provider's turn detection moves on); a wait with ``feed_silence=False`` skips it.
+    ``wait_timeout``: a wait's default timeout (seconds).
     """
 
-    def __init__(self, source: EventSource | None = None, *, while_waiting: WhileWaiting | None = None) -> None:
+    def __init__(self, source: EventSource | None = None, *, while_waiting: WhileWaiting | None = None,
+                 wait_timeout: float = 10.0) -> None:
         self.events: list[ProviderEvent] = []
         self._changed = asyncio.Event()
         self._while_waiting = while_waiting
+        self._wait_timeout = wait_timeout
         if source is not None:
             source.on_event(None, self.record)
 
@@ -34,11 +37,15 @@ class EventRecorder:
         self.events.append(event)
         self._changed.set()
 
-    async def wait(self, predicate: Callable[[ProviderEvent], bool], *, after: int = 0, timeout: float = 10.0,
-                   feed_silence: bool = True) -> ProviderEvent:
-        """The first event from index ``after`` on that matches ``predicate``."""
-        seen = after
-        async with asyncio.timeout(timeout):
+    def mark(self) -> int:
+        """The index the next event gets (a ``since`` for later waits)."""
+        return len(self.events)
+
+    async def wait(self, predicate: Callable[[ProviderEvent], bool], since: int = 0, *,
+                   timeout: float | None = None, feed_silence: bool = True) -> ProviderEvent:
+        """The first event from index ``since`` on that matches ``predicate``."""
+        seen = since
+        async with asyncio.timeout(self._wait_timeout if timeout is None else timeout):
             while True:
                 for event in self.events[seen:]:
                     if predicate(event):
@@ -49,5 +56,5 @@ class EventRecorder:
                 self._changed.clear()
                 await self._changed.wait()
 
-    def of(self, kind: EventType) -> list[ProviderEvent]:
-        return [e for e in self.events if e.type is kind]
+    def of(self, kind: EventType, since: int = 0) -> list[ProviderEvent]:
+        return [e for e in self.events[since:] if e.type is kind]
