@@ -4,21 +4,18 @@ ledger balances, a spoken turn after the fault is answered, nothing leaks."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import math
 from typing import Any
 
 import pytest
+
+from live_helpers import Run, live_provider
 
 from voiceengine import OpenAILiveConfig, OpenAILiveProvider
 from voiceengine.providers.types import ConnectionState, EventType
 from voiceengine.testing import FakeOpenAILiveConfig, FakeOpenAILiveServer, Fault, FaultKind, Trigger
 from voiceengine.testing.audio import synthesize
 
-from tests.event_recorder import EventRecorder
-
-CHUNK = 4800
 RECONNECTING = {"close 1006": Fault(kind=FaultKind.CLOSE, close_code=1006),
                 "close 1011": Fault(kind=FaultKind.CLOSE, close_code=1011),
                 "close 1001": Fault(kind=FaultKind.CLOSE, close_code=1001),
@@ -30,24 +27,7 @@ SURVIVED = {"malformed json": Fault(kind=FaultKind.MALFORMED_JSON),
             "server error": Fault(kind=FaultKind.ERROR_EVENT, error_code="server_error")}
 
 
-class Driver(EventRecorder):
-    def __init__(self, provider: OpenAILiveProvider) -> None:
-        super().__init__(provider, while_waiting=self._feed_silence)
-        self.provider = provider
-
-    async def stream(self, pcm: bytes) -> None:
-        for i in range(0, len(pcm), CHUNK):
-            await self.provider.send_audio(pcm[i:i + CHUNK])
-            await asyncio.sleep(0.01)
-
-    async def _feed_silence(self) -> bool:
-        if self.provider.state is not ConnectionState.CONNECTED:
-            return False
-        await self.stream(bytes(CHUNK))
-        return True
-
-
-def _replied_after(mark: int, driver: Driver) -> Any:
+def _replied_after(mark: int, driver: Run) -> Any:
     return lambda e: e.type is EventType.RESPONSE_DONE and e.data.status == "completed" \
         and driver.events.index(e) >= mark
 
@@ -62,9 +42,8 @@ async def test_fault_battery(name: str, phase: str) -> None:
     long_reply = " ".join(["word"] * 12)
     fake = FakeOpenAILiveConfig(speed=40.0, replies=[long_reply, "Again."], faults=(fault,) if phase != "idle" else ())
     async with FakeOpenAILiveServer(fake) as server:
-        provider = OpenAILiveProvider(OpenAILiveConfig(api_key="sk-test", url=server.url))
-        provider.reconnect_delays = lambda config: itertools.repeat(0.0)
-        d = Driver(provider)
+        provider = live_provider(server)
+        d = Run(provider)
         await provider.connect()
         try:
             if phase == "idle":
@@ -97,7 +76,7 @@ async def test_fatal_error_ends_the_provider_without_reconnecting() -> None:
     fatal = Fault(kind=FaultKind.ERROR_EVENT, error_code="invalid_api_key", error_type="invalid_request_error")
     async with FakeOpenAILiveServer(FakeOpenAILiveConfig(speed=math.inf)) as server:
         provider = OpenAILiveProvider(OpenAILiveConfig(api_key="sk-test", url=server.url))
-        d = Driver(provider)
+        d = Run(provider)
         await provider.connect()
         try:
             server.inject(fatal)

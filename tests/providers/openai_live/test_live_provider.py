@@ -4,8 +4,6 @@ after a dropped connection, handshake refusals, the verbs Live does not have."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 import math
 from contextlib import asynccontextmanager
@@ -14,7 +12,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from live_schema import check_client_event
-from tests.event_recorder import EventRecorder
+from live_helpers import STREAM_SPEEDUP, Run, live_provider
 from voiceengine import OpenAILiveConfig, OpenAILiveProvider
 from voiceengine.exceptions import ConnectionFailed, InvalidState
 from voiceengine.providers import create
@@ -23,33 +21,9 @@ from voiceengine.testing import FakeOpenAILiveConfig, FakeOpenAILiveServer, Faul
 from voiceengine.testing.audio import synthesize
 
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather.", "parameters": {"type": "object"}}
-CHUNK = 4800                     # 100 ms at 24 kHz
-STREAM_SPEEDUP = 10.0            # audio is pushed at 10x real time; paced fakes run faster than that
-
-
-class Run(EventRecorder):
-    """A provider, the events it emitted, and helpers to stream audio and wait."""
-
-    def __init__(self, provider: OpenAILiveProvider) -> None:
-        super().__init__(provider, while_waiting=self._feed_silence)
-        self.provider = provider
-
-    async def stream(self, pcm: bytes) -> None:
-        for i in range(0, len(pcm), CHUNK):
-            await self.provider.send_audio(pcm[i:i + CHUNK])
-            await asyncio.sleep(0.1 / STREAM_SPEEDUP)
-
-    async def _feed_silence(self) -> bool:
-        if self.provider.state is not ConnectionState.CONNECTED:
-            return False
-        await self.stream(bytes(CHUNK))
-        return True
-
-
 @asynccontextmanager
 async def running(server: FakeOpenAILiveServer, **cfg: Any) -> AsyncIterator[Run]:
-    provider = OpenAILiveProvider(OpenAILiveConfig(api_key="sk-test-live", url=server.url, **cfg))
-    provider.reconnect_delays = lambda config: itertools.repeat(0.0)
+    provider = live_provider(server, api_key="sk-test-live", **cfg)
     run = Run(provider)
     await provider.connect()
     try:
