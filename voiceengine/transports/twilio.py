@@ -62,7 +62,6 @@ class TwilioSink:
         self._stream_sid = stream_sid
         self._on_sent = on_sent
         self.position = ListenerPosition()
-        self.clears = 0
 
     async def write(self, pcm: bytes) -> None:
         if not pcm:
@@ -95,7 +94,6 @@ class TwilioSink:
     async def clear(self) -> None:
         """Barge-in: Twilio drops what it holds (its marks come back; they change nothing)."""
         self.position.clear()
-        self.clears += 1
         try:
             await self._ws.send(encode_clear(self._stream_sid))
         except ConnectionClosed:
