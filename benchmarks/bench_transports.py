@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
 
@@ -44,6 +45,34 @@ def _media_frame(ms: int = 20) -> str:
 
 
 _ANCHOR: dict[str, float] = {}
+
+
+def _stamp_sent(fake: FakeRealtimeServer, event_type: str) -> list[float]:
+    """The perf_counter time of each ``event_type`` event the fake service sends, in order."""
+    stamps: list[float] = []
+
+    def on_session(session) -> None:
+        original = session.record_sent
+
+        def record(event) -> None:
+            if event.get("type") == event_type:
+                stamps.append(time.perf_counter())
+            original(event)
+        session.record_sent = record
+
+    fake.on_session = on_session
+    return stamps
+
+
+async def _twilio_calls(fake: FakeRealtimeServer, count: int = 5) -> AsyncIterator[TwilioCallClient]:
+    """``count`` calls one after another through ``VoiceServer``, each opened with a spoken turn."""
+    host = CallHost(EngineFactory(provider="openai", config=VoiceEngineConfig(api_key="k", url=fake.url)))
+    async with VoiceServer(host, ServeConfig(port=0, metrics=False)) as server:
+        for n in range(count):
+            async with TwilioCallClient(f"ws://127.0.0.1:{server.port}/twilio", call_sid=f"CA{n}") as c:
+                await c.send_audio(tone_pcm8k(300) + silence_pcm8k(800))
+                yield c
+                await c.stop()
 
 
 def test_engine_input_anchor(benchmark) -> None:
@@ -101,26 +130,11 @@ def test_first_audio_added_latency_twilio(benchmark) -> None:
     async def scenario() -> list[float]:
         latencies = []
         async with FakeRealtimeServer(FakeServerConfig(responses=["Hello caller."], speed=20.0)) as fake:
-            first_delta: list[float] = []
-
-            def on_session(session) -> None:
-                original = session.record_sent
-
-                def record(event) -> None:
-                    if event.get("type") == "response.output_audio.delta" and len(first_delta) == len(latencies):
-                        first_delta.append(time.perf_counter())
-                    original(event)
-                session.record_sent = record
-
-            fake.on_session = on_session
-            host = CallHost(EngineFactory(provider="openai", config=VoiceEngineConfig(api_key="k", url=fake.url)))
-            async with VoiceServer(host, ServeConfig(port=0, metrics=False)) as server:
-                for n in range(5):
-                    async with TwilioCallClient(f"ws://127.0.0.1:{server.port}/twilio", call_sid=f"CA{n}") as c:
-                        await c.send_audio(tone_pcm8k(300) + silence_pcm8k(800))
-                        await c.wait_media_ms(1, timeout=20)
-                        latencies.append(c.received.media_at[0] - first_delta[-1])
-                        await c.stop()
+            deltas = _stamp_sent(fake, "response.output_audio.delta")
+            async for c in _twilio_calls(fake):
+                call_start = len(deltas)
+                await c.wait_media_ms(1, timeout=20)
+                latencies.append(c.received.media_at[0] - deltas[call_start])
         return latencies
 
     latencies = benchmark.pedantic(lambda: asyncio.run(scenario()), rounds=1, iterations=1)
@@ -192,29 +206,13 @@ def test_barge_in_clear_latency_twilio(benchmark) -> None:
         latencies: list[float] = []
         long_reply = " ".join(["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] * 4)
         async with FakeRealtimeServer(FakeServerConfig(responses=[long_reply], speed=20.0)) as fake:
-            started: list[float] = []
-
-            def on_session(session) -> None:
-                original = session.record_sent
-
-                def record(event) -> None:
-                    if event.get("type") == "input_audio_buffer.speech_started":
-                        started.append(time.perf_counter())
-                    original(event)
-                session.record_sent = record
-
-            fake.on_session = on_session
-            host = CallHost(EngineFactory(provider="openai", config=VoiceEngineConfig(api_key="k", url=fake.url)))
-            async with VoiceServer(host, ServeConfig(port=0, metrics=False)) as server:
-                for n in range(5):
-                    async with TwilioCallClient(f"ws://127.0.0.1:{server.port}/twilio", call_sid=f"CA{n}") as c:
-                        await c.send_audio(tone_pcm8k(300) + silence_pcm8k(800))
-                        await c.wait_media_ms(500, timeout=20)
-                        await c.send_audio(tone_pcm8k(200))
-                        while not c.received.clears:
-                            await asyncio.sleep(0.001)
-                        latencies.append(c.received.clears[0] - started[-1])
-                        await c.stop()
+            started = _stamp_sent(fake, "input_audio_buffer.speech_started")
+            async for c in _twilio_calls(fake):
+                await c.wait_media_ms(500, timeout=20)
+                await c.send_audio(tone_pcm8k(200))
+                while not c.received.clears:
+                    await asyncio.sleep(0.001)
+                latencies.append(c.received.clears[0] - started[-1])
         return latencies
 
     latencies = benchmark.pedantic(lambda: asyncio.run(scenario()), rounds=1, iterations=1)

@@ -19,7 +19,6 @@ tests/providers/openai/test_provider_reconnect.py::test_redirects_are_refused.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import dataclasses
@@ -44,6 +43,8 @@ from voiceengine.providers.openai import OpenAIConfig, OpenAIProvider
 from voiceengine.providers.openai.connection import build_headers
 from voiceengine.secrets import Secret, SecretHeaders, SecretScrubbingFilter
 from voiceengine.testing import AuthFailureMode, FakeRealtimeServer, FakeServerConfig, Fault, FaultKind
+
+from tests.event_recorder import EventRecorder
 
 WAIT_S = 10.0
 _NAMESPACES = ("voiceengine", "websockets", "asyncio")
@@ -217,26 +218,9 @@ def _provider(url: str, canary: str, **fields: Any) -> OpenAIProvider:
     return OpenAIProvider(config, reconnect_delays=lambda _config: iter([0.0] * 100))
 
 
-class _Events:
-    def __init__(self, provider: Any) -> None:
-        self.events: list[ProviderEvent] = []
-        self._changed = asyncio.Event()
-        provider.on_event("*", self._on)
-
-    def _on(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait(self, predicate: Any) -> ProviderEvent:
-        async with asyncio.timeout(WAIT_S):
-            seen = 0
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                self._changed.clear()
-                await self._changed.wait()
+class _Events(EventRecorder):
+    def __init__(self, provider: OpenAIProvider) -> None:
+        super().__init__(provider, wait_timeout=WAIT_S)
 
 
 def _phase(name: str) -> Any:

@@ -15,7 +15,6 @@ import math
 import struct
 import sys
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 
@@ -23,6 +22,7 @@ from voiceengine.exceptions import InvalidState  # noqa: E402
 from voiceengine.providers import (  # noqa: E402
     ConnectionState, EventType, MessageType, ProviderEvent, create,
 )
+from tests.event_recorder import EventRecorder  # noqa: E402
 
 GA_ORDER = [
     EventType.RESPONSE_STARTED, EventType.OUTPUT_ITEM_ADDED, EventType.ITEM_ADDED, EventType.CONTENT_PART_ADDED,
@@ -31,31 +31,8 @@ GA_ORDER = [
 ]
 
 
-class Recorder:
+class Recorder(EventRecorder):
     """Every event of a provider, with a waiter (subscribed before connect: nothing missed)."""
-
-    def __init__(self, provider: object) -> None:
-        self.events: list[ProviderEvent] = []
-        self._changed = asyncio.Event()
-        provider.on_event("*", self._on_event)  # type: ignore[attr-defined]
-
-    def _on_event(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    async def wait(self, predicate: Callable[[ProviderEvent], bool], since: int = 0,
-                   timeout: float = 10.0) -> ProviderEvent:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[since:]:
-                    if predicate(event):
-                        return event
-                since = len(self.events)
-                self._changed.clear()
-                await self._changed.wait()
 
     def types(self, since: int = 0) -> list[EventType]:
         return [e.type for e in self.events[since:]]

@@ -18,12 +18,13 @@ import os
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 
 from voiceengine.providers import EventType, ProviderEvent  # noqa: E402
 from voiceengine.providers.openai import OpenAIConfig, OpenAIProvider  # noqa: E402
+from tests.event_recorder import EventRecorder  # noqa: E402
 
 TOOLS = [{
     "type": "function",
@@ -33,35 +34,11 @@ TOOLS = [{
 }]
 
 
-class Recorder:
+class Recorder(EventRecorder):
     """Records every event of a provider and waits for a matching one."""
 
     def __init__(self, provider: OpenAIProvider) -> None:
-        self.events: list[ProviderEvent] = []
-        self._changed = asyncio.Event()
-        provider.on_event("*", self._on_event)
-
-    def _on_event(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    async def wait(self, predicate: Callable[[ProviderEvent], bool], *, since: int = 0,
-                   timeout: float = 30.0) -> ProviderEvent:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[since:]:
-                    if predicate(event):
-                        return event
-                since = len(self.events)
-                self._changed.clear()
-                await self._changed.wait()
-
-    def of(self, type_: EventType, since: int = 0) -> list[ProviderEvent]:
-        return [e for e in self.events[since:] if e.type is type_]
-
+        super().__init__(provider, wait_timeout=30.0)
 
 def tone(ms: int, hz: float = 220.0, rate: int = 24000, amplitude: float = 0.4) -> bytes:
     n = rate * ms // 1000

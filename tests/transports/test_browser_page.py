@@ -25,7 +25,7 @@ import websockets
 from voiceengine.audio import resample
 from voiceengine.testing import FakeRealtimeServer, FakeServerConfig, synthesize
 
-from transport_helpers import openai_factory
+from transport_helpers import eventually, openai_factory
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p),
                 None)
@@ -177,10 +177,7 @@ async def test_console_page_holds_a_conversation_in_headless_chromium(chromium: 
             assistant = [t["text"] for t in stats["transcript"] if t["role"] == "assistant" and t["final"]]
             assert assistant and "Hello from the fake server" in assistant[0]
             await tools.evaluate("document.getElementById('stop').click()")
-            for _ in range(200):
-                if not served.host.calls:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: not served.host.calls, interval=0.05)
             assert not served.host.calls  # the page's bye ended the call and its provider session
             assert tools.errors == [], tools.errors
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from voiceengine.exceptions import ConfigurationError
 from voiceengine.testing import FakeRealtimeServer
 from voiceengine.transports import CallHost, CallObserver, EngineFactory, ServeConfig, VoiceServer
 
-from transport_helpers import openai_factory
+from transport_helpers import eventually, openai_factory
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -53,17 +52,13 @@ async def test_metrics_count_a_call(fake: FakeRealtimeServer, serve_with: Any) -
         assert live[("voiceengine_active_calls", (("transport", "twilio"),))] == 1
         reply_ms = sum(len(a) for a in fake.session.audio_sent_by_item.values()) / 48.0
         await client.wait_media_ms(reply_ms - 5)
-        for _ in range(500):  # the turn ends when its playback does: then its latency is observed
+        async def first_audio_observed() -> bool:  # the turn ends when its playback does
             m = _samples((await http_get(served.server.port, "/metrics"))[2])
-            if m.get(("voiceengine_first_audio_latency_seconds_count", (("transport", "twilio"),))):
-                break
-            await asyncio.sleep(0.02)
+            return bool(m.get(("voiceengine_first_audio_latency_seconds_count", (("transport", "twilio"),))))
+        await eventually(first_audio_observed, interval=0.02)
         await client.stop()
         await client.wait_closed()
-    for _ in range(200):  # the call ends after the close frame: wait for its bookkeeping
-        if not served.host.calls:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not served.host.calls)  # the call ends after the close frame: its bookkeeping
     m = _samples((await http_get(served.server.port, "/metrics"))[2])
     twilio = (("transport", "twilio"),)
     assert m[("voiceengine_active_calls", twilio)] == 0
@@ -77,10 +72,7 @@ async def test_metrics_count_a_call(fake: FakeRealtimeServer, serve_with: Any) -
 async def test_draining_refuses_new_calls_and_readyz_says_so(fake: FakeRealtimeServer, serve_with: Any) -> None:
     served = await serve_with(openai_factory(fake))
     async with TwilioCallClient(served.twilio_url) as running:
-        for _ in range(500):
-            if served.host.calls:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bool(served.host.calls))
         served.host.start_draining()
         status, _, body = await http_get(served.server.port, "/readyz")
         assert status == 503 and b"draining" in body
@@ -102,10 +94,7 @@ async def test_drain_closes_calls_left_after_the_timeout(fake: FakeRealtimeServe
     await server.start()
     try:
         async with TwilioCallClient(f"ws://127.0.0.1:{server.port}/twilio") as client:
-            for _ in range(500):
-                if host.calls:
-                    break
-                await asyncio.sleep(0.01)
+            await eventually(lambda: bool(host.calls))
             await server.drain()
             assert await client.wait_closed() == 1001
         assert not host.calls and not fake.connections

@@ -20,6 +20,8 @@ from http_get import http_get
 from twilio_client import TwilioCallClient, silence_pcm8k, tone_pcm8k
 from voiceengine.testing import FakeRealtimeServer, FakeServerConfig
 
+from transport_helpers import eventually
+
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not hasattr(__import__("socket"), "SO_REUSEPORT"),
                                                            reason="SO_REUSEPORT is not available")]
 
@@ -121,10 +123,9 @@ async def test_sigterm_drains_running_calls_then_exits(fake: FakeRealtimeServer)
             await running.send_audio(tone_pcm8k(60))
             await fake.wait_for_session(timeout=20)
             server.proc.send_signal(signal.SIGTERM)
-            for _ in range(500):
-                if (await http_get(server.port, "/readyz"))[0] == 503:
-                    break
-                await asyncio.sleep(0.02)
+            async def refusing() -> bool:
+                return (await http_get(server.port, "/readyz"))[0] == 503
+            await eventually(refusing, interval=0.02)
             assert (await http_get(server.port, "/readyz"))[0] == 503
             with pytest.raises(websockets.InvalidStatus) as refused:
                 await websockets.connect(server.url)
@@ -151,10 +152,7 @@ async def test_sigterm_closes_calls_that_outlast_the_drain_timeout(fake: FakeRea
             server.proc.send_signal(signal.SIGTERM)
             assert await running.wait_closed(timeout=30) == 1001
         assert await asyncio.wait_for(server.proc.wait(), 30) == 0
-        for _ in range(500):
-            if not fake.connections:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not fake.connections)
         assert not fake.connections  # the provider session ended with the call
     finally:
         await _stop(server)

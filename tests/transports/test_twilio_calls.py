@@ -13,18 +13,13 @@ from voiceengine.audio import resample, ulaw_decode, ulaw_encode
 from voiceengine.testing import FakeRealtimeServer, ScriptedResponse
 from voiceengine.transports import Call
 
-from transport_helpers import openai_factory, with_responses
+from transport_helpers import eventually, openai_factory, with_responses
 
 pytestmark = pytest.mark.timeout(90)
 
 
 async def _until(predicate: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
+    assert await eventually(predicate, timeout=timeout), f"timed out after {timeout} s waiting for {what}"
 
 
 def _expected_reply_mulaw(fake: FakeRealtimeServer, session_index: int = -1) -> bytes:

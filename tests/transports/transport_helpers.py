@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from typing import Any
+import inspect
+from typing import Any, Awaitable, Callable
 
 from voiceengine import VoiceEngineConfig
 from voiceengine.testing import FakeRealtimeServer
@@ -32,3 +34,20 @@ class Served:
 
 def with_responses(fake: FakeRealtimeServer, responses: Any) -> None:
     fake.config = dataclasses.replace(fake.config, responses=responses)
+
+
+async def eventually(condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0,
+                     interval: float = 0.01) -> bool:
+    """Poll ``condition`` (sync or async) until it holds or ``timeout`` passes; its last value.
+
+    For what no event signals (another process's HTTP answers, a bookkeeping step after a
+    close frame): the caller asserts the outcome afterwards.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        held = await result if inspect.isawaitable(result) else result
+        if held or loop.time() >= deadline:
+            return bool(held)
+        await asyncio.sleep(interval)

@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from ..exceptions import ConfigurationError
 from ..metrics import TurnMetrics
 from ..providers.types import ConnectionChange, EventType, InterruptResult, ProviderEvent, ResponseInfo
-from .calls import BadFrame, Call, CallHost, CloseCode, CallInfo, CallRefused, ListenerPosition, TransportKind
+from .calls import BadFrame, Call, CallConnection, CallHost, CloseCode, ListenerPosition, Outcome, TransportKind
 
 __all__ = ["BrowserHandler", "BrowserSink"]
 
@@ -158,109 +158,69 @@ class BrowserHandler:
 
 
 class _PageSession:
+    """One page's connection: its protocol state; :class:`CallConnection` runs its call."""
+
     def __init__(self, handler: BrowserHandler, ws: ServerConnection) -> None:
-        self.handler = handler
         self.host = handler.host
         self.ws = ws
-        self.call: Call | None = None
+        self.connection = CallConnection(handler.host, ws, TransportKind.BROWSER, log=log, label="page session",
+                                         idle_timeout_s=handler.idle_timeout_s,
+                                         warnings_per_call=handler.warnings_per_call)
         self.sink: BrowserSink | None = None
         self.input_rate = 0
-        self.dropped = 0
         self._forwarder: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        close: tuple[CloseCode, str] | None = None
-        reason = "bye"
-        try:
-            close = await self._receive()
-            reason = close[1] if close[0] != CloseCode.NORMAL else "bye"
-        except ConnectionClosed:
-            reason = "page closed"
-        finally:
-            if self._forwarder is not None:
-                self._forwarder.cancel()
-                await asyncio.gather(self._forwarder, return_exceptions=True)
-            if self.dropped > self.handler.warnings_per_call:
-                log.warning("page session %s: %d frame(s) dropped in total", self._id, self.dropped)
-            if self.call is not None:
-                await self.host.end_call(self.call, reason)
-            if close is not None:
-                await self.ws.close(*close)
+        await self.connection.run(self._frame, peer_gone_reason="page closed", before_end=self._stop_forwarding)
 
-    @property
-    def _id(self) -> str:
-        return self.call.info.call_id if self.call is not None else "(no hello yet)"
+    async def _stop_forwarding(self) -> None:
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+            await asyncio.gather(self._forwarder, return_exceptions=True)
 
-    async def _receive(self) -> tuple[CloseCode, str]:
-        while True:
-            try:
-                frame = await asyncio.wait_for(self.ws.recv(), self.handler.idle_timeout_s)
-            except TimeoutError:
-                return CloseCode.IDLE, f"no frame for {self.handler.idle_timeout_s:.0f} s"
-            try:
-                outcome = await self._frame(frame)
-            except BadFrame as exc:
-                self.host.observer.error(TransportKind.BROWSER, exc.code)
-                if exc.close_code is not None:
-                    log.warning("page session %s: %s; closing (%d)", self._id, exc.reason, exc.close_code)
-                    return exc.close_code, exc.reason
-                self.dropped += 1
-                if self.dropped <= self.handler.warnings_per_call:
-                    log.warning("page session %s: frame dropped: %s", self._id, exc.reason)
-                continue
-            if outcome is not None:
-                return outcome
-
-    async def _frame(self, frame: str | bytes) -> tuple[CloseCode, str] | None:
+    async def _frame(self, frame: str | bytes) -> Outcome:
+        call = self.connection.call
         if isinstance(frame, bytes):
-            if self.call is None:
+            if call is None:
                 raise BadFrame("audio before hello", code="browser_audio_before_hello", close_code=CloseCode.POLICY)
-            return await self._audio(frame)
+            return await self._audio(call, frame)
         msg = _json(frame)
         kind = msg["type"]
         if kind == "hello":
             return await self._hello(msg)
-        if self.call is None or self.sink is None:
+        if call is None or self.sink is None:
             raise BadFrame(f"{kind!r} before hello", code="browser_before_hello", close_code=CloseCode.POLICY)
         if kind == "played":
             position = msg.get("positionMs")
             if not isinstance(position, (int, float)) or isinstance(position, bool) or position < 0:
                 raise BadFrame("played: 'positionMs' must be a number >= 0", code="browser_bad_played")
             self.sink.acknowledge(float(position))
-        elif kind == "text":
+            return None
+        if kind == "text":
             text = msg.get("text")
             if not isinstance(text, str) or not text.strip() or len(text) > 4000:
                 raise BadFrame("text: 'text' must be a non-empty string (<= 4000 chars)", code="browser_bad_text")
-            return await self._engine_call(self.call.engine.send_text(text))
-        elif kind == "interrupt":
-            return await self._engine_call(self.call.engine.interrupt())
-        elif kind == "bye":
+            return await self.connection.request(call.engine.send_text(text))
+        if kind == "interrupt":
+            return await self.connection.request(call.engine.interrupt())
+        if kind == "bye":
             return CloseCode.NORMAL, "bye"
-        else:
-            raise BadFrame(f"unknown message type {kind[:40]!r}", code="browser_unknown_type")
-        return None
+        raise BadFrame(f"unknown message type {kind[:40]!r}", code="browser_unknown_type")
 
-    async def _hello(self, hello: Mapping[str, Any]) -> tuple[CloseCode, str] | None:
-        if self.call is not None:
+    async def _hello(self, hello: Mapping[str, Any]) -> Outcome:
+        if self.connection.call is not None:
             raise BadFrame("a second hello", code="browser_second_hello", close_code=CloseCode.POLICY)
         self.input_rate = _rate(hello, "sampleRate")
         output_rate = _rate(hello, "outputSampleRate")
         request_path = self.ws.request.path if self.ws.request is not None else ""
-        params = dict(parse_qsl(urlsplit(request_path).query))
-        remote = self.ws.remote_address
         call_id = f"page_{uuid.uuid4().hex[:16]}"
-        info = CallInfo(transport=TransportKind.BROWSER, call_id=call_id, stream_id=call_id, parameters=params,
-                        remote=f"{remote[0]}:{remote[1]}" if remote else None)
+        info = self.connection.call_info(call_id=call_id, stream_id=call_id,
+                                         parameters=dict(parse_qsl(urlsplit(request_path).query)))
         self.sink = BrowserSink(self.ws, output_rate, on_sent=lambda s: self.host.observer.audio_out(info, s))
-        try:
-            self.call = await self.host.start_call(info, self.sink)
-        except CallRefused as exc:
-            return CloseCode.TRY_AGAIN_LATER, str(exc)
-        except Exception as exc:
-            log.warning("page session %s: the call could not start: %s: %s", call_id, type(exc).__name__,
-                        str(exc).splitlines()[0][:200] if str(exc) else "")
-            return CloseCode.TRY_AGAIN_LATER, "provider unavailable"
-        stream = self.call.engine.events.stream(_FORWARDED, maxsize=512)
+        refused = await self.connection.start(info, self.sink)
+        if refused is not None or self.connection.call is None:
+            return refused
+        stream = self.connection.call.engine.events.stream(_FORWARDED, maxsize=512)
         self._forwarder = asyncio.create_task(self._forward(stream), name=f"voiceengine-page-{call_id}")
         await self.ws.send(json.dumps({"type": "ready", "callId": call_id, "inputSampleRate": self.input_rate,
                                        "outputSampleRate": output_rate}))
@@ -274,18 +234,7 @@ class _PageSession:
                 except ConnectionClosed:
                     return
 
-    async def _engine_call(self, request: Awaitable[object]) -> tuple[CloseCode, str] | None:
-        try:
-            await request
-        except Exception as exc:
-            log.warning("page session %s: the provider session ended: %s", self._id, type(exc).__name__)
-            return CloseCode.TRY_AGAIN_LATER, "provider session ended"
-        return None
-
-    async def _audio(self, frame: bytes) -> tuple[CloseCode, str] | None:
-        call = self.call
-        if call is None:
-            return None
+    async def _audio(self, call: Call, frame: bytes) -> Outcome:
         if len(frame) % 2:
             raise BadFrame("audio frame with an odd byte count (PCM16 expected)", code="browser_bad_audio")
         if len(frame) > self.input_rate * 2 * MAX_FRAME_MS // 1000:
@@ -293,4 +242,4 @@ class _PageSession:
         if not frame:
             return None
         self.host.observer.audio_in(call.info, len(frame) / (2 * self.input_rate))
-        return await self._engine_call(call.engine.send_audio(frame, sample_rate=self.input_rate))
+        return await self.connection.request(call.engine.send_audio(frame, sample_rate=self.input_rate))

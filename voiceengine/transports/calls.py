@@ -19,6 +19,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
 from ..engine import VoiceEngine, VoiceEngineConfig
 from ..exceptions import ConfigurationError, VoiceEngineError
 from ..metrics import TurnMetrics
@@ -37,6 +40,7 @@ __all__ = [
     "CallRefused",
     "BadFrame",
     "CloseCode",
+    "CallConnection",
 ]
 
 log = logging.getLogger("voiceengine.transports")
@@ -404,3 +408,116 @@ async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> None:
             await result
     except Exception:
         log.exception("app hook %s raised", getattr(hook, "__qualname__", hook))
+
+
+Outcome = tuple[CloseCode, str] | None
+"""What a frame handler returns: the close code and reason that end the connection, or None."""
+FrameHandler = Callable[[str | bytes], Awaitable[Outcome]]
+
+
+class CallConnection:
+    """One transport connection's call lifecycle, the same for every front door.
+
+    :meth:`run` receives frames under the idle timeout and hands each to the transport's
+    frame handler, which parses its protocol and returns an :data:`Outcome`. A
+    :class:`BadFrame` it raises is counted as an error; with a close code it ends the
+    connection, without one the frame is dropped (a warning for the first
+    ``warnings_per_call`` of them, a sum at the end). When the connection ends, the call
+    ends (with the close reason) and the socket closes with the close code.
+    ``log`` and ``label`` name the transport in the log lines.
+    """
+
+    def __init__(self, host: CallHost, ws: ServerConnection, transport: TransportKind, *, log: logging.Logger,
+                 label: str, idle_timeout_s: float, warnings_per_call: int) -> None:
+        self.host = host
+        self.ws = ws
+        self.transport = transport
+        self.call: Call | None = None
+        self.dropped = 0
+        self._log = log
+        self._label = label
+        self._idle_timeout_s = idle_timeout_s
+        self._warnings_per_call = warnings_per_call
+
+    @property
+    def name(self) -> str:
+        """The connection as its log lines name it."""
+        return f"{self._label} {self.call.info.stream_id if self.call is not None else '(not started)'}"
+
+    async def run(self, on_frame: FrameHandler, *, peer_gone_reason: str,
+                  before_end: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve frames until an outcome, then end the call (``peer_gone_reason`` when the peer
+        closed first); ``before_end`` runs first (the transport stops its own tasks)."""
+        close: Outcome = None
+        reason = peer_gone_reason
+        try:
+            close = await self._receive(on_frame)
+            reason = close[1]
+        except ConnectionClosed:
+            pass  # the peer went away: end the call now
+        finally:
+            if before_end is not None:
+                await before_end()
+            if self.dropped > self._warnings_per_call:
+                self._log.warning("%s: %d frame(s) dropped in total", self.name, self.dropped)
+            if self.call is not None:
+                await self.host.end_call(self.call, reason)
+            if close is not None:
+                await self.ws.close(*close)
+
+    async def _receive(self, on_frame: FrameHandler) -> tuple[CloseCode, str]:
+        while True:
+            try:
+                frame = await asyncio.wait_for(self.ws.recv(), self._idle_timeout_s)
+            except TimeoutError:
+                self._log.warning("%s: no frame for %.0f s; closing", self.name, self._idle_timeout_s)
+                return CloseCode.IDLE, f"no frame for {self._idle_timeout_s:.0f} s"
+            try:
+                outcome = await on_frame(frame)
+            except BadFrame as exc:
+                self.host.observer.error(self.transport, exc.code)
+                if exc.close_code is not None:
+                    self._log.warning("%s: %s; closing (%d)", self.name, exc.reason, exc.close_code)
+                    return exc.close_code, exc.reason
+                self.drop(exc.reason)
+                continue
+            if outcome is not None:
+                return outcome
+
+    def drop(self, reason: str) -> None:
+        """A frame is dropped (the call goes on)."""
+        self.dropped += 1
+        if self.dropped <= self._warnings_per_call:
+            self._log.warning("%s: frame dropped: %s", self.name, reason)
+
+    def call_info(self, *, call_id: str, stream_id: str, parameters: Mapping[str, str]) -> CallInfo:
+        """This connection's :class:`CallInfo` (the peer address from the socket)."""
+        remote = self.ws.remote_address
+        return CallInfo(transport=self.transport, call_id=call_id, stream_id=stream_id, parameters=parameters,
+                        remote=f"{remote[0]}:{remote[1]}" if remote else None)
+
+    async def start(self, info: CallInfo, sink: TransportSink) -> Outcome:
+        """Start the call (:meth:`CallHost.start_call`); a refusal or failure is the outcome."""
+        try:
+            self.call = await self.host.start_call(info, sink)
+        except CallRefused as exc:
+            return CloseCode.TRY_AGAIN_LATER, str(exc)
+        except Exception as exc:
+            self._log.warning("%s %s: the call could not start: %s", self._label, info.stream_id, _brief(exc))
+            return CloseCode.TRY_AGAIN_LATER, "provider unavailable"
+        return None
+
+    async def request(self, request: Awaitable[object]) -> Outcome:
+        """Await an engine request for the call; the provider session gone ends the connection."""
+        try:
+            await request
+        except Exception as exc:
+            self._log.warning("%s: the provider session ended: %s", self.name, _brief(exc))
+            return CloseCode.TRY_AGAIN_LATER, "provider session ended"
+        return None
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception for a log line: its type and the first line of its message, bounded."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

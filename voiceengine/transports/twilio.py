@@ -18,7 +18,6 @@ Use it in your own websockets server::
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Awaitable, Callable
 
@@ -27,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import ulaw_decode, ulaw_encode
 from ..exceptions import ConfigurationError
-from .calls import BadFrame, Call, CallHost, CloseCode, CallInfo, CallRefused, ListenerPosition, TransportKind, call_hook
+from .calls import Call, CallConnection, CallHost, CloseCode, ListenerPosition, Outcome, TransportKind, call_hook
 from .twilio_protocol import (
     MULAW_RATE,
     Connected,
@@ -63,7 +62,6 @@ class TwilioSink:
         self._stream_sid = stream_sid
         self._on_sent = on_sent
         self.position = ListenerPosition()
-        self.clears = 0
 
     async def write(self, pcm: bytes) -> None:
         if not pcm:
@@ -96,7 +94,6 @@ class TwilioSink:
     async def clear(self) -> None:
         """Barge-in: Twilio drops what it holds (its marks come back; they change nothing)."""
         self.position.clear()
-        self.clears += 1
         try:
             await self._ws.send(encode_clear(self._stream_sid))
         except ConnectionClosed:
@@ -129,75 +126,36 @@ class TwilioMediaStreamHandler:
 
 
 class _TwilioStream:
-    """One Media Streams connection: its protocol state and its call."""
+    """One Media Streams connection: its protocol state; :class:`CallConnection` runs its call."""
 
     def __init__(self, handler: TwilioMediaStreamHandler, ws: ServerConnection) -> None:
         self.handler = handler
         self.host = handler.host
         self.ws = ws
-        self.call: Call | None = None
+        self.connection = CallConnection(handler.host, ws, TransportKind.TWILIO, log=log, label="twilio stream",
+                                         idle_timeout_s=handler.idle_timeout_s,
+                                         warnings_per_call=handler.warnings_per_call)
         self.sink: TwilioSink | None = None
-        self.dropped = 0
 
     async def run(self) -> None:
-        close: tuple[CloseCode, str] | None = None
-        reason = "stop"
-        try:
-            close = await self._receive()
-            reason = close[1] if close[0] != CloseCode.NORMAL else "stop"
-        except ConnectionClosed:
-            reason = "closed without stop"  # the peer went away: end the call now
-        finally:
-            if self.dropped > self.handler.warnings_per_call:
-                log.warning("twilio stream %s: %d frame(s) dropped in total", self._sid, self.dropped)
-            if self.call is not None:
-                await self.host.end_call(self.call, reason)
-            if close is not None:
-                await self.ws.close(*close)
+        await self.connection.run(self._frame, peer_gone_reason="closed without stop")
 
-    @property
-    def _sid(self) -> str:
-        return self.call.info.stream_id if self.call is not None else "(not started)"
-
-    async def _receive(self) -> tuple[CloseCode, str]:
-        while True:
-            try:
-                frame = await asyncio.wait_for(self.ws.recv(), self.handler.idle_timeout_s)
-            except TimeoutError:
-                log.warning("twilio stream %s: no frame for %.0f s; closing", self._sid, self.handler.idle_timeout_s)
-                return CloseCode.IDLE, f"no frame for {self.handler.idle_timeout_s:.0f} s"
-            try:
-                event = decode(frame)
-            except BadFrame as exc:
-                self.host.observer.error(TransportKind.TWILIO, exc.code)
-                if exc.close_code is not None:
-                    log.warning("twilio stream %s: %s; closing (%d)", self._sid, exc.reason, exc.close_code)
-                    return exc.close_code, exc.reason
-                self._dropped(exc.reason)
-                continue
-            outcome = await self._handle(event)
-            if outcome is not None:
-                return outcome
-
-    def _dropped(self, reason: str) -> None:
-        self.dropped += 1
-        if self.dropped <= self.handler.warnings_per_call:
-            log.warning("twilio stream %s: frame dropped: %s", self._sid, reason)
-
-    async def _handle(self, event: object) -> tuple[CloseCode, str] | None:
+    async def _frame(self, frame: str | bytes) -> Outcome:
+        event = decode(frame)
+        call = self.connection.call
         if isinstance(event, Media):
             return await self._media(event)
         if isinstance(event, Mark):
             if self.sink is None or not self.sink.acknowledge(event.name):
-                self._dropped(f"mark {event.name[:40]!r} is not one of ours")
+                self.connection.drop(f"mark {event.name[:40]!r} is not one of ours")
             return None
         if isinstance(event, Start):
             return await self._start(event)
         if isinstance(event, Dtmf):
-            if self.call is None:
-                self._dropped("dtmf before start")
+            if call is None:
+                self.connection.drop("dtmf before start")
                 return None
-            await call_hook(self.handler.on_dtmf, self.call, event.digit)
+            await call_hook(self.handler.on_dtmf, call, event.digit)
             return None
         if isinstance(event, Stop):
             return CloseCode.NORMAL, "stop"
@@ -205,44 +163,23 @@ class _TwilioStream:
             return None
         raise TypeError(f"unhandled Twilio event {type(event).__name__}")  # decode() returns the types above
 
-    async def _start(self, start: Start) -> tuple[CloseCode, str] | None:
-        if self.call is not None:
+    async def _start(self, start: Start) -> Outcome:
+        if self.connection.call is not None:
             self.host.observer.error(TransportKind.TWILIO, "twilio_second_start")
             return CloseCode.POLICY, "a second start on one stream"
-        remote = self.ws.remote_address
-        info = CallInfo(transport=TransportKind.TWILIO, call_id=start.call_sid, stream_id=start.stream_sid,
-                        parameters=start.custom_parameters,
-                        remote=f"{remote[0]}:{remote[1]}" if remote else None)
+        info = self.connection.call_info(call_id=start.call_sid, stream_id=start.stream_sid,
+                                         parameters=start.custom_parameters)
         self.sink = TwilioSink(self.ws, start.stream_sid,
                                on_sent=lambda seconds: self.host.observer.audio_out(info, seconds))
-        try:
-            self.call = await self.host.start_call(info, self.sink)
-        except CallRefused as exc:
-            return CloseCode.TRY_AGAIN_LATER, str(exc)
-        except Exception as exc:
-            log.warning("twilio stream %s: the call could not start: %s", start.stream_sid, _brief(exc))
-            return CloseCode.TRY_AGAIN_LATER, "provider unavailable"
-        return None
+        return await self.connection.start(info, self.sink)
 
-    async def _media(self, media: Media) -> tuple[CloseCode, str] | None:
-        if self.call is None:
+    async def _media(self, media: Media) -> Outcome:
+        call = self.connection.call
+        if call is None:
             self.host.observer.error(TransportKind.TWILIO, "twilio_media_before_start")
             return CloseCode.POLICY, "media before start"
-        if media.track not in ("inbound", "inbound_track"):
+        if media.track not in ("inbound", "inbound_track") or not media.payload:
             return None  # both_tracks streams also carry our own audio back: not the caller
-        if not media.payload:
-            return None
-        pcm = ulaw_decode(media.payload)
-        self.host.observer.audio_in(self.call.info, len(media.payload) / MULAW_RATE)
-        try:
-            await self.call.engine.send_audio(pcm, sample_rate=MULAW_RATE)
-        except Exception as exc:
-            log.warning("twilio stream %s: the provider session ended: %s", self._sid, _brief(exc))
-            return CloseCode.TRY_AGAIN_LATER, "provider session ended"
-        return None
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
-
+        self.host.observer.audio_in(call.info, len(media.payload) / MULAW_RATE)
+        return await self.connection.request(
+            call.engine.send_audio(ulaw_decode(media.payload), sample_rate=MULAW_RATE))

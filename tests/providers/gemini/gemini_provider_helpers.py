@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from typing import Any, AsyncIterator, Callable
@@ -12,6 +11,8 @@ from voiceengine.providers.gemini.provider import GeminiProvider
 from voiceengine.providers.types import EventType, ProviderEvent
 from voiceengine.testing import FakeGeminiLiveServer
 from voiceengine.testing.audio import synthesize
+
+from tests.event_recorder import EventRecorder
 
 KEY = "gemini-test-key-do-not-log"
 
@@ -29,30 +30,8 @@ def make_provider(server: FakeGeminiLiveServer, **fields: Any) -> GeminiProvider
     return provider
 
 
-class Recorder:
+class Recorder(EventRecorder):
     """Collects every event of a provider (from connect on) and lets tests wait for one."""
-
-    def __init__(self, provider: GeminiProvider) -> None:
-        self.events: list[ProviderEvent] = []
-        self._changed = asyncio.Event()
-        provider.on_event(None, self._on)
-
-    def _on(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait(self, predicate: Callable[[ProviderEvent], bool], *, after: int = 0,
-                   timeout: float = 10.0) -> ProviderEvent:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[after:]:
-                    if predicate(event):
-                        return event
-                self._changed.clear()
-                await self._changed.wait()
-
-    def of(self, kind: EventType) -> list[ProviderEvent]:
-        return [e for e in self.events if e.type is kind]
 
     def audio(self) -> bytes:
         return b"".join(e.data for e in self.of(EventType.AUDIO_DELTA))

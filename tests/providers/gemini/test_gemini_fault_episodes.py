@@ -92,7 +92,7 @@ async def episode(seed: int) -> None:
                 await idle(provider)
                 after = len(rec.events)
                 await provider.send_text("are you still there?")
-                done = await rec.wait(is_(EventType.RESPONSE_DONE), after=after, timeout=10)
+                done = await rec.wait(is_(EventType.RESPONSE_DONE), since=after, timeout=10)
                 if done.data.status == "completed":
                     break
             assert done.data.status == "completed", seed

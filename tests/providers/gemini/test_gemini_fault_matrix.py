@@ -86,13 +86,13 @@ async def run_cell(fault_name: str, phase: str) -> None:
                 await provider.send_text("a long answer please about many things")
             if outcome == "restored":
                 change = await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored",
-                                        after=mark)
+                                        since=mark)
                 assert change.data.restored_by in (RestoreMethod.RESUMPTION, RestoreMethod.REPLAY)
             # whatever happened, the session answers
             after = len(rec.events)
             await provider.send_text("still there?")
             done = await rec.wait(lambda e: e.type is EventType.RESPONSE_DONE and e.data.status == "completed",
-                                  after=after)
+                                  since=after)
             assert done.data.status == "completed"
             marker = MARKERS.get(fault_name)  # the fault was seen (searched from the start)
             if marker == "error":

@@ -110,13 +110,13 @@ async def test_go_away_resumes_with_the_handle_and_loses_nothing(server: FakeGem
         await holds_latest_handle(server, provider, at_least=2)
         mark = len(rec.events)
         server.go_away(5.0)
-        expiring = await rec.wait(is_(EventType.SESSION_EXPIRING), after=mark)
+        expiring = await rec.wait(is_(EventType.SESSION_EXPIRING), since=mark)
         pcm = speech("during the switch")
         await provider.send_audio(pcm)  # sent on the old connection or buffered and carried over
         change = await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored",
-                                after=mark)
+                                since=mark)
         await provider.send_text("what colour")
-        await rec.wait(is_(EventType.RESPONSE_DONE), after=len(rec.events))
+        await rec.wait(is_(EventType.RESPONSE_DONE), since=len(rec.events))
         accounting = provider.audio_accounting
     assert isinstance(expiring.data, SessionExpiring) and expiring.data.time_left_ms == 5000
     assert change.data.restored_by is RestoreMethod.RESUMPTION and change.data.replayed_items == 0
@@ -137,9 +137,9 @@ async def test_close_1011_resumes_with_the_latest_handle(server: FakeGeminiLiveS
         mark = len(rec.events)
         server.inject(Fault(kind=FaultKind.CLOSE, close_code=1011))
         change = await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored",
-                                after=mark)
+                                since=mark)
         await provider.send_text("second")
-        await rec.wait(is_(EventType.RESPONSE_DONE), after=len(rec.events))
+        await rec.wait(is_(EventType.RESPONSE_DONE), since=len(rec.events))
     assert change.data.restored_by is RestoreMethod.RESUMPTION
     assert list(server.sessions[1].history)[:2] == [("user", "first"), ("model", "You said first")]
 
@@ -154,9 +154,9 @@ async def test_refused_handle_falls_back_to_replay(server: FakeGeminiLiveServer)
         server.refuse_handles(1)
         server.inject(Fault(kind=FaultKind.CLOSE, close_code=1011))
         change = await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored",
-                                after=mark)
+                                since=mark)
         await provider.send_text("who am I")
-        await rec.wait(is_(EventType.RESPONSE_DONE), after=len(rec.events))
+        await rec.wait(is_(EventType.RESPONSE_DONE), since=len(rec.events))
     assert change.data.restored_by is RestoreMethod.REPLAY and change.data.replayed_items == 2
     fresh = server.sessions[-1]
     assert fresh.setup is not None and fresh.setup["historyConfig"] == {"initialHistoryInClientContent": True}
@@ -214,7 +214,7 @@ async def test_update_session_sends_context_update_and_carries_over(server: Fake
         assert server.session.instructions == "new rules"
         mark = len(rec.events)
         server.inject(Fault(kind=FaultKind.CLOSE, close_code=1011))
-        await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored", after=mark)
+        await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored", since=mark)
     assert server.sessions[-1].setup["systemInstruction"] == {"parts": [{"text": "new rules"}]}
 
 

@@ -7,41 +7,23 @@ import itertools
 import math
 import struct
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 from voiceengine.providers import ConnectionState, EventType, ProviderEvent
 from voiceengine.providers.openai import OpenAIConfig, OpenAIProvider
 from voiceengine.testing import FakeRealtimeServer, FakeServerConfig
 
+from tests.event_recorder import EventRecorder
+
 KEY = "sk-test-shell-0123456789"
 WAIT_S = 10.0
 
 
-class Recorder:
+class Recorder(EventRecorder):
     """Every event a provider emits (subscribed with on_event: nothing missed)."""
 
     def __init__(self, provider: OpenAIProvider) -> None:
-        self.events: list[ProviderEvent] = []
-        self._changed = asyncio.Event()
-        provider.on_event("*", self._on_event)
-
-    def _on_event(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    async def wait(self, predicate: Callable[[ProviderEvent], bool], *, since: int = 0,
-                   timeout: float = WAIT_S) -> ProviderEvent:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[since:]:
-                    if predicate(event):
-                        return event
-                since = len(self.events)
-                self._changed.clear()
-                await self._changed.wait()
+        super().__init__(provider, wait_timeout=WAIT_S)
 
     async def wait_type(self, type_: EventType, *, since: int = 0, timeout: float = WAIT_S) -> ProviderEvent:
         return await self.wait(lambda e: e.type is type_, since=since, timeout=timeout)

@@ -6,11 +6,11 @@ function handler, silent injection, restore with the conversation carried."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
+from live_helpers import live_provider
 from voiceengine import InjectionMode, OpenAILiveConfig, OpenAILiveProvider, VoiceEngine, VoiceEngineConfig
 from voiceengine.providers.types import EventType, ProviderEvent
 from voiceengine.testing import FakeOpenAILiveConfig, FakeOpenAILiveServer, Fault, FaultKind
@@ -51,8 +51,7 @@ class Session:
 
 @asynccontextmanager
 async def engine_on(server: FakeOpenAILiveServer, **cfg: Any) -> AsyncIterator[Session]:
-    provider = OpenAILiveProvider(OpenAILiveConfig(api_key="sk-test", url=server.url, **cfg))
-    provider.reconnect_delays = lambda config: itertools.repeat(0.0)
+    provider = live_provider(server, **cfg)
     engine = VoiceEngine(provider, VoiceEngineConfig(output_sample_rate=24000, playback_speed=None))
     session = Session(engine)
     await engine.connect()

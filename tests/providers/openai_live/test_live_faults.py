@@ -4,19 +4,18 @@ ledger balances, a spoken turn after the fault is answered, nothing leaks."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import math
 from typing import Any
 
 import pytest
 
+from live_helpers import Run, live_provider
+
 from voiceengine import OpenAILiveConfig, OpenAILiveProvider
-from voiceengine.providers.types import ConnectionState, EventType, ProviderEvent
+from voiceengine.providers.types import ConnectionState, EventType
 from voiceengine.testing import FakeOpenAILiveConfig, FakeOpenAILiveServer, Fault, FaultKind, Trigger
 from voiceengine.testing.audio import synthesize
 
-CHUNK = 4800
 RECONNECTING = {"close 1006": Fault(kind=FaultKind.CLOSE, close_code=1006),
                 "close 1011": Fault(kind=FaultKind.CLOSE, close_code=1011),
                 "close 1001": Fault(kind=FaultKind.CLOSE, close_code=1001),
@@ -28,32 +27,7 @@ SURVIVED = {"malformed json": Fault(kind=FaultKind.MALFORMED_JSON),
             "server error": Fault(kind=FaultKind.ERROR_EVENT, error_code="server_error")}
 
 
-class Driver:
-    def __init__(self, provider: OpenAILiveProvider) -> None:
-        self.provider = provider
-        self.events: list[ProviderEvent] = []
-        provider.on_event(None, self.events.append)
-
-    async def stream(self, pcm: bytes) -> None:
-        for i in range(0, len(pcm), CHUNK):
-            await self.provider.send_audio(pcm[i:i + CHUNK])
-            await asyncio.sleep(0.01)
-
-    async def until(self, predicate: Any, timeout: float = 10.0) -> ProviderEvent:
-        seen = 0
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                if self.provider.state is ConnectionState.CONNECTED:
-                    await self.stream(bytes(CHUNK))
-                else:
-                    await asyncio.sleep(0.01)
-
-
-def _replied_after(mark: int, driver: Driver) -> Any:
+def _replied_after(mark: int, driver: Run) -> Any:
     return lambda e: e.type is EventType.RESPONSE_DONE and e.data.status == "completed" \
         and driver.events.index(e) >= mark
 
@@ -68,9 +42,8 @@ async def test_fault_battery(name: str, phase: str) -> None:
     long_reply = " ".join(["word"] * 12)
     fake = FakeOpenAILiveConfig(speed=40.0, replies=[long_reply, "Again."], faults=(fault,) if phase != "idle" else ())
     async with FakeOpenAILiveServer(fake) as server:
-        provider = OpenAILiveProvider(OpenAILiveConfig(api_key="sk-test", url=server.url))
-        provider.reconnect_delays = lambda config: itertools.repeat(0.0)
-        d = Driver(provider)
+        provider = live_provider(server)
+        d = Run(provider)
         await provider.connect()
         try:
             if phase == "idle":
@@ -78,13 +51,13 @@ async def test_fault_battery(name: str, phase: str) -> None:
             else:
                 await d.stream(synthesize("first question").pcm + bytes(48 * 700))
             if name in RECONNECTING:
-                restored = await d.until(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored")
+                restored = await d.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored")
                 assert restored.data.restored_by is not None
             else:
-                await d.until(lambda e: e.type in (EventType.ERROR, EventType.UNKNOWN))
+                await d.wait(lambda e: e.type in (EventType.ERROR, EventType.UNKNOWN))
             mark = len(d.events)
             await d.stream(synthesize("are you there").pcm + bytes(48 * 700))
-            await d.until(_replied_after(mark, d))
+            await d.wait(_replied_after(mark, d))
             assert provider.state is ConnectionState.CONNECTED
             assert provider.audio_accounting.balanced
         finally:
@@ -103,11 +76,11 @@ async def test_fatal_error_ends_the_provider_without_reconnecting() -> None:
     fatal = Fault(kind=FaultKind.ERROR_EVENT, error_code="invalid_api_key", error_type="invalid_request_error")
     async with FakeOpenAILiveServer(FakeOpenAILiveConfig(speed=math.inf)) as server:
         provider = OpenAILiveProvider(OpenAILiveConfig(api_key="sk-test", url=server.url))
-        d = Driver(provider)
+        d = Run(provider)
         await provider.connect()
         try:
             server.inject(fatal)
-            failed = await d.until(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "failed")
+            failed = await d.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "failed")
         finally:
             await provider.disconnect()
     assert "invalid_api_key" in failed.data.reason

@@ -4,16 +4,15 @@ after a dropped connection, handshake refusals, the verbs Live does not have."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 import math
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 import pytest
 
 from live_schema import check_client_event
+from live_helpers import STREAM_SPEEDUP, Run, live_provider
 from voiceengine import OpenAILiveConfig, OpenAILiveProvider
 from voiceengine.exceptions import ConnectionFailed, InvalidState
 from voiceengine.providers import create
@@ -22,51 +21,9 @@ from voiceengine.testing import FakeOpenAILiveConfig, FakeOpenAILiveServer, Faul
 from voiceengine.testing.audio import synthesize
 
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather.", "parameters": {"type": "object"}}
-CHUNK = 4800                     # 100 ms at 24 kHz
-STREAM_SPEEDUP = 10.0            # audio is pushed at 10x real time; paced fakes run faster than that
-
-
-class Run:
-    """A provider, the events it emitted, and helpers to stream audio and wait."""
-
-    def __init__(self, provider: OpenAILiveProvider) -> None:
-        self.provider = provider
-        self.events: list[ProviderEvent] = []
-        self._changed = asyncio.Event()
-        provider.on_event(None, self._take)
-
-    def _take(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def stream(self, pcm: bytes) -> None:
-        for i in range(0, len(pcm), CHUNK):
-            await self.provider.send_audio(pcm[i:i + CHUNK])
-            await asyncio.sleep(0.1 / STREAM_SPEEDUP)
-
-    async def wait(self, predicate: Callable[[ProviderEvent], bool], *, feed_silence: bool = True,
-                   timeout: float = 10.0) -> ProviderEvent:
-        seen = 0
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                if feed_silence and self.provider.state is ConnectionState.CONNECTED:
-                    await self.stream(bytes(CHUNK))
-                else:
-                    self._changed.clear()
-                    await self._changed.wait()
-
-    def of(self, kind: EventType) -> list[ProviderEvent]:
-        return [e for e in self.events if e.type is kind]
-
-
 @asynccontextmanager
 async def running(server: FakeOpenAILiveServer, **cfg: Any) -> AsyncIterator[Run]:
-    provider = OpenAILiveProvider(OpenAILiveConfig(api_key="sk-test-live", url=server.url, **cfg))
-    provider.reconnect_delays = lambda config: itertools.repeat(0.0)
+    provider = live_provider(server, api_key="sk-test-live", **cfg)
     run = Run(provider)
     await provider.connect()
     try:
