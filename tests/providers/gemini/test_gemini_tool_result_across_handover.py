@@ -29,7 +29,7 @@ async def test_a_result_for_a_call_made_before_the_handover_is_answered() -> Non
             # result waits for the new connection and goes out on it
             after = len(rec.events)
             await provider.send_function_result(call.data.call_id, {"ok": True})
-            done = await rec.wait(is_(EventType.RESPONSE_DONE), after=after, timeout=10)
+            done = await rec.wait(is_(EventType.RESPONSE_DONE), since=after, timeout=10)
             assert done.data.status == "completed"
             resumed = server.sessions[-1]
             assert not any("toolResponse" in frame for frame in resumed.received)
