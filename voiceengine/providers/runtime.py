@@ -1021,8 +1021,8 @@ class ProviderRuntime(BaseProvider, Generic[S]):
             return
         if self._recycler is not None:  # never two (the old one would be unowned)
             self._recycler.cancel()
-        self._recycler = asyncio.create_task(self._recycle_when_due(self._transport, self._ready_at),
-                                             name=f"voiceengine-{self.name}-recycler")
+        recycle = self._recycle_when_due(self._transport, self._ready_at, settings.session_limit_s)
+        self._recycler = asyncio.create_task(recycle, name=f"voiceengine-{self.name}-recycler")
 
     async def _stop_recycler(self) -> None:
         """Cancel and await the recycler, if any (teardown: no task may outlive it)."""
@@ -1039,11 +1039,10 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         limit = self.settings.session_limit_s
         return f"session recycle before the {limit:g} s limit" if limit is not None else "session recycle"
 
-    async def _recycle_when_due(self, transport: Transport, ready_at: float) -> None:
+    async def _recycle_when_due(self, transport: Transport, ready_at: float, limit_s: float) -> None:
         """Planned reconnect ``recycle_margin_s`` before the session limit, when idle."""
         settings = self.settings
-        assert settings.session_limit_s is not None  # checked by _start_recycler
-        due = ready_at + settings.session_limit_s - settings.recycle_margin_s
+        due = ready_at + limit_s - settings.recycle_margin_s
         await self.clock.sleep(max(0.0, due - self.clock.monotonic()))
         while not self._idle():  # never cut a reply or the user's utterance
             self._activity.clear()

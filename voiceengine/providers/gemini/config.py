@@ -30,7 +30,7 @@ _HOST = "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguage
 DEFAULT_URL = f"{_HOST}.v1beta.GenerativeService.BidiGenerateContent"
 EPHEMERAL_URL = f"{_HOST}.v1alpha.GenerativeService.BidiGenerateContentConstrained"
 DEFAULT_MODEL = "gemini-live-2.5-flash-preview"
-EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"
+EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"  # nosec B105: the name prefix of a token, not a secret
 #: Gemini Live takes PCM16 mono 16 kHz and answers with PCM16 mono 24 kHz
 INPUT_SAMPLE_RATE = 16000
 OUTPUT_SAMPLE_RATE = 24000

@@ -389,7 +389,6 @@ class LiveSession:
                                 raw={"type": "info", "code": record.code, "message": record.message})]
         if isinstance(record, Unknown):
             return [self._event(EventType.UNKNOWN, record.type, raw=record.raw)]
-        assert isinstance(record, Malformed)
         info = ErrorInfo(message=f"malformed server event ({record.type or 'no type'}): {record.reason}",
                          code="malformed_event", type="protocol_error", remote=True)
         return [self._event(EventType.ERROR, info, error=info)]
@@ -474,8 +473,7 @@ class LiveSession:
             if quiet:
                 self.dropped_idle_frames += 1  # the service's near-silent idle track
                 return []
-        elif quiet:
-            assert pcm is not None
+        elif quiet and pcm is not None:
             # a pause inside the reply, or the idle track after its end: held until louder
             # output says the reply goes on; dropped when the reply ends
             reply.held.append(pcm)

@@ -343,8 +343,14 @@ class FakeLiveSession:
             return ()
         return tuple(t for t in delegation["responses"].get("tools") or () if t.get("type") == "function")
 
+    def _started(self) -> tuple[dict[str, Any], EnergyVad]:
+        """The session and its VAD, which exist once ``session.start`` was accepted."""
+        if self.session is None or self._vad is None:
+            raise LiveClientError("session_not_started", "Send session.start first and wait for session.started.")
+        return self.session, self._vad
+
     def _on_session_update(self, ev: dict[str, Any], eid: str | None) -> None:
-        assert self.session is not None
+        session, _ = self._started()
         update = ev.get("session")
         if not isinstance(update, dict):
             raise LiveClientError("missing_required_parameter", "Missing required parameter: 'session'.", "session")
@@ -354,7 +360,7 @@ class FakeLiveSession:
                                   "session.update changes only delegation and triggers.", f"session.{immutable[0]}")
         if "delegation" in update:
             change = update["delegation"]
-            current = self.session.get("delegation")
+            current = session.get("delegation")
             if not isinstance(change, dict) or current is None or change.get("type") != current.get("type"):
                 raise LiveClientError("invalid_value", "The delegation type cannot change.", "session.delegation.type")
             merged = dict(current)
@@ -363,8 +369,8 @@ class FakeLiveSession:
                     merged[key] = {**merged[key], **value}
                 else:
                     merged[key] = value
-            self.session["delegation"] = self._checked_delegation(merged, "session.delegation")
-        self.emit("session.updated", client_event_id=eid, session=json.loads(json.dumps(self.session)))
+            session["delegation"] = self._checked_delegation(merged, "session.delegation")
+        self.emit("session.updated", client_event_id=eid, session=json.loads(json.dumps(session)))
 
     # ---------------------------------------------------------------- audio and turns
     def _on_append(self, ev: dict[str, Any], eid: str | None) -> None:
@@ -377,14 +383,14 @@ class FakeLiveSession:
             raise LiveClientError("invalid_value", "'audio' is not valid base64.", "audio") from None
         if len(pcm) % 2:
             raise LiveClientError("invalid_value", "'audio' must hold whole PCM16 samples.", "audio")
-        assert self._vad is not None
+        _, vad = self._started()
         self.input_audio_bytes += len(pcm)
-        for vad_event in self._vad.process(bytes(len(pcm)) if self.muted else pcm):
+        for vad_event in vad.process(bytes(len(pcm)) if self.muted else pcm):
             if vad_event.kind is VadEventKind.SPEECH_STARTED:
                 self._on_speech_started(vad_event.ms)
             else:
                 self._on_speech_stopped(vad_event.ms)
-        if self._vad.speaking:
+        if vad.speaking:
             self._transcribe_while_speaking()
         self._idle_output(len(pcm) * 1000 // (2 * self.rate))
 
