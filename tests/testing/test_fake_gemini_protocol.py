@@ -56,7 +56,8 @@ async def test_snake_case_keys_at_every_level(server: FakeGeminiLiveServer) -> N
     await ws.close()
     assert transcript(frames) == "You said snake"
     assert server.session.instructions == "be brief"
-    assert content_of(spoken, "inputTranscription") == [{"text": f"user turn 2 lasting {len(pcm) // 32} milliseconds"}]
+    assert content_of(spoken, "inputTranscription") == [
+        {"text": f"user turn 2 lasting {len(pcm) // 32} milliseconds", "finished": True}]
     # what the server recorded is in the camelCase spelling, whatever the client wrote
     assert server.session.received[1] == {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "snake"}]}],
                                                             "turnComplete": True}}
@@ -91,7 +92,7 @@ async def test_manual_activity_turn_and_activity_refused_under_vad(server: FakeG
     await ws.send(json.dumps({"realtimeInput": {"activityEnd": {}}}))
     frames = await read_until(ws, turn_complete)
     await ws.close()
-    assert content_of(frames, "inputTranscription") == [{"text": "user turn 1 lasting 100 milliseconds"}]
+    assert content_of(frames, "inputTranscription") == [{"text": "user turn 1 lasting 100 milliseconds", "finished": True}]
     auto = await open_session(server)
     await auto.send(json.dumps({"realtimeInput": {"activityStart": {}}}))
     code, reason = await closed_with(auto)

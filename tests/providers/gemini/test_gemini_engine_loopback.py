@@ -77,3 +77,29 @@ def test_registry_builds_gemini() -> None:
     import voiceengine
 
     assert voiceengine.GeminiProvider is type(provider) and voiceengine.GeminiConfig is GeminiConfig
+
+
+async def test_first_audio_latency_is_measured_for_a_spoken_gemini_turn() -> None:
+    """The engine's clock starts at the end of the user's turn as the service reports it
+    (INPUT_COMMITTED from ``inputTranscription.finished``): the turn's first-audio latencies
+    are figures, not "-" (the demo's latency table)."""
+    async with FakeGeminiLiveServer(speed=float("inf"), responses=["Here is the answer."]) as server:
+        provider = make_provider(server)
+        cfg = VoiceEngineConfig(playback_speed=50.0, playback_tick_ms=5, prebuffer_ms=40, end_silence_ms=800)
+        metrics: asyncio.Queue[ProviderEvent] = asyncio.Queue()
+        seen: list[EventType] = []
+
+        def on_event(event: ProviderEvent) -> None:
+            seen.append(event.type)
+            if event.type is EventType.METRICS:
+                metrics.put_nowait(event)
+
+        async with VoiceEngine(provider, cfg) as engine:
+            engine.events.subscribe(on_event)
+            await engine.send_audio(voiced(48000, 700) + bytes(48000 * 2 * 900 // 1000), sample_rate=48000)
+            turn = (await asyncio.wait_for(metrics.get(), 10)).data
+    assert turn.status == "completed"
+    assert turn.first_audio_received_ms is not None and turn.first_audio_played_ms is not None
+    assert 0 <= turn.first_audio_received_ms <= turn.first_audio_played_ms
+    # the user's turn ended before the reply began
+    assert seen.index(EventType.INPUT_COMMITTED) < seen.index(EventType.RESPONSE_STARTED)

@@ -100,17 +100,19 @@ def test_spoken_turn_events_audio_and_record() -> None:
     assert not loop.client.idle and loop.client.lost_responses() == [None]
     events = loop.pump()
     order = [t for t in types_of(events) if t not in (EventType.AUDIO_DELTA, EventType.TRANSCRIPT_DELTA)]
-    assert order == [EventType.INPUT_TRANSCRIPT_DELTA, EventType.INPUT_TRANSCRIPT, EventType.RESPONSE_STARTED,
+    # the fake transcribes the turn whole, marked finished: the user's turn ends before the reply
+    assert order == [EventType.INPUT_TRANSCRIPT_DELTA, EventType.SPEECH_STOPPED, EventType.INPUT_COMMITTED,
+                     EventType.INPUT_TRANSCRIPT, EventType.RESPONSE_STARTED,
                      EventType.ITEM_ADDED, EventType.AUDIO_DONE, EventType.GENERATION_DONE, EventType.USAGE,
                      EventType.TRANSCRIPT_DONE, EventType.ITEM_DONE, EventType.RESPONSE_DONE]
     heard = f"user turn 1 lasting {len(pcm) // 32} milliseconds"
     reply = f"You said {heard}"
     audio = b"".join(e.data for e in events if e.type is EventType.AUDIO_DELTA)
     assert audio == synthesize(reply, 24000).pcm
-    rid = events[2].response_id
-    assert rid and all(e.response_id == rid for e in events[2:] if e.type is not EventType.USAGE or e.response_id)
+    rid = events[4].response_id
+    assert rid and all(e.response_id == rid for e in events[4:] if e.type is not EventType.USAGE or e.response_id)
     done = events[-1].data
-    assert isinstance(done, ResponseInfo) and done.status == "completed" and done.output_item_ids == (events[3].item_id,)
+    assert isinstance(done, ResponseInfo) and done.status == "completed" and done.output_item_ids == (events[5].item_id,)
     assert next(e for e in events if e.type is EventType.TRANSCRIPT_DONE).data == reply
     assert isinstance(next(e for e in events if e.type is EventType.GENERATION_DONE).data, GenerationDone)
     assert loop.client.idle and loop.client.lost_responses() == []
@@ -294,6 +296,44 @@ def test_manual_turns_and_request_reply() -> None:
     with pytest.raises(AudioFormatError):
         auto.encode_audio(b"\x00\x01\x02")
     assert auto.encode_audio(b"") is None
+
+
+def test_the_end_of_the_user_turn_is_reported_once_by_whichever_signal_comes_first() -> None:
+    """SPEECH_STOPPED + INPUT_COMMITTED (what starts the engine's latency clock, and tells
+    the runtime the user stopped speaking) at ACTIVITY_END, at inputTranscription.finished,
+    or before the reply when the service reported only the start; once per turn."""
+    session = GeminiSession(GeminiConfig(api_key="k"))
+    ended = [EventType.SPEECH_STOPPED, EventType.INPUT_COMMITTED]
+    start = '{"voiceActivity": {"voiceActivityType": "ACTIVITY_START"}}'
+    end = '{"voiceActivity": {"voiceActivityType": "ACTIVITY_END"}}'
+    finished = '{"serverContent": {"inputTranscription": {"text": " there", "finished": true}}}'
+    audio = '{"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm", "data": "AAAA"}}]}}}'
+    done = '{"serverContent": {"generationComplete": true, "turnComplete": true}}'
+    # 1. ACTIVITY_END, then the transcription's end: reported at the first only
+    assert types_of(session.receive(start)) == [EventType.SPEECH_STARTED]
+    assert types_of(session.receive('{"serverContent": {"inputTranscription": {"text": "hi"}}}')) == [
+        EventType.INPUT_TRANSCRIPT_DELTA]
+    assert types_of(session.receive(end)) == ended
+    events = session.receive(finished)
+    assert types_of(events) == [EventType.INPUT_TRANSCRIPT_DELTA, EventType.INPUT_TRANSCRIPT]
+    assert events[-1].data == "hi there"
+    assert EventType.SPEECH_STOPPED not in types_of(session.receive(audio) + session.receive(done))
+    # 2. only the transcription says the turn is over (snake_case, as proto JSON allows)
+    events = session.receive('{"server_content": {"input_transcription": {"text": "next", "finished": true}}}')
+    assert types_of(events) == [EventType.INPUT_TRANSCRIPT_DELTA, *ended, EventType.INPUT_TRANSCRIPT]
+    session.receive(audio)
+    session.receive(done)
+    # 3. the start without an end: the turn ends just before the reply starts
+    session.receive(start)
+    assert types_of(session.receive(audio))[:3] == [*ended, EventType.RESPONSE_STARTED]
+    session.receive(done)
+    # 4. no signal at all: nothing is made up
+    assert not set(ended) & set(types_of(session.receive(audio) + session.receive(done)))
+    # a turn answered by a tool call: the next turn is reported again
+    assert types_of(session.receive(end)) == ended
+    session.receive('{"toolCall": {"functionCalls": [{"id": "c1", "name": "f"}]}}')
+    assert types_of(session.receive(end)) == ended
+    assert session.receive(end) == []  # the same turn again: reported once
 
 
 def test_speech_signals_unknown_and_malformed_frames() -> None:

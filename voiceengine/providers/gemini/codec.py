@@ -74,6 +74,8 @@ class ServerContent:
     text: tuple[str, ...] = ()
     output_transcription: str | None = None
     input_transcription: str | None = None
+    #: ``inputTranscription.finished``: the service says the user's turn is transcribed whole
+    input_transcription_finished: bool = False
     interrupted: bool = False
     generation_complete: bool = False
     turn_complete: bool = False
@@ -253,6 +255,7 @@ def _server_content(body: Any) -> ServerContent:
         audio=tuple(audio), text=tuple(text),
         output_transcription=_transcription(body, "outputTranscription"),
         input_transcription=_transcription(body, "inputTranscription"),
+        input_transcription_finished=_transcription_finished(body, "inputTranscription"),
         interrupted=_flag(body, "interrupted"),
         generation_complete=_flag(body, "generationComplete"),
         turn_complete=_flag(body, "turnComplete"),
@@ -266,6 +269,11 @@ def _transcription(body: Mapping[str, Any], key: str) -> str | None:
     if value is None:
         return None
     return _opt_str(_obj(value, key), "text")
+
+
+def _transcription_finished(body: Mapping[str, Any], key: str) -> bool:
+    value = body.get(key)
+    return value is not None and _flag(_obj(value, key), "finished")
 
 
 def _tool_call(body: Any) -> ToolCall:

@@ -16,6 +16,12 @@ first model output of a generation     INPUT_TRANSCRIPT (the user's turn, stitch
 ``modelTurn`` audio / text             AUDIO_DELTA (PCM16 24 kHz) / TEXT_DELTA
 ``outputTranscription``                TRANSCRIPT_DELTA (fragments as sent)
 ``inputTranscription``                 INPUT_TRANSCRIPT_DELTA
+the end of the user's turn             SPEECH_STOPPED, INPUT_COMMITTED (once per turn): at
+                                       ``voiceActivity`` ACTIVITY_END (or the VAD signal's
+                                       EOS), at ``inputTranscription.finished`` (then also
+                                       INPUT_TRANSCRIPT, whole), or, when the service said
+                                       the user started and never said the end, just
+                                       before the reply starts
 ``generationComplete``                 AUDIO_DONE, GENERATION_DONE
 ``turnComplete``                       TRANSCRIPT_DONE / TEXT_DONE (whole), ITEM_DONE,
                                        RESPONSE_DONE ``completed``
@@ -26,7 +32,7 @@ first model output of a generation     INPUT_TRANSCRIPT (the user's turn, stitch
 ``usageMetadata`` (running totals)     USAGE (the increment since the last report)
 ``goAway``                             SESSION_EXPIRING; :attr:`expiring` is set
 ``sessionResumptionUpdate``            the newest resumable handle (:attr:`resumption_handle`)
-``voiceActivity`` / VAD signals        SPEECH_STARTED / SPEECH_STOPPED
+``voiceActivity`` / VAD signals        SPEECH_STARTED / the end of the user's turn
 unknown field / malformed frame        UNKNOWN / ERROR (``remote=True``): never raises
 ====================================  ==================================================
 
@@ -155,6 +161,9 @@ class GeminiSession:
         self._reply: _Reply | None = None
         self._awaiting_reply = False  # a user turn ended and no output answered it yet
         self._input_transcript: list[str] = []
+        # the user's turn as the service reported it: None (no turn reported), "speaking"
+        # (it said the user started) or "ended" (its end reported; the reply is next)
+        self._user_turn: str | None = None
         self._calls: BoundedDict[str, str] = BoundedDict(_MAX_CALLS)
         self._replayed_calls: BoundedDict[str, str] = BoundedDict(_MAX_CALLS)
         self._seen_calls: BoundedSet[str] = BoundedSet(_MAX_CALLS)
@@ -487,8 +496,11 @@ class GeminiSession:
                     while self._unconsumed and self._unconsumed[0][0] <= consumed:
                         self._unconsumed_bytes -= len(self._unconsumed.popleft()[2])
         elif isinstance(message, VoiceActivity):
-            kind = EventType.SPEECH_STARTED if message.started else EventType.SPEECH_STOPPED
-            events.append(self._ev(kind, {}))
+            if message.started:
+                self._user_turn = "speaking"
+                events.append(self._ev(EventType.SPEECH_STARTED, {}))
+            else:
+                self._end_user_turn(events)
         elif isinstance(message, Unknown):
             events.append(self._ev(EventType.UNKNOWN, {"field": message.name}, raw=message.raw))
         elif isinstance(message, Malformed):
@@ -501,6 +513,9 @@ class GeminiSession:
         if content.input_transcription:
             self._input_transcript.append(content.input_transcription)
             events.append(self._ev(EventType.INPUT_TRANSCRIPT_DELTA, content.input_transcription))
+        if content.input_transcription_finished:
+            self._end_user_turn(events)
+            self._flush_input_transcript(events)
         if content.has_output:
             reply = self._reply or self._open_reply(events)
             for pcm in content.audio:
@@ -541,11 +556,25 @@ class GeminiSession:
             self._handle_behind = self._handle is not None  # the newest handle lacks this turn
         if content.turn_complete:
             self._awaiting_reply = False
+            self._user_turn = None
             if self._reply is not None:
                 self._close_reply(self._reply, events, status="completed", reason=content.turn_complete_reason)
             self._flush_input_transcript(events)
 
+    def _end_user_turn(self, events: list[ProviderEvent]) -> None:
+        """The service ended the user's turn: SPEECH_STOPPED then INPUT_COMMITTED (it takes
+        the turn by itself), once per turn. The engine's latency clock starts here, and the
+        runtime knows the user is no longer speaking."""
+        if self._user_turn == "ended":
+            return
+        self._user_turn = "ended"
+        events.append(self._ev(EventType.SPEECH_STOPPED, {}))
+        events.append(self._ev(EventType.INPUT_COMMITTED, {"previous_item_id": None}))
+
     def _open_reply(self, events: list[ProviderEvent]) -> _Reply:
+        if self._user_turn == "speaking":  # the start was reported, the end was not: it is over now
+            self._end_user_turn(events)
+        self._user_turn = None
         self._flush_input_transcript(events)
         reply = _Reply(self._next_id("resp"), self._next_id("item"))
         self._reply = reply
@@ -586,6 +615,7 @@ class GeminiSession:
 
     def _on_tool_call(self, message: ToolCall, events: list[ProviderEvent]) -> None:
         self._awaiting_reply = False
+        self._user_turn = None  # the call answers the turn
         self._handle_behind = self._handle is not None  # the newest handle lacks this call
         reply = self._reply
         for call in message.calls:

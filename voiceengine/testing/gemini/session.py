@@ -409,7 +409,8 @@ class FakeGeminiSession:
         self._turn_bytes = 0
         transcript = self._transcript(self._turns, audio_ms)
         if self._input_transcription:
-            self.emit({"serverContent": {"inputTranscription": {"text": transcript}}})
+            # the whole turn at once, so also its end (Transcription.finished)
+            self.emit({"serverContent": {"inputTranscription": {"text": transcript, "finished": True}}})
         self._prompt_audio_tokens += audio_ms * _TOKENS_PER_AUDIO_S // 1000
         self._user_turn(transcript, prompt_tokens=0, spoken=True)
 
