@@ -52,6 +52,9 @@ def test_demo_runs_on_each_provider_fake_server(provider: str, tmp_path: Path,
     table = stdout[stdout.index("first audio rx"):]
     assert "truncated at" not in stdout
     assert "interrupted" in table and "completed" in table
+    # the latency clock starts on each service's end of the user's turn: figures, not "-"
+    rows = [line for line in table.splitlines()[1:] if line[5:].lstrip().startswith("completed")]
+    assert rows and all(row[19:33].strip().endswith("ms") and row[35:53].strip().endswith("ms") for row in rows), table
     with wave.open(str(out), "rb") as r:
         assert r.getframerate() == 16000 and r.getnframes() > 16000
 
