@@ -216,8 +216,8 @@ class ContextInjector:
             self._last_user_text = event.data
         elif etype in (EventType.TRANSCRIPT_DONE, EventType.TEXT_DONE) and isinstance(event.data, str):
             self._last_assistant_text = event.data
-        elif etype is EventType.CONNECTION_STATE:
-            self._response_active = False
+        elif etype is EventType.CONNECTION_STATE and getattr(event.data, "phase", None) != "handover":
+            self._response_active = False  # the connection went (a handover's drain still delivers)
         if etype in _ACTIVITY_EVENTS:
             self._activity += 1
             self._last_activity_at = self._clock()

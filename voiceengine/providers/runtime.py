@@ -1096,6 +1096,9 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._begin_outage(planned=True, reason=announced)
         if hold_audio_bytes:
             self._backlog.resize(self.settings.backlog_bytes + hold_audio_bytes)
+        if announced is not None:
+            # the planned move starts now; the connection still delivers until it is closed
+            self._set_state(self._state, phase="handover", reason=announced, planned=True)
         return True
 
     async def _close_for_handover(self, transport: Transport, close_reason: str, *,

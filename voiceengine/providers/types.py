@@ -234,10 +234,13 @@ class RestoreMethod(str, enum.Enum):
 class ConnectionChange:
     """A connection state change.
 
-    ``phase`` is one of connecting, connected, reconnecting, restored, gave_up, closed,
-    failed; ``reason`` is free text saying why (never a secret). ``planned`` marks a
-    proactive session recycle (before the provider's session limit) as opposed to a lost
-    connection. On ``restored``: ``replayed_items`` conversation items and
+    ``phase`` is one of connecting, connected, handover, reconnecting, restored, gave_up,
+    closed, failed; ``reason`` is free text saying why (never a secret). ``planned`` marks a
+    proactive session recycle (before the provider's session limit) or a handover the
+    service asked for (Gemini's ``goAway``) as opposed to a lost connection. ``handover``
+    says a planned move to a new connection has begun (``state`` unchanged: the current
+    connection still delivers what is in flight; input is held and calls wait until
+    ``restored``). On ``restored``: ``replayed_items`` conversation items and
     ``replayed_audio_bytes`` of buffered input audio were re-sent, ``dropped_audio_bytes``
     could not be kept during the outage, and ``downtime_ms`` is how long the provider was
     not usable (on the provider's clock). ``restored_by`` says how a ``restored`` session
