@@ -771,9 +771,16 @@ class VoiceEngine:
         except Exception as exc:
             log.warning("on_function_call raised for %s", call.name)
             result = {"error": f"{type(exc).__name__}: {exc}"}
-        if result is not None:
+        if result is None:
+            return
+        if self._provider.get_capabilities().per_response_instructions:
+            # the reply is asked for through the injector: PER_RESPONSE context rides on it
             await self._provider.send_function_result(call.call_id, result, respond=False)
             await self.injector.create_response()
+        else:
+            # nothing can ride on a reply request: the result asks for the reply itself (a
+            # Gemini toolResponse the model goes on from; sent silent, it would get no reply)
+            await self._provider.send_function_result(call.call_id, result, respond=True)
 
     def _h_error(self, event: ProviderEvent) -> None:
         if event.error is not None and not event.error.benign:
