@@ -26,3 +26,23 @@ async def test_an_idle_connection_is_recycled_before_its_limit_and_resumed() -> 
     assert old.closed_code == 1000 and new.resumed
     assert ("user", "remember blue") in list(new.history)
     assert len(rec.of(EventType.RESPONSE_STARTED)) == 2
+
+
+async def test_the_connection_keeps_gemini_keepalive_defaults() -> None:
+    """Gemini's pongs have been seen to take 8-30 s (python-genai #2935): the connection pings
+    every 20 s and waits 60 s for the pong, not websockets' 20 s."""
+    from voiceengine.providers.gemini import GeminiConfig
+    from voiceengine.providers.gemini.connection import open_transport
+
+    async with FakeGeminiLiveServer() as server:
+        transport = await open_transport(GeminiConfig(api_key="k", url=server.url))
+        try:
+            assert (transport.connection.ping_interval, transport.connection.ping_timeout) == (20.0, 60.0)
+        finally:
+            await transport.close(1000, "done")
+        custom = await open_transport(GeminiConfig(api_key="k", url=server.url, ping_timeout_s=90.0,
+                                                   ping_interval_s=None))
+        try:
+            assert (custom.connection.ping_interval, custom.connection.ping_timeout) == (None, 90.0)
+        finally:
+            await custom.close(1000, "done")
