@@ -58,9 +58,9 @@ class Listener:
 
 
 async def test_interrupted_mid_reply_silences_playback_within_one_frame() -> None:
-    # the server streams 10x faster than the reply plays (4x): at the cut most of the reply
+    # the server streams 5x faster than the reply plays (4x): at the cut most of the reply
     # sits unplayed in the engine's buffer, and all of it must go at once
-    async with FakeGeminiLiveServer(speed=40.0, responses=[LONG, SHORT]) as server:
+    async with FakeGeminiLiveServer(speed=20.0, responses=[LONG, SHORT]) as server:
         provider = make_provider(server)
         cfg = VoiceEngineConfig(output_sample_rate=OUT_RATE, playback_speed=4.0, playback_tick_ms=TICK_MS,
                                 prebuffer_ms=40)
