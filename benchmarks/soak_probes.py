@@ -21,7 +21,7 @@ import psutil  # type: ignore[import-untyped]
 
 from voiceengine.clock import VirtualClock
 
-__all__ = ["LagMonitor", "RssProbe", "ClockDriver", "percentile", "trim_heap"]
+__all__ = ["LagMonitor", "RssProbe", "ClockDriver", "percentile", "trim_heap", "malloc_in_use_mb"]
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -38,6 +38,41 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 
 _MALLOC_TRIM = _load_malloc_trim()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _load_mallinfo2() -> Callable[[], _MallInfo2] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2  # glibc >= 2.33
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = []
+    fn.restype = _MallInfo2
+    return fn  # type: ignore[no-any-return]
+
+
+_MALLINFO2 = _load_mallinfo2()
+
+
+def malloc_in_use_mb() -> float | None:
+    """Bytes the C heap has handed out and not got back (glibc ``mallinfo2``), in MB; None off glibc.
+
+    ``uordblks`` (in-use chunks of the main and thread arenas) plus ``hblkhd`` (live mmap'd
+    chunks): live memory only, whatever the fragmentation or the pages the allocator keeps.
+    This covers the audio core's buffers (``PyMem_Raw*``/``malloc``) and Python objects over
+    512 bytes, which pymalloc passes to malloc.
+    """
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return (info.uordblks + info.hblkhd) / 2**20
 
 
 def trim_heap() -> bool:
@@ -119,6 +154,10 @@ class RssSample:
     rss_mb: float
     collected: bool  # gc.collect() ran right before (a checkpoint)
     trimmed_mb: float | None = None  # after malloc_trim(0), for quiescent readings
+    # live heap, for checkpoints (after gc.collect()): allocator caching and fragmentation
+    # do not move these, so they grow only with what the process still holds
+    py_blocks: int | None = None  # sys.getallocatedblocks(): live pymalloc blocks
+    malloc_mb: float | None = None  # malloc_in_use_mb()
 
 
 class RssProbe:
@@ -148,7 +187,9 @@ class RssProbe:
         rss_mb = self._proc.memory_info().rss / 2**20
         trimmed = self._proc.memory_info().rss / 2**20 if trim and trim_heap() else None
         sample = RssSample(t_s=time.perf_counter() - self._t0, done=done, live=live,
-                           rss_mb=rss_mb, collected=collect, trimmed_mb=trimmed)
+                           rss_mb=rss_mb, collected=collect, trimmed_mb=trimmed,
+                           py_blocks=sys.getallocatedblocks() if collect else None,
+                           malloc_mb=malloc_in_use_mb() if collect else None)
         self.peak_mb = rss_mb if math.isnan(self.peak_mb) else max(self.peak_mb, rss_mb)
         return sample
 

@@ -90,3 +90,49 @@ async def test_soak_server_process_failure_is_typed_and_leaves_nothing() -> None
             async with asyncio.timeout(10):
                 await server.audio_received(["sess_nobody"])
     assert server._proc is None and server._pipe is None  # reaped and closed
+
+
+def test_soak_small_reads_the_live_heap_after_every_wave(small_report) -> None:
+    r = small_report
+    assert len(r.heap_checkpoints) == len(r.rss_checkpoints)
+    assert all(blocks > 0 and mb > 0 for _, blocks, mb in r.heap_checkpoints)
+    assert math.isfinite(r.py_block_growth) and math.isfinite(r.malloc_growth_mb)
+
+
+def _quiet_sample(done: int, blocks: int, malloc_mb: float, trimmed_mb: float = 80.0):
+    from benchmarks.soak_probes import RssSample
+
+    return RssSample(t_s=float(done), done=done, live=0, rss_mb=trimmed_mb + 20, collected=True,
+                     trimmed_mb=trimmed_mb, py_blocks=blocks, malloc_mb=malloc_mb)
+
+
+@pytest.mark.parametrize("leak, problem", [
+    ("blocks", "live Python heap grew 3000 blocks"),
+    ("malloc", "live C heap grew 2.00 MB"),
+    ("none", None),
+])
+def test_soak_fails_on_live_heap_growth_not_on_an_arena_step(leak: str, problem: str | None) -> None:
+    """The leak check reads the live heap: a steady climb of live blocks or malloc'd bytes
+    fails the run; an RSS step with a flat live heap (a pymalloc arena high-water) does not."""
+    from benchmarks.soak import SoakReport, _summarize, _Tally
+    from benchmarks.soak_probes import LagMonitor, RssProbe
+
+    cfg = SoakConfig(sessions=1000, warmup_sessions=100, checkpoint_every=100)
+    samples = []
+    for wave in range(10):
+        blocks = 250_000 + (wave * 3000 // 9 if leak == "blocks" else 0)
+        malloc_mb = 9.0 + (wave * 0.2222 if leak == "malloc" else 0.0)
+        trimmed = 85.0 if wave < 5 else 90.5  # the CI run's +5.5 MB arena step
+        samples.append(_quiet_sample(100 * (wave + 1), blocks, malloc_mb, trimmed))
+    tally = _Tally()
+    tally.done = cfg.sessions
+    report = SoakReport(config={})
+    _summarize(report, cfg, tally, [(s.done, s.trimmed_mb or 0.0) for s in samples], samples,
+               RssProbe(), LagMonitor())
+    assert report.rss_growth_mb == pytest.approx(5.5)
+    assert not any(p.startswith("RSS grew") for p in report.problems)
+    heap_problems = [p for p in report.problems if p.startswith("live")]
+    if problem is None:
+        assert heap_problems == [] and report.py_block_growth == 0 and report.malloc_growth_mb == 0
+    else:
+        assert len(heap_problems) == 1 and heap_problems[0].startswith(problem), report.problems
