@@ -54,8 +54,10 @@ async def _serve(pipe: Connection, reply_ms: int) -> None:
     config = FakeServerConfig(
         speed=1.0, chunk_ms=20,  # replies paced in real time, 20 ms per audio delta: the same framing both ways
         responses=[reply_text(reply_ms)],
+        # max_recorded_sessions above any session count run here: a live session dropped from
+        # the records would stop adding to input_audio_bytes, the figure that checks the clients
         record_audio_payloads=False, retain_item_audio=False, keep_closed_sessions=0,
-        max_recorded_events=64, max_recorded_sessions=4, max_history_items=32, close_timeout_s=1.0,
+        max_recorded_events=64, max_recorded_sessions=1000, max_history_items=32, close_timeout_s=1.0,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
