@@ -8,8 +8,8 @@ measurement and the accounting are shared, so the clients differ only in their o
 
 Measurement (per level of live sessions): after the sessions are up and ``warmup`` seconds
 have passed, a window of ``seconds``: process CPU (``getrusage``, user + system, every
-thread), wall time, audio sent and received, replies, event-loop lag (a 50 ms ticker), RSS
-(sampled every 0.5 s, from ``/proc/self/statm``). Imports, the session ramp and the
+thread), wall time, audio sent and received, replies, event-loop lag (how late the paced
+frames wake up), RSS (sampled every 0.5 s, from ``/proc/self/statm``). Imports, the session ramp and the
 warm-up are outside the window. This module imports nothing of voiceengine at module
 level, so the ``agents`` client can run under another interpreter (a venv with
 openai-agents, whose websockets pin differs from ours).
@@ -33,7 +33,6 @@ RATE = 24000
 FRAME_MS = 20
 FRAME_BYTES = RATE * 2 * FRAME_MS // 1000  # 960: PCM16 mono 24 kHz
 API_KEY = "sk-bench-not-a-key"  # the fake server takes any bearer token
-_LAG_TICK_S = 0.05
 _RSS_SAMPLE_S = 0.5
 _CONNECT_CONCURRENCY = 10
 
@@ -190,7 +189,7 @@ class AgentsClient(Client):
                 elif kind in ("error", "exception"):
                     client.errors.append(str(getattr(event, "error", None) or getattr(event, "exception", None)))
 
-        self.model.add_listener(Listener())  # type: ignore[arg-type]
+        self.model.add_listener(Listener())
         await self.model.connect({"api_key": API_KEY, "url": self.url, "initial_model_settings": {
             "tracing": None, "turn_detection": {"type": "server_vad"},
             "input_audio_format": "pcm16", "output_audio_format": "pcm16"}})
@@ -212,6 +211,7 @@ class Conversation:
 
     def __init__(self, client: Client, index: int, *, speech_ms: int, cycle_ms: int) -> None:
         self.client = client
+        self.index = index
         self.speech_frames = speech_ms // FRAME_MS
         self.cycle_frames = cycle_ms // FRAME_MS
         # sessions spread over the cycle (golden-ratio steps) so they do not all speak at once
@@ -221,13 +221,20 @@ class Conversation:
         self.late_frames = 0  # sent more than one frame period behind schedule
         self.task: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
+    async def run(self, recorder: Recorder) -> None:
         loop = asyncio.get_running_loop()
         period = FRAME_MS / 1000
         due = loop.time() + self.phase_s
         await asyncio.sleep(self.phase_s)
         n_voiced = len(VOICED)
+        samples_rss = self.index == 0
         while True:
+            if recorder.recording:
+                now = loop.time()
+                recorder.lag.append(max(0.0, now - due))  # how late this frame's wake-up is
+                if samples_rss and now >= recorder.next_rss:
+                    recorder.rss.append(rss_bytes())
+                    recorder.next_rss = now + _RSS_SAMPLE_S
             pos = self.frame_index % self.cycle_frames
             frame = VOICED[pos % n_voiced] if pos < self.speech_frames else SILENCE
             await self.client.send_frame(frame)
@@ -241,26 +248,23 @@ class Conversation:
                 self.late_frames += 1
 
 
-class LagMonitor:
-    """Event-loop lag: how late a 50 ms sleep wakes up, sampled while recording."""
+class Recorder:
+    """What the conversations record while a window is open. Event-loop lag is read off the
+    frames' own wake-ups (how late each paced frame woke against its schedule): no ticker
+    of its own, so the measurement adds no loop iterations to the client it measures. RSS
+    is sampled by the first conversation every 0.5 s."""
 
     def __init__(self) -> None:
-        self.samples: list[float] = []
+        self.lag: list[float] = []
         self.rss: list[int] = []
+        self.next_rss = 0.0
         self.recording = False
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_rss = 0.0
-        while True:
-            start = loop.time()
-            await asyncio.sleep(_LAG_TICK_S)
-            now = loop.time()
-            if self.recording:
-                self.samples.append(now - start - _LAG_TICK_S)
-                if now >= next_rss:
-                    self.rss.append(rss_bytes())
-                    next_rss = now + _RSS_SAMPLE_S
+    def start(self) -> None:
+        self.lag.clear()
+        self.rss.clear()
+        self.next_rss = 0.0
+        self.recording = True
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -295,8 +299,7 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
     else:
         import websockets.asyncio.client  # noqa: F401
     rss_start = rss_bytes()
-    monitor = LagMonitor()
-    monitor_task = asyncio.create_task(monitor.run())
+    recorder = Recorder()
     conversations: list[Conversation] = []
     gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
     windows: list[dict[str, Any]] = []
@@ -306,17 +309,15 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
                    for i in range(len(conversations), level)]
             await asyncio.gather(*(_open(c.client, gate) for c in new))
             for conv in new:
-                conv.task = asyncio.create_task(conv.run())
+                conv.task = asyncio.create_task(conv.run(recorder))
             conversations.extend(new)
             await asyncio.sleep(warmup_s)
             before = _totals(conversations)
-            monitor.samples.clear()
-            monitor.rss.clear()
-            monitor.recording = True
+            recorder.start()
             cpu0, wall0 = cpu_seconds(), time.perf_counter()
             await asyncio.sleep(seconds)
             cpu1, wall1 = cpu_seconds(), time.perf_counter()
-            monitor.recording = False
+            recorder.recording = False
             after = _totals(conversations)
             delta = {k: after[k] - before[k] for k in after}
             failed = [c.task for c in conversations if c.task is not None and c.task.done()]
@@ -325,10 +326,10 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
                 raise RuntimeError(f"{len(failed)} conversation(s) stopped: {exc!r}")
             windows.append({
                 "sessions": level, "cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, **delta,
-                "lag_p50_ms": _percentile(monitor.samples, 0.50) * 1e3,
-                "lag_p99_ms": _percentile(monitor.samples, 0.99) * 1e3,
-                "lag_max_ms": max(monitor.samples, default=math.nan) * 1e3,
-                "rss_mean_mb": sum(monitor.rss) / max(1, len(monitor.rss)) / 2**20,
+                "lag_p50_ms": _percentile(recorder.lag, 0.50) * 1e3,
+                "lag_p99_ms": _percentile(recorder.lag, 0.99) * 1e3,
+                "lag_max_ms": max(recorder.lag, default=math.nan) * 1e3,
+                "rss_mean_mb": sum(recorder.rss) / len(recorder.rss) / 2**20 if recorder.rss else rss_bytes() / 2**20,
                 "rss_end_mb": rss_bytes() / 2**20,
             })
     finally:
@@ -338,8 +339,6 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
         await asyncio.gather(*(c.task for c in conversations if c.task is not None), return_exceptions=True)
         totals_before_close = _totals(conversations)
         closes = await asyncio.gather(*(c.client.close() for c in conversations), return_exceptions=True)
-        monitor_task.cancel()
-        await asyncio.gather(monitor_task, return_exceptions=True)
     close_errors = [repr(e) for e in closes if isinstance(e, BaseException)]
     error_samples = sorted({e for c in conversations for e in c.client.errors})[:5]
     return {

@@ -211,7 +211,7 @@ def summarize(runs: list[dict[str, Any]], config: LoadConfig) -> dict[str, Any]:
             for c in config.clients}
         anchor = by_client.get(ANCHOR, [])
         anchor_mean = _mean([w["cpu_ms_per_audio_s"] for w in anchor])
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for client, windows in by_client.items():
             costs = [w["cpu_ms_per_audio_s"] for w in windows]
             per_rep = [w["cpu_ms_per_audio_s"] / a["cpu_ms_per_audio_s"] for w, a in zip(windows, anchor)]
