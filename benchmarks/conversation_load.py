@@ -116,14 +116,22 @@ def _process_cpu(pid: int) -> float:
 
 
 def _window_figures(window: dict[str, Any]) -> dict[str, Any]:
+    """Per-window figures. The cost is per second of conversation audio both ways (sent +
+    received): a server slowed by the machine's load sends less reply audio in a window,
+    and a client that got less would otherwise look cheaper. Sessions per core are per
+    session-second (a session streams its microphone in real time)."""
     audio_s = window["sent_bytes"] / BYTES_PER_S
-    cpu_ms_per_audio_s = window["cpu_s"] * 1e3 / audio_s if audio_s else math.inf
+    rx_audio_s = window["received_bytes"] / BYTES_PER_S
+    both_s = audio_s + rx_audio_s
+    cpu_ms = window["cpu_s"] * 1e3
+    session_s = window["sessions"] * window["wall_s"]
     return {
         "audio_s": audio_s,
-        "rx_audio_s": window["received_bytes"] / BYTES_PER_S,
-        "cpu_ms_per_audio_s": cpu_ms_per_audio_s,
-        "sessions_per_core": 1e3 / cpu_ms_per_audio_s if cpu_ms_per_audio_s else math.inf,
-        "realtime_share": audio_s / (window["sessions"] * window["wall_s"]),
+        "rx_audio_s": rx_audio_s,
+        "cpu_ms_per_audio_s": cpu_ms / both_s if both_s else math.inf,
+        "cpu_ms_per_session_s": cpu_ms / session_s,
+        "sessions_per_core": session_s * 1e3 / cpu_ms if cpu_ms else math.inf,
+        "realtime_share": audio_s / session_s,
     }
 
 
@@ -142,10 +150,10 @@ def check_run(run: dict[str, Any], config: LoadConfig) -> list[str]:
             problems.append(f"{who}: sent {window['realtime_share']:.0%} of real time at {n} sessions (fell behind)")
         if window["received_bytes"] <= 0:
             problems.append(f"{who}: received no reply audio in the window at {n} sessions")
-        elif window["rx_audio_s"] < 0.4 * expected_replies * config.reply_ms / 1e3:
+        elif window["rx_audio_s"] < 0.25 * expected_replies * config.reply_ms / 1e3:
             problems.append(f"{who}: received {window['rx_audio_s']:.1f} s of reply audio at {n} sessions, "
                             f"expected about {expected_replies * config.reply_ms / 1e3:.1f} s")
-        if expected_replies >= 2 and window["replies"] < 0.4 * expected_replies:
+        if expected_replies >= 2 and window["replies"] < 0.25 * expected_replies:
             problems.append(f"{who}: {window['replies']} replies in the window at {n} sessions, "
                             f"expected about {expected_replies:.0f}")
         if window["errors"]:
@@ -193,10 +201,24 @@ def run_benchmark(config: LoadConfig, log: Any = print) -> dict[str, Any]:
                         f"{w['cpu_ms_per_audio_s']:.3f} ms CPU/audio s, lag p99 {w['lag_p99_ms']:.1f} ms, "
                         f"RSS {w['rss_mean_mb']:.1f} MB{'  FAILED' if found else ''}")
                 step += 1
+    summary = summarize(runs, config)
     report = {"config": {k: getattr(config, k) for k in config.__slots__}, "runs": runs,
-              "summary": summarize(runs, config), "problems": problems,
+              "summary": summary, "problems": problems, "warnings": reply_audio_warnings(summary),
               "wall_s": time.perf_counter() - started}
     return report
+
+
+def reply_audio_warnings(summary: dict[str, Any]) -> list[str]:
+    """Where a client got much less (or more) reply audio than the anchor in the same step:
+    the server (slowed by the machine's load) did not give each client the same workload."""
+    warnings = []
+    for n, rows in summary["cpu"].items():
+        anchor = rows.get(ANCHOR, {}).get("rx_audio_s", math.nan)
+        for client, row in rows.items():
+            if anchor > 0 and abs(row["rx_audio_s"] / anchor - 1) > 0.25:
+                warnings.append(f"{n} sessions: {client} received {row['rx_audio_s']:.0f} s of reply audio, "
+                                f"{ANCHOR} {anchor:.0f} s (the server kept pace unevenly; compare with care)")
+    return warnings
 
 
 def _mean(values: list[float]) -> float:
@@ -221,7 +243,8 @@ def summarize(runs: list[dict[str, Any]], config: LoadConfig) -> dict[str, Any]:
                 "cpu_ms_per_audio_s_reps": costs,
                 "ratio_to_minimal": _mean(costs) / anchor_mean if anchor else math.nan,
                 "ratio_to_minimal_reps": per_rep,
-                "sessions_per_core": 1e3 / _mean(costs) if costs else math.nan,
+                "cpu_ms_per_session_s": _mean([w["cpu_ms_per_session_s"] for w in windows]),
+                "sessions_per_core": 1e3 / _mean([w["cpu_ms_per_session_s"] for w in windows]) if windows else math.nan,
                 "lag_p99_ms": _mean([w["lag_p99_ms"] for w in windows]),
                 "rss_mb": rss,
                 "rss_start_mb": _mean([r["rss_start_mb"] for r in runs if r["kind"] == "cpu"
@@ -252,13 +275,13 @@ def format_table(report: dict[str, Any]) -> str:
              f"warm-up; {config['repeat']} repetition(s), clients interleaved (ABBA); same fake server.",
              "",
              f"{'sessions':>8}  {'client':<11} {'CPU ms/audio s':>14}  {'x minimal':>9}  {'per rep':<15} "
-             f"{'sess/core':>9}  {'lag p99 ms':>10}  {'RSS MB':>7}  {'(RSS-start)/n':>13}  {'rx audio s':>10}  "
+             f"{'ms/session-s':>12}  {'sess/core':>9}  {'lag p99 ms':>10}  {'RSS MB':>7}  {'(RSS-start)/n':>13}  {'rx audio s':>10}  "
              f"{'replies':>7}"]
     for n, rows in report["summary"]["cpu"].items():
         for client, row in rows.items():
             reps = "/".join(f"{r:.2f}" for r in row["ratio_to_minimal_reps"])
             lines.append(f"{n:>8}  {client:<11} {row['cpu_ms_per_audio_s']:>14.3f}  {row['ratio_to_minimal']:>8.2f}x  "
-                         f"{reps:<15} {row['sessions_per_core']:>9.0f}  {row['lag_p99_ms']:>10.1f}  "
+                         f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  {row['lag_p99_ms']:>10.1f}  "
                          f"{row['rss_mb']:>7.1f}  {row['rss_above_start_per_session_mb']:>13.3f}  "
                          f"{row['rx_audio_s']:>10.1f}  {row['replies']:>7.1f}")
     slope = report["summary"]["rss_slope"]
@@ -269,6 +292,10 @@ def format_table(report: dict[str, Any]) -> str:
             reps = "/".join(f"{s:.3f}" for s in row["reps"])
             lines.append(f"  {client:<11} {row['mb_per_session']:.3f} MB/session  (reps {reps}; "
                          f"RSS {row['rss_at'][0]:.1f} -> {row['rss_at'][1]:.1f} MB)")
+    lines += ["", "CPU ms/audio s: client CPU per second of audio both ways (sent + received reply audio); "
+              "ms/session-s and sess/core: per session-second (each session streams in real time)."]
+    if report["warnings"]:
+        lines += ["", "WARNINGS:", *(f"  {w}" for w in report["warnings"])]
     if report["problems"]:
         lines += ["", "FAILED CHECKS (these figures do not count):", *(f"  {p}" for p in report["problems"])]
     lines.append(f"\nwall time {report['wall_s']:.0f} s")
