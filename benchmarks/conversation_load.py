@@ -88,7 +88,10 @@ def _run_worker(server: ServerProcess, client: str, levels: list[int], seconds: 
     before = server.counters()
     server_cpu0 = _process_cpu(server.pid)
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout, check=False)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchmarkFailure(f"{client} worker ({levels} sessions) did not finish in {timeout:.0f} s") from None
     wall = time.perf_counter() - started
     after = server.counters()
     if proc.returncode != 0 or not proc.stdout.strip():
