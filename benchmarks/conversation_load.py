@@ -306,13 +306,16 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _ints(text: str) -> list[int]:
+    if text.strip().lower() == "none":
+        return []
     return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=_ints, help="concurrent sessions per CPU measurement (default 1,50)")
+    parser.add_argument("--sessions", type=_ints, help="concurrent sessions per CPU measurement (default 1,50; "
+                        "'none': only the RSS slope)")
     parser.add_argument("--rss-at", type=str, help="RSS slope between these live-session counts (default "
                         "10,60; 'none' to skip)")
     parser.add_argument("--clients", type=str, help="comma list of minimal, voiceengine, agents (default: "
@@ -347,8 +350,8 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
         parser.error("the minimal client is the anchor: keep it in --clients")
     if "agents" in config.clients and not config.agents_python:
         parser.error("agents needs --agents-python (a venv with openai-agents; it pins websockets<17)")
-    if config.repeat < 1 or not config.sessions or config.seconds <= 0:
-        parser.error("--repeat >= 1, --sessions and --seconds > 0 required")
+    if config.repeat < 1 or not (config.sessions or config.rss_at) or config.seconds <= 0:
+        parser.error("--repeat >= 1, --seconds > 0 and --sessions or --rss-at required")
     return config, args.json
 
 
