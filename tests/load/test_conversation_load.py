@@ -1,0 +1,82 @@
+"""The conversation-load benchmark as an instrument: on tiny sizes, every client it
+measures really holds its conversations and the report adds up. No timing assertions:
+the figures themselves belong to ``python -m benchmarks.conversation_load``."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+
+from benchmarks.conversation_clients import FRAME_BYTES
+from benchmarks.conversation_load import BYTES_PER_S, LoadConfig, check_run, format_table, parse_args, run_benchmark
+
+CLIENTS = ["minimal", "voiceengine"]
+CONFIG = LoadConfig(sessions=[2], rss_at=[1, 3], clients=CLIENTS, seconds=3.0, rss_seconds=1.0, warmup=0.5,
+                    repeat=1, speech_ms=800, cycle_ms=2000, reply_ms=660)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    return run_benchmark(CONFIG, log=lambda _msg: None)
+
+
+def test_every_client_held_its_conversations(report: dict[str, Any]) -> None:
+    assert report["problems"] == []
+    assert {r["client"] for r in report["runs"]} == set(CLIENTS)
+    for run in report["runs"]:
+        for window in run["windows"]:
+            assert window["sent_bytes"] > 0 and window["received_bytes"] > 0, run["client"]
+            assert window["errors"] == 0
+        assert run["totals"]["replies"] > 0, run["client"]
+
+
+def test_accounting_is_consistent(report: dict[str, Any]) -> None:
+    for run in report["runs"]:
+        totals, server = run["totals"], run["server"]
+        assert totals["sent_bytes"] % FRAME_BYTES == 0  # whole 20 ms frames only
+        # the server decoded what the client counted, give or take a frame in flight per session
+        decoded = server["input_audio_bytes"] + server["ignored_audio_bytes"]
+        assert abs(decoded - totals["sent_bytes"]) <= 2 * FRAME_BYTES * max(run["levels"])
+        assert server["sessions_started"] == max(run["levels"])
+        assert server["live_connections_after"] == 0
+        for window in run["windows"]:
+            assert window["sent_bytes"] <= totals["sent_bytes"]
+            # paced in real time: the window's audio is its sessions x its wall time
+            assert window["audio_s"] == pytest.approx(window["sessions"] * window["wall_s"], rel=0.1)
+            assert window["audio_s"] == window["sent_bytes"] / BYTES_PER_S
+
+
+def test_ratios_are_finite_and_anchored(report: dict[str, Any]) -> None:
+    rows = report["summary"]["cpu"]["2"]
+    assert rows["minimal"]["ratio_to_minimal"] == pytest.approx(1.0)
+    for client in CLIENTS:
+        row = rows[client]
+        assert math.isfinite(row["ratio_to_minimal"]) and row["ratio_to_minimal"] > 0
+        assert math.isfinite(row["cpu_ms_per_audio_s"]) and row["cpu_ms_per_audio_s"] > 0
+        assert row["rss_mb"] > 0 and math.isfinite(row["lag_p99_ms"])
+        assert math.isfinite(report["summary"]["rss_slope"][client]["mb_per_session"])
+    table = format_table(report)
+    assert all(client in table for client in CLIENTS) and "FAILED" not in table
+
+
+def test_a_client_that_does_nothing_fails_the_run(report: dict[str, Any]) -> None:
+    run = copy.deepcopy(next(r for r in report["runs"] if r["kind"] == "cpu"))
+    for window in run["windows"]:
+        window.update(received_bytes=0, replies=0)
+    run["totals"].update(received_bytes=0, replies=0)
+    assert any("no reply audio" in p for p in check_run(run, CONFIG))
+    silent = copy.deepcopy(next(r for r in report["runs"] if r["kind"] == "cpu"))
+    silent["server"]["input_audio_bytes"] = 0  # counted as sent, never reached the server
+    silent["server"]["ignored_audio_bytes"] = 0
+    assert any("the server decoded" in p for p in check_run(silent, CONFIG))
+
+
+def test_quick_mode_is_small() -> None:
+    config, json_path = parse_args(["--quick", "--clients", "minimal,voiceengine", "--json", "x.json"])
+    assert config.clients == CLIENTS and json_path == "x.json"
+    assert max(config.sessions) <= 4 and config.repeat == 1 and config.seconds <= 3
+    with pytest.raises(SystemExit):
+        parse_args(["--clients", "voiceengine"])  # no anchor, no ratio
