@@ -286,7 +286,10 @@ class WebSocketTransport:
         connection = self.connection
         protocol = connection.protocol
         transport = connection.transport
-        if (protocol.state is not State.OPEN or connection.paused or transport.is_closing()
+        # No is_closing() check, as in websockets' send: while the protocol is still OPEN a
+        # write to a transport that is going down is dropped by asyncio, and the loss is
+        # reported by the reader (connection_lost), not by this write.
+        if (protocol.state is not State.OPEN or connection.paused
                 or connection.send_in_progress is not None or protocol.expect_continuation_frame
                 or protocol.extensions or protocol.debug):
             return False
