@@ -53,7 +53,7 @@ def _serve() -> None:
     from voiceengine.testing import FakeRealtimeServer, FakeServerConfig
 
     async def main() -> None:
-        config = FakeServerConfig(speed=1.0, chunk_ms=FRAME_MS, max_recorded_events=0,
+        config = FakeServerConfig(speed=1.0, chunk_ms=FRAME_MS, max_recorded_events=1,
                                   responses=("Sure, here is a short answer to that question.",))
         async with FakeRealtimeServer(config) as server:
             print(server.url, flush=True)
@@ -77,7 +77,7 @@ def _client(url: str, sessions: int, seconds: float) -> None:
         for _ in range(sessions):
             provider = OpenAIProvider(OpenAIConfig(api_key="bench", url=url))
             engine = VoiceEngine(provider, VoiceEngineConfig(playback_speed=None, prebuffer_ms=0))
-            await engine.start()
+            await engine.connect()
             engines.append(engine)
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -97,7 +97,7 @@ def _client(url: str, sessions: int, seconds: float) -> None:
         sent = sum(e.metrics.bytes_sent for e in engines) - before[0]
         received = sum(e.metrics.bytes_received for e in engines) - before[1]
         for engine in engines:
-            await engine.stop()
+            await engine.close()
         import voiceengine
 
         print(json.dumps({"tree": voiceengine.__file__, "cpu_s": cpu, "wall_s": wall, "audio_in_s": sent / (2 * RATE),
