@@ -41,8 +41,14 @@ from websockets.exceptions import (
     ProxyError,
     SecurityError,
 )
-from websockets.frames import Frame, Opcode, apply_mask
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.utils import apply_mask as _apply_mask_py
+
+try:  # websockets' C masking (the same one its own frames use), when it was built
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - pure-Python websockets install
+    apply_mask = _apply_mask_py
 
 from ..exceptions import ConnectionFailed
 from ..secrets import SecretScrubbingFilter, scrub
