@@ -126,6 +126,8 @@ class _Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def run_client(tree: Path, url: str, sessions: int, seconds: float) -> dict[str, float]:
