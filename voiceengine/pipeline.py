@@ -227,6 +227,8 @@ class Playback:
         self.speed = speed
         self.tick_s = tick_ms / 1000.0
         self.prebuffer_bytes = _even(in_rate * 2 * prebuffer_ms // 1000)
+        # capacity is the bound (minutes of audio); storage grows with what is queued and is
+        # given back when playback drains or is cut (RingBuffer.shrink)
         self.ring = RingBuffer(_even(in_rate * 2 * capacity_ms // 1000), overflow="drop_newest")
         self.resampler = Resampler(in_rate, out_rate, in_channels=1, out_channels=out_channels)
         self._deliver = deliver
@@ -322,6 +324,7 @@ class Playback:
         if unheard_ms > 0:
             played_ms = max(0, played_ms - int(unheard_ms))
         cut = PlaybackCut(heard, played_ms, tuple(unheard), self.ring.clear())
+        self.ring.shrink()  # the ring grew for the reply; an idle session keeps only a few KiB
         self._queued.clear()
         self._tracks.clear()
         self._heard = None
@@ -365,6 +368,8 @@ class Playback:
             await self._call(tail)
         self.playing = False
         self._heard = None  # played out: nothing is being heard any more
+        if self.ring.available == 0:
+            self.ring.shrink()  # drained: give back the storage the reply grew
         if self._on_stop is not None:
             self._on_stop(False)
 
@@ -390,6 +395,7 @@ class Playback:
             if self.speed is None:
                 chunk = self._read(self.ring.available)
                 await self._emit(chunk)
+                chunk = b""  # not kept alive across the wait below (it can be a whole reply)
                 if self.ring.available == 0:
                     if self.stream_done:
                         await self._finish()
@@ -408,7 +414,8 @@ class Playback:
             chunk = self._read(due)
             self._consumed += due
             await self._emit(chunk)
-            if len(chunk) < due:
+            got, chunk = len(chunk), b""  # not kept alive across the next tick's sleep
+            if got < due:
                 # Short read: restart the clock from now so there is no catch-up burst.
                 self._t0, self._consumed = loop.time(), 0
                 if self.stream_done and self.ring.available == 0:

@@ -12,7 +12,7 @@ progresses, GIL or not); copies >= ``_NOGIL_MIN`` bytes release the GIL.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -89,6 +89,10 @@ MAX_CAPACITY = 1 << 30
 # Copies at least this big release the GIL (the copy outlasts the release/re-acquire).
 cdef enum:
     _NOGIL_MIN = 65536
+# Storage a new (or shrunk) ring starts with; it doubles on demand up to the capacity.
+# A conversation's playback ring is sized for minutes of audio but mostly holds a
+# fraction of a second, so storage follows what is queued, not the worst case.
+INITIAL_STORAGE = 4096
 
 cdef enum Policy:
     DROP_OLDEST = 0
@@ -117,7 +121,10 @@ cdef class RingBuffer:
 
     ``RingBuffer(capacity_bytes, *, overflow="drop_oldest", prebuffer_bytes=0)``
 
-    * ``capacity_bytes``: even, 2 .. 1 GiB. Storage is allocated once, never grows.
+    * ``capacity_bytes``: even, 2 .. 1 GiB: the most the ring ever holds. Storage starts
+      at ``min(capacity, 4 KiB)`` and doubles on demand (inside ``write``) up to the
+      capacity; :meth:`shrink` gives it back once the ring has drained. A write that
+      needs more storage and cannot get it raises :class:`MemoryError` and stores nothing.
     * ``overflow``: what ``write`` does when the data does not fit:
       ``"drop_oldest"`` discards the oldest unread bytes (live audio: latest wins),
       ``"drop_newest"`` stores what fits and discards the rest of this write,
@@ -139,12 +146,19 @@ cdef class RingBuffer:
     "played" head; padding excluded), ``total_dropped`` bytes lost to overflow or
     ``clear()``.
 
-    Threading: one producer thread (``write``) and one consumer thread (``read``,
-    ``read_into``, ``peek``); ``clear()`` and all properties may be used from either.
+    Threading: one producer thread (``write``, ``shrink``) and one consumer thread
+    (``read``, ``read_into``, ``peek``); ``clear()`` and all properties may be used from
+    either.
+
+    Storage moves (growth, shrink), so the ring never exports it: there is no buffer
+    protocol and no view API; ``read``/``peek`` return copies and ``read_into`` copies
+    into the caller's buffer. Storage is only replaced by the producer side holding both
+    the writer slot and the reader lock, so no copy in or out ever runs on freed storage.
     """
 
     cdef unsigned char *_data
     cdef uint64_t _cap
+    cdef uint64_t _size  # allocated storage bytes (<= _cap); positions wrap modulo this
     cdef Policy _policy
     cdef uint64_t _prebuffer
     cdef char _pad0[64]
@@ -187,9 +201,10 @@ cdef class RingBuffer:
         self._cap = capacity_bytes
         self._prebuffer = prebuffer_bytes
         self._prebuffering = 1 if prebuffer_bytes > 0 else 0
-        self._data = <unsigned char *>PyMem_RawCalloc(<size_t>capacity_bytes, 1)
+        self._size = min(<uint64_t>capacity_bytes, <uint64_t>INITIAL_STORAGE)
+        self._data = <unsigned char *>PyMem_RawCalloc(<size_t>self._size, 1)
         if self._data == NULL:
-            raise MemoryError(f"cannot allocate a {capacity_bytes}-byte ring buffer")
+            raise MemoryError(f"cannot allocate a {self._size}-byte ring buffer")
 
     def __dealloc__(self):
         PyMem_RawFree(self._data)
@@ -198,8 +213,8 @@ cdef class RingBuffer:
     # ---------------------------------------------------------------- C core
 
     cdef inline void _copy_in(self, uint64_t pos, const unsigned char *src, uint64_t n) noexcept nogil:
-        cdef uint64_t off = pos % self._cap
-        cdef uint64_t first = self._cap - off
+        cdef uint64_t off = pos % self._size
+        cdef uint64_t first = self._size - off
         if n <= first:
             memcpy(self._data + off, src, n)
         else:
@@ -207,21 +222,69 @@ cdef class RingBuffer:
             memcpy(self._data, src + first, n - first)
 
     cdef inline void _copy_out(self, uint64_t pos, unsigned char *dst, uint64_t n) noexcept nogil:
-        cdef uint64_t off = pos % self._cap
-        cdef uint64_t first = self._cap - off
+        cdef uint64_t off = pos % self._size
+        cdef uint64_t first = self._size - off
         if n <= first:
             memcpy(dst, self._data + off, n)
         else:
             memcpy(dst, self._data + off, first)
             memcpy(dst + first, self._data, n - first)
 
+    cdef int _resize(self, uint64_t size) noexcept nogil:
+        """Move the unread bytes into new storage of ``size`` bytes; 0, or -1 out of memory.
+
+        Producer side only (the caller holds the writer slot, so ``head`` is fixed). The
+        new block is allocated outside the lock; the move and the swap happen under it,
+        so a reader copies either from the old storage or from the new, never from freed
+        memory. ``tail`` only moves forward meanwhile, so what is unread still fits.
+        """
+        cdef unsigned char *fresh = <unsigned char *>PyMem_RawMalloc(<size_t>size)
+        cdef unsigned char *old
+        cdef uint64_t pos, left, k, o, w
+        if fresh == NULL:
+            return -1
+        ve_lock(&self._lock)
+        pos = self._tail
+        left = self._head - pos
+        while left:  # each piece stops at the wrap of either storage
+            o = pos % self._size
+            w = pos % size
+            k = left
+            if k > self._size - o:
+                k = self._size - o
+            if k > size - w:
+                k = size - w
+            memcpy(fresh + w, self._data + o, k)
+            pos += k
+            left -= k
+        old = self._data
+        self._data = fresh
+        self._size = size
+        ve_unlock(&self._lock)
+        PyMem_RawFree(old)
+        return 0
+
+    cdef int _reserve(self, uint64_t want) noexcept nogil:
+        """Grow storage (doubling, at most to the capacity) to hold ``want`` bytes."""
+        cdef uint64_t size = self._size
+        if want <= size:
+            return 0
+        while size < want:
+            size *= 2
+        if size > self._cap:
+            size = self._cap
+        return self._resize(size)
+
     cdef int64_t _write_c(self, const unsigned char *src, uint64_t n) noexcept nogil:
-        """Store per policy; returns bytes stored, or -1 when RAISE refused the write."""
+        """Store per policy; returns bytes stored, -1 when RAISE refused the write, -2
+        when storage could not grow (nothing stored)."""
         cdef uint64_t head = self._head  # only this (producer) thread writes it
         cdef uint64_t tail = ve_load_acq(&self._tail)
         cdef uint64_t free = self._cap - (head - tail)
         cdef uint64_t need, used
         if n <= free:  # fast path: no lock, reader never touches [head, tail + cap)
+            if self._reserve(head - tail + n) < 0:
+                return -2
             self._copy_in(head, src, n)
             ve_store_rel(&self._head, head + n)
             ve_store_rel(&self._total_written, self._total_written + n)
@@ -229,6 +292,8 @@ cdef class RingBuffer:
         if self._policy == RAISE:
             ve_store_rel(&self._overruns, self._overruns + 1)
             return -1
+        if self._reserve(self._cap) < 0:  # overflowing: the ring is full, at full storage
+            return -2
         if self._policy == DROP_NEWEST:
             ve_store_rel(&self._overruns, self._overruns + 1)
             ve_store_rel(&self._total_written, self._total_written + n)
@@ -324,6 +389,8 @@ cdef class RingBuffer:
                 stored = self._write_c(src, n)
         finally:
             ve_istore_rel(&self._wbusy, 0)
+        if stored == -2:
+            raise MemoryError(f"cannot grow the ring buffer's storage for a {n}-byte write")
         if stored < 0:
             raise LimitExceeded(
                 f"ring buffer full: {n} bytes do not fit in {self.free} free bytes (overflow='raise')",
@@ -437,7 +504,40 @@ cdef class RingBuffer:
             ve_unlock(&self._lock)
         return n
 
+    def shrink(self) -> int:
+        """Give storage back: shrink it to what is unread (at least 4 KiB, doubling steps).
+
+        Returns the bytes released (0 when already that small). A producer-side call (like
+        ``write``: calling both at once from two threads raises :class:`InvalidState`);
+        readers may keep reading meanwhile. Call it when the ring drains (end of a reply,
+        barge-in): a ring that filled up once otherwise keeps its peak storage.
+        """
+        cdef uint64_t used, size, before
+        cdef int failed = 0
+        self._enter(&self._wbusy, "write")
+        try:
+            before = self._size
+            used = ve_load_acq(&self._head) - ve_load_acq(&self._tail)
+            size = INITIAL_STORAGE
+            while size < used:
+                size *= 2
+            if size > self._cap:
+                size = self._cap
+            if size < before:
+                with nogil:
+                    failed = self._resize(size)
+        finally:
+            ve_istore_rel(&self._wbusy, 0)
+        if failed or size >= before:  # out of memory: keeping the larger storage is fine
+            return 0
+        return before - size
+
     # ---------------------------------------------------------------- state
+
+    @property
+    def storage_bytes(self) -> int:
+        """Bytes of storage allocated now (grows on demand up to ``capacity``)."""
+        return self._size
 
     @property
     def capacity(self) -> int:

@@ -36,6 +36,7 @@ MAX_CANCELLED_RESPONSES = 64
 MAX_TRACKED_RESPONSES = 64
 #: audio content parts counted per item (the service uses content_index 0)
 MAX_CONTENT_PARTS = 8
-#: audio delta ``event_id``s remembered to drop a delta delivered twice (about 100 s of
-#: 100 ms deltas; a duplicate arrives right after the original)
-MAX_SEEN_AUDIO_EVENTS = 1024
+#: audio delta ``event_id``s remembered to drop a delta delivered twice (about 13 s of
+#: 100 ms deltas; a duplicate arrives right after the original). Kept small: every delta
+#: adds an entry, so a long session sat at the bound (1024 ids, about 100 KiB, before)
+MAX_SEEN_AUDIO_EVENTS = 128

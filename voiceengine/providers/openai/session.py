@@ -120,6 +120,58 @@ def replay_item(entry: ConversationEntry) -> dict[str, Any]:
     return item
 
 
+class _AudioAppendIds:
+    """The event ids of recent ``input_audio_buffer.append`` events, as runs of numbers.
+
+    Every input frame gets an event id so an error can name the request it refers to. A
+    dict entry per frame (id string + node) cost about 125 KiB per session once
+    ``max_pending`` frames had gone out, and almost none of them is ever looked up. The ids
+    come from the session's counter, consecutive between the rare other requests, so
+    ``[first, last]`` runs hold the same set in a few integers. At most ``limit`` ids are
+    kept (oldest forgotten first); a looked-up id is removed, as a dict pop would.
+    """
+
+    __slots__ = ("runs", "count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.runs: collections.deque[list[int]] = collections.deque()
+        self.count = 0
+        self.limit = limit
+
+    def add(self, number: int) -> None:
+        runs = self.runs
+        if runs and runs[-1][1] == number - 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+        self.count += 1
+        if self.count > self.limit:
+            oldest = runs[0]
+            oldest[0] += 1
+            if oldest[0] > oldest[1]:
+                runs.popleft()
+            self.count -= 1
+
+    def pop(self, number: int) -> bool:
+        """Remove ``number``; whether it was there."""
+        for i, run in enumerate(self.runs):
+            first, last = run
+            if not first <= number <= last:
+                continue
+            if first == last:
+                del self.runs[i]
+            elif number == first:
+                run[0] = number + 1
+            elif number == last:
+                run[1] = number - 1
+            else:
+                run[1] = number - 1
+                self.runs.insert(i + 1, [number + 1, last])
+            self.count -= 1
+            return True
+        return False
+
+
 class RealtimeSession:
     """Sans-I/O OpenAI Realtime session (see the module docstring).
 
@@ -175,6 +227,7 @@ class RealtimeSession:
         # Everything keyed by server-chosen values is bounded (see .bounded): a peer that
         # never sends the closing event must not make these grow.
         self._pending: BoundedDict[str, str] = BoundedDict(self._max_pending)  # our event_id -> wire type
+        self._audio_ids = _AudioAppendIds(self._max_pending)  # input_audio_buffer.append ids (not in _pending)
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._inflight: str | None = None  # event_id of the response.create awaiting response.created
         self._active: BoundedSet[str] = BoundedSet(MAX_ACTIVE_RESPONSES)  # response ids created, not done
@@ -213,7 +266,13 @@ class RealtimeSession:
         self._pending.put(event_id, wire_type)
 
     def _resolve_request(self, event_id: str) -> str | None:
-        return self._pending.pop(event_id, None)
+        wire_type = self._pending.pop(event_id, None)
+        if wire_type is not None or not event_id.startswith(self._prefix):
+            return wire_type
+        number = event_id[len(self._prefix):]
+        if number.isdigit() and self._audio_ids.pop(int(number)):
+            return "input_audio_buffer.append"
+        return None
 
     def _send(self, event_id: str, wire_type: str, text: str) -> str:
         self._record(event_id, wire_type)
@@ -236,7 +295,7 @@ class RealtimeSession:
 
     @property
     def pending_requests(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + self._audio_ids.count
 
     # ------------------------------------------------------------- session
     def settings(self) -> dict[str, Any]:
@@ -296,12 +355,9 @@ class RealtimeSession:
         view = self._input_bytes(pcm)  # validate first
         if not len(view):  # an empty buffer is valid but not worth a frame
             return None
-        eid = f"{self._prefix}{next(self._ids)}"
-        pending = self._pending  # BoundedDict.put inlined: this runs for every input chunk
-        pending[eid] = "input_audio_buffer.append"
-        if len(pending) > self._max_pending:
-            pending.popitem(last=False)
-        return self.codec.append_pcm(view, eid)
+        number = next(self._ids)
+        self._audio_ids.add(number)  # a run of integers, not a dict entry per frame
+        return self.codec.append_pcm(view, f"{self._prefix}{number}")
 
     def commit_audio(self) -> None:
         eid = self._next_id()
