@@ -26,8 +26,9 @@ import os
 import resource
 import sys
 import time
-from array import array
 from typing import Any
+
+from benchmarks.voiced_tone import voiced_tone
 
 RATE = 24000
 FRAME_MS = 20
@@ -38,15 +39,9 @@ _CONNECT_CONCURRENCY = 10
 
 
 def _voiced_frames() -> list[bytes]:
-    """One second of a voiced-sounding tone (about -12 dBFS, well above the VAD threshold),
-    cut into 20 ms frames once: the driver hands out the same bytes objects to every client."""
-    samples = array("h", bytes(2 * RATE))
-    for i in range(RATE):
-        t = i / RATE
-        s = 0.6 * math.sin(2 * math.pi * 180 * t) + 0.3 * math.sin(2 * math.pi * 360 * t) \
-            + 0.1 * math.sin(2 * math.pi * 540 * t)
-        samples[i] = int(s * 8000)
-    pcm = samples.tobytes()
+    """One second of voiced tone cut into 20 ms frames once: the driver hands out the same
+    bytes objects to every client."""
+    pcm = voiced_tone(RATE, RATE)
     return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
 
 

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
-import math
 import os
 import statistics
 import subprocess  # nosec B404 - runs this same script in a child interpreter
 import sys
 import time
-from array import array
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +40,15 @@ SPEECH_FRAMES = 50  # 1 s of tone
 SILENCE_FRAMES = 40  # 0.8 s: the fake server's VAD ends the turn and replies
 
 
-def _tone(frames: int) -> bytes:
-    out = array("h", bytes(frames * FRAME_BYTES))
-    for i in range(len(out)):
-        t = i / RATE
-        out[i] = int(8000 * (0.6 * math.sin(2 * math.pi * 180 * t) + 0.3 * math.sin(2 * math.pi * 360 * t)))
-    return out.tobytes()
+@functools.cache
+def _speech() -> memoryview:
+    """The tone every session sends, built once: shared, so not per-session memory. Imported
+    here because only the child runs with the tree on ``PYTHONPATH``."""
+    from benchmarks.voiced_tone import voiced_tone
+
+    return memoryview(voiced_tone(RATE, SPEECH_FRAMES * FRAME_BYTES // 2))
 
 
-_SPEECH = memoryview(_tone(SPEECH_FRAMES))  # shared by every session: not per-session memory
 _SILENCE = memoryview(bytes(FRAME_BYTES))
 
 
@@ -74,7 +73,7 @@ async def _session(index: int, url: str, stop: asyncio.Event, counts: dict[str, 
     def _done(_info: Any) -> None:
         counts["replies"] += 1
 
-    speech = _SPEECH
+    speech = _speech()
     silence = _SILENCE
     loop = asyncio.get_running_loop()
     await engine.connect()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from benchmarks.soak_server import ServerProcess
+from benchmarks.voiced_tone import voiced_tone
 from voiceengine.engine import VoiceEngine, VoiceEngineConfig
 from voiceengine.exceptions import LimitExceeded
 from voiceengine.providers.openai import OpenAIProvider
@@ -43,20 +44,7 @@ TOOLS = ({"type": "function", "name": "get_weather", "description": "Weather for
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},)
 
 
-def _tone_second() -> bytes:
-    """One second of a voiced-sounding tone at about -12 dBFS (well above the VAD threshold)."""
-    from array import array
-
-    out = array("h", bytes(2 * RATE))
-    for i in range(RATE):
-        t = i / RATE
-        s = 0.6 * math.sin(2 * math.pi * 180 * t) + 0.3 * math.sin(2 * math.pi * 360 * t) \
-            + 0.1 * math.sin(2 * math.pi * 540 * t)
-        out[i] = int(s * 8000)
-    return out.tobytes()
-
-
-VOICED = _tone_second()
+VOICED = voiced_tone(RATE, RATE)  # one second
 SILENCE = bytes(2 * RATE)
 
 
