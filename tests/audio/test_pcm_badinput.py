@@ -96,7 +96,8 @@ def test_chunker_carries_odd_bytes_instead() -> None:
 
 
 @pytest.mark.parametrize("entry", list(ENTRY))
-@pytest.mark.parametrize("empty", [b"", bytearray(), memoryview(b""), np.zeros(0, np.int16)], ids=repr)
+@pytest.mark.parametrize("empty", [b"", bytearray(), memoryview(b""), np.zeros(0, np.int16)],
+                         ids=["bytes", "bytearray", "memoryview", "ndarray"])  # stable ids: pytest-xdist compares them
 def test_zero_length(entry: str, empty: object) -> None:
     out = ENTRY[entry](empty)
     if entry in ("peak_dbfs", "rms_dbfs"):
