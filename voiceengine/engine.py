@@ -910,8 +910,10 @@ class _Barge:
 
 def _check_input_format(sample_rate: int | None, channels: int | None) -> None:
     """``None`` means "the default"; anything else must be a real rate and channel count."""
-    if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, Integral)
-                                    or not 8000 <= sample_rate <= 192000):
+    if sample_rate is not None and not (
+            (type(sample_rate) is int  # the common case first: the Integral check is an ABC lookup
+             or (not isinstance(sample_rate, bool) and isinstance(sample_rate, Integral)))
+            and 8000 <= sample_rate <= 192000):
         raise AudioFormatError(f"sample_rate must be an int in 8000..192000 Hz or None, got {sample_rate!r}")
     if channels is not None and (isinstance(channels, bool) or channels not in (1, 2)):
         raise AudioFormatError(f"channels must be 1, 2 or None, got {channels!r}")

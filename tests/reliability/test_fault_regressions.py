@@ -93,3 +93,28 @@ async def test_audio_survives_a_second_outage_right_after_a_restore() -> None:
         finally:
             await h.disconnect()
         assert accounting_problems(h, quiescent=True) == []
+
+
+async def test_out_of_order_right_before_response_done_still_ends_the_reply() -> None:
+    """Seed 849: an ``out_of_order`` fault that fired between a reply's last item event and
+    its ``response.done`` made the fake server hold ``response.done`` back until its next
+    event, which never came: the client was waiting for that reply to end. (Timing decided
+    whether the random fault landed there, so it showed mostly under CPU load.)"""
+    async with FakeRealtimeServer(server_config()) as server:
+        h = Harness.create(server)
+        await h.provider.connect()
+        # the text turn's second conversation.item.done is the reply's (the first, its user item's)
+        server.inject(Fault(kind=FaultKind.OUT_OF_ORDER, trigger=Trigger.AFTER_SERVER_EVENTS,
+                            event_type="conversation.item.done", count=2))
+        try:
+            await h.check_turn(timeout=3)  # the fault fires before this reply's response.done
+            await h.check_turn(timeout=3)  # and swaps two events of this one
+            assert [f.kind for _, f in server.faults.fired] == [FaultKind.OUT_OF_ORDER]
+            items = [(ev["type"], ev["item"]["id"]) for ev in server.session.sent
+                     if ev["type"] in ("conversation.item.added", "conversation.item.done")]
+            swapped = [item for n, (kind, item) in enumerate(items)
+                       if kind == "conversation.item.done" and ("conversation.item.added", item) not in items[:n]]
+            assert len(swapped) == 1, items  # the second turn's user item: its done before its added
+        finally:
+            await h.disconnect()
+        assert h.phases() == ["connecting", "connected", "closed"]

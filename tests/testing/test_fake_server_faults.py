@@ -88,6 +88,23 @@ async def test_duplicate_and_out_of_order_events() -> None:
         assert types[2:4] == ["conversation.item.added", "response.output_item.added"]  # swapped
 
 
+
+async def test_out_of_order_never_withholds_the_last_event_of_a_burst() -> None:
+    """Seed 849 of the reliability episodes: armed right before a reply's ``response.done``
+    (nothing queued behind it), the swap held it back until the server's next event, which
+    never came while the client waited for that very ``response.done``. It now goes out as
+    is, and the fault swaps the next two events that are ready together (the next reply's)."""
+    fault = Fault(kind=FaultKind.OUT_OF_ORDER, trigger=Trigger.AFTER_SERVER_EVENTS, event_type="conversation.item.done")
+    async with FakeRealtimeServer(FAST, faults=(fault,)) as srv, connect(srv) as c:
+        await c.send("response.create")
+        first = [e["type"] for e in await c.until("response.done", timeout=2)]
+        assert first[-2:] == ["conversation.item.done", "response.done"]  # not swapped: nothing to swap with
+        await c.send("response.create")
+        second = [e["type"] for e in await c.until("response.done", timeout=2)]
+        assert second[:2] != first[:2] and sorted(second[:2]) == sorted(first[:2])  # the fault fired here
+        assert srv.faults.fired[0][1] is fault
+
+
 async def test_stall_keeps_socket_alive_but_silent() -> None:
     async with FakeRealtimeServer(FAST) as srv, connect(srv) as c:
         srv.inject(Fault(kind=FaultKind.STALL))

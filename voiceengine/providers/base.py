@@ -323,7 +323,7 @@ class BaseProvider(abc.ABC):
         except Exception:
             log.exception("%s: event handler %r raised on %s", self.name, handler, event.type.name)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):  # most handlers are sync: skip the check
             task = asyncio.ensure_future(self._await_handler(handler, result, event))
             self._handler_tasks.add(task)
             task.add_done_callback(self._handler_tasks.discard)

@@ -33,6 +33,7 @@ __all__ = [
     "RECONNECTABLE_CLOSE_CODES",
     "TransportClosed",
     "Transport",
+    "BatchTransport",
     "ProtocolSession",
     "Frame",
 ]
@@ -91,6 +92,18 @@ class Transport(Protocol):
 
     def close_info(self) -> CloseInfo:
         """How the connection ended (1006 when the peer sent no close)."""
+        ...
+
+
+@runtime_checkable
+class BatchTransport(Transport, Protocol):
+    """A :class:`Transport` that can also write several frames at once without waiting:
+    the runtime's fast path (one socket write for every frame ready at that moment)."""
+
+    def send_nowait(self, frames: Sequence[Frame], /) -> bool:
+        """Write all of ``frames``, in order, now (``True``), or none of them (``False``:
+        the caller falls back to :meth:`~Transport.send`, which waits for flow control
+        and raises :class:`TransportClosed` once closed)."""
         ...
 
 

@@ -11,8 +11,10 @@ Tasks (all owned, all cancelled and awaited by ``disconnect()``):
 
 * the *reader* (``_supervise``): reads frames, feeds the session, emits its events, and
   on a reconnectable loss runs the reconnect loop (one connection at a time);
-* the *writer* (``_write_loop``, one per connection): drains the :class:`OutboundQueue` to
-  the transport, so no public method ever waits on the network;
+* the *writer* (:class:`OutboundWriter`, one per connection): drains the
+  :class:`OutboundQueue` to the transport, so no public method ever waits on the network;
+  a loop callback that writes every ready frame in one socket write, and a task only
+  while flow control makes writes wait (or for a transport without ``send_nowait``);
 * the *recycler*: a planned reconnect before the service's session limit, once idle; or
   the *handover* (:meth:`ProviderRuntime.handover`) a binding starts when the service
   announces the end of the connection (Gemini's ``goAway``): one task slot, never both.
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import logging
 import random
 from dataclasses import dataclass, field
@@ -50,9 +53,9 @@ from .._audio.pcm import g711_view, pcm16_view
 from ..clock import SYSTEM_CLOCK, Clock
 from ..exceptions import ConnectionFailed, InvalidState, LimitExceeded
 from .backlog import AudioBacklog, OutboundAudio
-from .base import BaseProvider, ProviderConfig
+from .base import AudioLedger, BaseProvider, ProviderConfig
 from .conversation import ConversationEntry, entries_from_items
-from .interfaces import CloseInfo, Frame, ProtocolSession, Transport, TransportClosed
+from .interfaces import BatchTransport, CloseInfo, Frame, ProtocolSession, Transport, TransportClosed
 from .types import ConnectionState, ErrorInfo, EventType, ProviderEvent, ResponseInfo, RestoreMethod
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "backoff",
     "ReconnectPolicy",
     "OutboundQueue",
+    "OutboundWriter",
     "Outage",
 ]
 
@@ -170,6 +174,10 @@ class ReconnectPolicy:
         self._episode = None
 
 
+#: what the outbound queue holds: frames, input audio, barriers
+_Outbound = Frame | OutboundAudio | asyncio.Future[None]
+
+
 class OutboundQueue:
     """The frames waiting for the writer of one connection.
 
@@ -178,9 +186,11 @@ class OutboundQueue:
     when everything queued before them was written). Bounded by ``max_frames`` for the
     callers that ask (:attr:`full`); frames the session produces on its own while reading
     are never refused, so it may exceed the bound by the few frames of one step.
+
+    ``wake`` (set by the writer) is called after every put: the writer schedules itself.
     """
 
-    __slots__ = ("max_frames", "space", "queued_audio", "writing", "_queue")
+    __slots__ = ("max_frames", "space", "queued_audio", "writing", "wake", "_items")
 
     def __init__(self, max_frames: int) -> None:
         self.max_frames = max_frames
@@ -191,32 +201,51 @@ class OutboundQueue:
         self.queued_audio = 0
         #: the audio item taken by the writer and not (known to be) written
         self.writing: OutboundAudio | None = None
-        self._queue: asyncio.Queue[Frame | OutboundAudio | asyncio.Future[None]] = asyncio.Queue()
+        self.wake: Callable[[], None] = _no_wake
+        self._items: collections.deque[_Outbound] = collections.deque()
 
     def __len__(self) -> int:
-        return self._queue.qsize()
+        return len(self._items)
 
     @property
     def full(self) -> bool:
-        return self._queue.qsize() >= self.max_frames
+        return len(self._items) >= self.max_frames
 
     def put(self, frame: Frame) -> None:
-        self._queue.put_nowait(frame)
+        self._items.append(frame)
+        self.wake()
 
     def put_audio(self, item: OutboundAudio) -> None:
         self.queued_audio += item.nbytes
-        self._queue.put_nowait(item)
+        self._items.append(item)
+        self.wake()
 
     def put_barrier(self) -> asyncio.Future[None]:
         barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(barrier)
+        self._items.append(barrier)
+        self.wake()
         return barrier
 
-    async def get(self) -> Frame | OutboundAudio | asyncio.Future[None]:
-        item = await self._queue.get()
-        if not self.full:
+    def pop(self) -> _Outbound | None:
+        """The oldest item (``None``: empty)."""
+        items = self._items
+        if not items:
+            return None
+        item = items.popleft()
+        if len(items) < self.max_frames:
             self.space.set()
         return item
+
+    def pop_all(self) -> list[_Outbound]:
+        """Every item, oldest first (the queue is then empty)."""
+        items = list(self._items)
+        self._items.clear()
+        self.space.set()
+        return items
+
+    def push_front(self, items: list[_Outbound]) -> None:
+        """Put items taken by :meth:`pop_all` and not written back at the front, in order."""
+        self._items.extendleft(reversed(items))
 
     def written(self, item: OutboundAudio) -> None:
         self.writing = None
@@ -229,15 +258,157 @@ class OutboundQueue:
         if self.writing is not None:
             leftovers.append(self.writing)
             self.writing = None
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
+        for item in self._items:
             if isinstance(item, OutboundAudio):
                 leftovers.append(item)
             elif isinstance(item, asyncio.Future) and not item.done():
                 item.cancel()
+        self._items.clear()
         self.queued_audio -= sum(item.nbytes for item in leftovers)
         self.space.set()
         return leftovers
+
+
+def _no_wake() -> None:
+    """The wake hook of a queue no writer serves (yet)."""
+
+
+class OutboundWriter:
+    """Drains one connection's :class:`OutboundQueue` to its transport, in order.
+
+    Fast path (a :class:`~.interfaces.BatchTransport`): every put schedules one loop
+    callback (``call_soon``, so the frame goes out in the next loop iteration, as a woken
+    writer task's would, with no task switch); it takes every item queued by then and
+    writes their frames with one ``send_nowait`` (one socket write), then resolves the
+    barriers among them. Nothing waits for more: no added latency, only what is ready.
+    When the transport declines (flow control, closing) or has no fast path, the
+    writer's task writes item by item with the awaited ``send`` (which waits for the
+    drain, so the queue fills and :attr:`OutboundQueue.full` pushes back on senders)
+    until the queue is empty, then hands back to the callback.
+
+    Ledger: audio counts as written (sent / replayed) once its write returned; the items
+    of a write that failed go back to the queue front, so the connection's teardown finds
+    them (:meth:`OutboundQueue.take_leftovers`) and the audio is recovered or dropped.
+    """
+
+    __slots__ = ("transport", "queue", "name", "_ledger", "_stats", "_batch", "_loop", "_scheduled", "_slow",
+                 "_task", "_waiter", "_stopped")
+
+    def __init__(self, transport: Transport, queue: OutboundQueue, *, ledger: AudioLedger, stats: dict[str, int],
+                 name: str) -> None:
+        self.transport = transport
+        self.queue = queue
+        self.name = name
+        self._ledger = ledger
+        self._stats = stats
+        self._batch = transport.send_nowait if isinstance(transport, BatchTransport) else None
+        self._loop = asyncio.get_running_loop()
+        self._scheduled = False
+        #: the task writes (flow control, or no fast path); the callback stands aside
+        self._slow = self._batch is None
+        self._waiter: asyncio.Future[None] | None = None
+        self._stopped = False
+        self._task = self._loop.create_task(self._write_slowly(), name=f"voiceengine-{name}-writer")
+        queue.wake = self.wake
+        if len(queue):
+            self.wake()
+
+    def wake(self) -> None:
+        """Something was queued: write it in the next loop iteration."""
+        if self._stopped or self._scheduled:
+            return
+        if self._slow:
+            self._wake_task()
+            return
+        self._scheduled = True
+        self._loop.call_soon(self._drain)
+
+    def stop(self) -> asyncio.Task[None]:
+        """Write nothing more; returns the writer's task (cancelled) to await."""
+        self._stopped = True
+        self.queue.wake = _no_wake
+        self._task.cancel()
+        return self._task
+
+    def _wake_task(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        batch = self._batch
+        if self._stopped or self._slow or batch is None:
+            return
+        queue = self.queue
+        items = queue.pop_all()
+        frames = [item.text if isinstance(item, OutboundAudio) else item for item in items
+                  if not isinstance(item, asyncio.Future)]
+        try:
+            written = batch(frames) if frames else True
+        except Exception:
+            queue.push_front(items)  # nothing of this write is known written
+            self._fail()
+            return
+        if not written:
+            queue.push_front(items)
+            self._slow = True
+            self._wake_task()
+            return
+        ledger, sent = self._ledger, 0
+        for item in items:
+            if isinstance(item, OutboundAudio):
+                queue.written(item)
+                if item.replay:
+                    ledger.replayed(item.nbytes)
+                else:
+                    ledger.sent(item.nbytes)
+            elif isinstance(item, asyncio.Future):
+                if not item.done():
+                    item.set_result(None)
+                continue
+            sent += 1
+        self._stats["messages_sent"] += sent
+
+    async def _write_slowly(self) -> None:
+        queue, ledger, transport = self.queue, self._ledger, self.transport
+        try:
+            while True:
+                item = queue.pop() if self._slow else None
+                if item is None:
+                    if self._batch is not None:
+                        self._slow = False  # empty: the next put goes the fast way again
+                    self._waiter = self._loop.create_future()
+                    await self._waiter
+                    continue
+                if isinstance(item, asyncio.Future):
+                    if not item.done():
+                        item.set_result(None)
+                    continue
+                if isinstance(item, OutboundAudio):
+                    # Until send() returns it counts as pending; if the connection dies
+                    # first, the teardown moves it back to the backlog.
+                    queue.writing = item
+                    await transport.send(item.text)
+                    queue.written(item)
+                    if item.replay:
+                        ledger.replayed(item.nbytes)
+                    else:
+                        ledger.sent(item.nbytes)
+                else:
+                    await transport.send(item)
+                self._stats["messages_sent"] += 1
+        except TransportClosed:
+            self._stopped = True  # the reader sees the close and decides what happens next
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._fail()
+
+    def _fail(self) -> None:
+        log.exception("%s: writer failed; dropping the connection", self.name)
+        self._stopped = True
+        self.transport.abort()  # the reader then sees 1006 and reconnects
 
 
 @dataclass(slots=True, kw_only=True)
@@ -324,7 +495,7 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._transport: Transport | None = None
         self._outq: OutboundQueue | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: OutboundWriter | None = None
         self._recycler: asyncio.Task[None] | None = None
         self._retry_sleep: asyncio.Future[None] | None = None
         self._connect_waiter: asyncio.Future[None] | None = None
@@ -510,8 +681,9 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                                                   retryable=False))
         self._tearing_down = True
         writer, reader, recycler, transport = self._writer, self._reader, self._recycler, self._transport
+        writer_task = writer.stop() if writer is not None else None
         current = asyncio.current_task()
-        tasks = [t for t in (writer, recycler, reader) if t is not None and t is not current]
+        tasks = [t for t in (writer_task, recycler, reader) if t is not None and t is not current]
         for task in tasks:
             task.cancel()
         try:
@@ -570,7 +742,7 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self.stats["connections"] += 1
         session.start()
         self._flush()
-        self._writer = asyncio.create_task(self._write_loop(transport, queue), name=f"voiceengine-{self.name}-writer")
+        self._writer = OutboundWriter(transport, queue, ledger=self.audio_ledger, stats=self.stats, name=self.name)
         deadline = asyncio.get_running_loop().time() + self.config.connect_timeout_s
         outcome = _Outcome()
         try:
@@ -604,10 +776,10 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                 self._begin_outage()
             writer, recycler = self._writer, self._recycler
             self._writer = self._recycler = None
-            for task in (writer, recycler):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(*(t for t in (writer, recycler) if t is not None), return_exceptions=True)
+            writer_task = writer.stop() if writer is not None else None
+            if recycler is not None:
+                recycler.cancel()
+            await asyncio.gather(*(t for t in (writer_task, recycler) if t is not None), return_exceptions=True)
             await transport.close()
             await self._stop_recycler()  # defensive: nothing may have started one meanwhile
             outcome.ready = self._conn_ready
@@ -731,36 +903,6 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._emit(ProviderEvent(type=EventType.ERROR, error=info, provider=self.name, session_id=self.session_id))
 
     # ---------------------------------------------------------------- writer
-    async def _write_loop(self, transport: Transport, queue: OutboundQueue) -> None:
-        ledger = self.audio_ledger
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, asyncio.Future):
-                    if not item.done():
-                        item.set_result(None)
-                    continue
-                if isinstance(item, OutboundAudio):
-                    # Until send() returns it counts as pending; if the connection dies
-                    # first, _drop_connection moves it back to the backlog.
-                    queue.writing = item
-                    await transport.send(item.text)
-                    queue.written(item)
-                    if item.replay:
-                        ledger.replayed(item.nbytes)
-                    else:
-                        ledger.sent(item.nbytes)
-                else:
-                    await transport.send(item)
-                self.stats["messages_sent"] += 1
-        except TransportClosed:
-            return  # the reader sees the close and decides what happens next
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s: writer failed; dropping the connection", self.name)
-            transport.abort()  # the reader then sees 1006 and reconnects
-
     def _flush(self) -> None:
         session, queue = self._session, self._outq
         if session is None or queue is None:

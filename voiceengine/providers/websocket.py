@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import ssl
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -41,6 +42,13 @@ from websockets.exceptions import (
     SecurityError,
 )
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.utils import apply_mask as _apply_mask_py
+
+try:  # websockets' C masking (the same one its own frames use), when it was built
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - pure-Python websockets install
+    apply_mask = _apply_mask_py
 
 from ..exceptions import ConnectionFailed
 from ..secrets import SecretScrubbingFilter, scrub
@@ -237,11 +245,29 @@ def close_info(connection: ClientConnection, exc: BaseException | None = None) -
 _CLOSE_SLACK_S = 0.05
 
 
+_FIN_TEXT = 0x81  # FIN + text opcode
+_FIN_BINARY = 0x82  # FIN + binary opcode
+_MASK_BIT = 0x80
+_MASK_KEY_BYTES = 4
+
+
+def _frame_header(first_byte: int, length: int) -> bytes:
+    """A client frame's header up to (not including) the mask key (RFC 6455 5.2)."""
+    if length < 126:
+        return bytes((first_byte, _MASK_BIT | length))
+    if length < 65536:
+        return bytes((first_byte, _MASK_BIT | 126)) + length.to_bytes(2, "big")
+    return bytes((first_byte, _MASK_BIT | 127)) + length.to_bytes(8, "big")
+
+
 class WebSocketTransport:
     """One open WebSocket as a :class:`~voiceengine.providers.interfaces.Transport`.
 
     ``close`` is bounded by ``close_timeout_s`` (+50 ms) even against a peer that never
     drains its socket: then the TCP connection is aborted.
+
+    :meth:`send_nowait` is the runtime's fast path (:class:`~.interfaces.BatchTransport`):
+    the messages ready at one moment framed here and written in one ``transport.write``.
     """
 
     __slots__ = ("connection", "close_timeout_s")
@@ -249,6 +275,48 @@ class WebSocketTransport:
     def __init__(self, connection: ClientConnection, *, close_timeout_s: float) -> None:
         self.connection = connection
         self.close_timeout_s = close_timeout_s
+
+    def send_nowait(self, frames: Sequence[WireFrame], /) -> bool:
+        """Write ``frames`` (one WebSocket message each, in order) at once, or nothing.
+
+        Returns ``False``, having written nothing, whenever websockets' own :meth:`send`
+        must decide: the connection not open (closing, closed: ``send`` raises), writing
+        paused by flow control (``send`` waits for the drain), a fragmented message in
+        progress, extensions negotiated, or frame logging on (websockets logs each frame
+        it sends). Otherwise frames each message as websockets would (FIN, unfragmented,
+        masked with a fresh random key: all keys come from one ``os.urandom`` call) and
+        hands them to the socket in a single ``transport.write`` (one ``send()``
+        syscall instead of one per message). Keepalive pings and the closing handshake
+        stay websockets' own: they are written between whole messages, never inside one.
+        """
+        connection = self.connection
+        protocol = connection.protocol
+        transport = connection.transport
+        # No is_closing() check, as in websockets' send: while the protocol is still OPEN a
+        # write to a transport that is going down is dropped by asyncio, and the loss is
+        # reported by the reader (connection_lost), not by this write.
+        if (protocol.state is not State.OPEN or connection.paused
+                or connection.send_in_progress is not None or protocol.expect_continuation_frame
+                or protocol.extensions or protocol.debug):
+            return False
+        keys = os.urandom(_MASK_KEY_BYTES * len(frames))
+        parts: list[bytes] = []
+        append = parts.append
+        offset = 0
+        for frame in frames:
+            if isinstance(frame, str):
+                payload = frame.encode()
+                first_byte = _FIN_TEXT
+            else:
+                payload = frame
+                first_byte = _FIN_BINARY
+            key = keys[offset:offset + _MASK_KEY_BYTES]
+            offset += _MASK_KEY_BYTES
+            append(_frame_header(first_byte, len(payload)))
+            append(key)
+            append(apply_mask(payload, key))
+        transport.write(b"".join(parts))
+        return True
 
     async def send(self, frame: WireFrame) -> None:
         try:

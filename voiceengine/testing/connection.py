@@ -67,7 +67,6 @@ class FakeConnection:
         self.stalled = False
         self.half_open = False
         self._mutators: list[Fault] = []
-        self._held: dict[str, Any] | None = None
         self._pending: deque[dict[str, Any]] = deque()
         self._stalled_in: deque[str | bytes] = deque()  # client messages held by a stall
         self._draining = False  # handling what a stall held: new messages queue behind it
@@ -206,6 +205,11 @@ class FakeConnection:
                 await self._send_event(self._pending.popleft())
                 self._pending.extend(self.session.events_to_send())
 
+    def _next_ready(self) -> dict[str, Any] | None:
+        """Take the event queued right behind the one being sent (``None``: none is ready)."""
+        self._pending.extend(self.session.events_to_send())
+        return self._pending.popleft() if self._pending else None
+
     async def _drain_now(self) -> None:
         for ev in self.session.events_to_send():
             await self._send_event(ev)
@@ -236,15 +240,18 @@ class FakeConnection:
                 await self._after(ev)
                 return
             if m.kind is FaultKind.OUT_OF_ORDER:
-                if self._held is None:
-                    self._held = ev
-                    return
+                later = self._next_ready()
+                if later is None:
+                    # Nothing is ready behind it: holding it back until the server next
+                    # speaks would withhold it for good when the client is waiting for it
+                    # (a reply's last event, response.done). It goes out as is; the fault
+                    # stays armed for the next two events that are ready together.
+                    continue
                 self._mutators.remove(m)
-                held, self._held = self._held, None
+                await self._send_valid(later)
                 await self._send_valid(ev)
-                await self._send_valid(held)
+                await self._after(later)
                 await self._after(ev)
-                await self._after(held)
                 return
             if m.kind is FaultKind.DUPLICATE_EVENT and m.target_type in (None, ev.get("type")):
                 self._mutators.remove(m)

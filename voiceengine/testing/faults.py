@@ -51,7 +51,8 @@ class FaultKind(enum.Enum):
     MALFORMED_EVENT = "malformed_event"  # a known type with required fields missing (``payload`` overrides)
     BAD_BASE64_AUDIO = "bad_base64_audio"  # the next response.output_audio.delta carries invalid base64
     DUPLICATE_EVENT = "duplicate_event"  # the next server event (of ``target_type`` if set) is sent twice
-    OUT_OF_ORDER = "out_of_order"        # the next two server events are sent swapped
+    OUT_OF_ORDER = "out_of_order"        # the next two server events ready together are sent swapped
+                                         # (one with nothing queued behind it goes out as is)
     STALL = "stall"                      # stop sending and handling for ``duration_s`` (None = for good);
                                          # the socket stays open and still answers pings; client
                                          # messages are held and handled in order when it ends
