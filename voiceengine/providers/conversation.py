@@ -345,7 +345,7 @@ class ConversationRecord:
         entry_id = event.item_id
         pending = self._audio_ms
         audio_ms = pending.get(entry_id) if entry_id is not None else None
-        if audio_ms is None:
+        if entry_id is None or audio_ms is None:
             entry_id = self._target(event, output=True)
             if entry_id is None:
                 return
