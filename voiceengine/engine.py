@@ -28,7 +28,8 @@ from .exceptions import AudioFormatError, InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
 from .pipeline import (
-    InputPipeline, ItemTrack, Playback, PlaybackCut, Transcript, _aiter, _Callback, _guard, _maybe_await, pcm16_decoder,
+    _CALLBACK_PREFIX, InputPipeline, ItemTrack, Playback, PlaybackCut, Transcript, _aiter, _Callback, _guard, _maybe_await,
+    pcm16_decoder,
 )
 from .providers.base import BaseProvider
 from .providers.registry import create as create_provider
@@ -827,15 +828,19 @@ class VoiceEngine:
         if not interrupted and self._response_id is None:
             self._end_assistant_turn()
 
-    async def _deliver_audio(self, pcm: bytes) -> None:
+    def _deliver_audio(self, pcm: bytes) -> Awaitable[Any] | None:
+        """Playback's ``deliver``: the sink's awaitable for playback to await, if any (a plain
+        function, not a coroutine: it runs once per played chunk)."""
         self._fire("on_audio_response", pcm)
         sink = self._sink
-        if sink is not None:
-            await _maybe_await(sink.write(pcm))
+        if sink is None:
+            return None
+        result = sink.write(pcm)
+        return result if result is not None and inspect.isawaitable(result) else None
 
     # ------------------------------------------------------------------ helpers
     def _fire(self, name: str, value: Any) -> None:
-        handler = getattr(self, name).handler
+        handler = vars(self).get(_CALLBACK_PREFIX + name)  # as _Callback keeps it (its getter builds a registrar)
         if handler is None:
             return
         try:
@@ -843,7 +848,7 @@ class VoiceEngine:
         except Exception:
             log.exception("%s callback raised", name)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             if self._callback_tasks >= self.config.max_pending_callbacks:
                 # a slow async callback (e.g. on every audio delta) must not grow tasks forever
                 if inspect.iscoroutine(result):
