@@ -379,7 +379,8 @@ class VoiceEngine:
         input ends (``disconnect()``) is dropped and counted in
         ``metrics.audio_unsent_bytes``.
         """
-        _check_input_format(sample_rate, channels)
+        if sample_rate is not None or channels is not None:  # (None: the defaults, nothing to check)
+            _check_input_format(sample_rate, channels)
         if not self._connected:
             raise InvalidState("send_audio() before connect()")
         if not self._ready.is_set():
@@ -390,14 +391,15 @@ class VoiceEngine:
         rate = sample_rate if sample_rate is not None else (self.config.input_sample_rate or pipeline.provider_rate)
         ch = channels if channels is not None else self.config.input_channels
         frames = pipeline.push(audio, rate, ch)
-        return await self._send_frames(frames)
+        return await self._send_frames(frames) if frames else 0
 
     async def _send_frames(self, frames: list[memoryview], *, wait: bool = True) -> int:
+        metrics, ready = self._metrics, self._ready
         for index, frame in enumerate(frames):
-            if wait and not self._ready.is_set():
+            if wait and not ready.is_set():
                 # a switch started while these frames were being sent: the rest goes to
                 # the new provider rather than to one that is disconnecting
-                await self._ready.wait()
+                await ready.wait()
             if wait and not self._connected:
                 self._unsent(frames[index:])
                 raise InvalidState("the engine disconnected while sending audio")
@@ -406,7 +408,7 @@ class VoiceEngine:
             except BaseException:
                 self._unsent(frames[index:])
                 raise
-            self._metrics.sent(frame.nbytes)
+            metrics.sent(frame.nbytes)
         return len(frames)
 
     def _input_pipeline(self) -> InputPipeline:
