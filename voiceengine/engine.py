@@ -28,7 +28,8 @@ from .exceptions import AudioFormatError, InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
 from .pipeline import (
-    InputPipeline, ItemTrack, Playback, PlaybackCut, Transcript, _aiter, _Callback, _guard, _maybe_await, pcm16_decoder,
+    _CALLBACK_PREFIX, InputPipeline, ItemTrack, Playback, PlaybackCut, Transcript, _aiter, _Callback, _guard, _maybe_await,
+    pcm16_decoder,
 )
 from .providers.base import BaseProvider
 from .providers.registry import create as create_provider
@@ -378,7 +379,8 @@ class VoiceEngine:
         input ends (``disconnect()``) is dropped and counted in
         ``metrics.audio_unsent_bytes``.
         """
-        _check_input_format(sample_rate, channels)
+        if sample_rate is not None or channels is not None:  # (None: the defaults, nothing to check)
+            _check_input_format(sample_rate, channels)
         if not self._connected:
             raise InvalidState("send_audio() before connect()")
         if not self._ready.is_set():
@@ -389,14 +391,15 @@ class VoiceEngine:
         rate = sample_rate if sample_rate is not None else (self.config.input_sample_rate or pipeline.provider_rate)
         ch = channels if channels is not None else self.config.input_channels
         frames = pipeline.push(audio, rate, ch)
-        return await self._send_frames(frames)
+        return await self._send_frames(frames) if frames else 0
 
     async def _send_frames(self, frames: list[memoryview], *, wait: bool = True) -> int:
+        metrics, ready = self._metrics, self._ready
         for index, frame in enumerate(frames):
-            if wait and not self._ready.is_set():
+            if wait and not ready.is_set():
                 # a switch started while these frames were being sent: the rest goes to
                 # the new provider rather than to one that is disconnecting
-                await self._ready.wait()
+                await ready.wait()
             if wait and not self._connected:
                 self._unsent(frames[index:])
                 raise InvalidState("the engine disconnected while sending audio")
@@ -405,7 +408,7 @@ class VoiceEngine:
             except BaseException:
                 self._unsent(frames[index:])
                 raise
-            self._metrics.sent(frame.nbytes)
+            metrics.sent(frame.nbytes)
         return len(frames)
 
     def _input_pipeline(self) -> InputPipeline:
@@ -827,15 +830,19 @@ class VoiceEngine:
         if not interrupted and self._response_id is None:
             self._end_assistant_turn()
 
-    async def _deliver_audio(self, pcm: bytes) -> None:
+    def _deliver_audio(self, pcm: bytes) -> Awaitable[Any] | None:
+        """Playback's ``deliver``: the sink's awaitable for playback to await, if any (a plain
+        function, not a coroutine: it runs once per played chunk)."""
         self._fire("on_audio_response", pcm)
         sink = self._sink
-        if sink is not None:
-            await _maybe_await(sink.write(pcm))
+        if sink is None:
+            return None
+        result = sink.write(pcm)
+        return result if result is not None and inspect.isawaitable(result) else None
 
     # ------------------------------------------------------------------ helpers
     def _fire(self, name: str, value: Any) -> None:
-        handler = getattr(self, name).handler
+        handler = vars(self).get(_CALLBACK_PREFIX + name)  # as _Callback keeps it (its getter builds a registrar)
         if handler is None:
             return
         try:
@@ -843,7 +850,7 @@ class VoiceEngine:
         except Exception:
             log.exception("%s callback raised", name)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             if self._callback_tasks >= self.config.max_pending_callbacks:
                 # a slow async callback (e.g. on every audio delta) must not grow tasks forever
                 if inspect.iscoroutine(result):

@@ -43,6 +43,7 @@ __all__ = [
 log = logging.getLogger("voiceengine.injection")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_AUDIO_DELTA = EventType.AUDIO_DELTA
 _ACTIVITY_EVENTS = frozenset({EventType.SPEECH_STARTED, EventType.SPEECH_STOPPED, EventType.RESPONSE_STARTED,
                               EventType.RESPONSE_DONE, EventType.PLAYBACK_STARTED, EventType.PLAYBACK_STOPPED,
                               EventType.INPUT_COMMITTED})
@@ -200,6 +201,8 @@ class ContextInjector:
     def observe(self, event: ProviderEvent) -> None:
         """Update the conversation view from an event and wake the delivery task."""
         etype = event.type
+        if etype is _AUDIO_DELTA and not self._entries:
+            return  # (per 20 ms delta) changes nothing below unless an item's trigger may match it
         if etype is EventType.RESPONSE_STARTED:
             self._response_active = True
         elif etype is EventType.RESPONSE_DONE:

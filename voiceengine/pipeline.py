@@ -246,7 +246,9 @@ class Playback:
         self._in_underrun = False
         self._t0 = 0.0
         self._consumed = 0
-        self._wake = asyncio.Event()
+        # the clock task's wait for a delta or the end of the stream: a bare future (an
+        # asyncio.Event costs a coroutine and a waiter list per wait, once per delta unpaced)
+        self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------- write side
@@ -268,13 +270,25 @@ class Playback:
                 self._queued.append(_Segment(track, stored))
             track.received += stored
         self.stream_done = False
-        self._wake.set()
+        self._wake()
         return stored
 
     def end_of_stream(self) -> None:
         """No more audio is coming for now (response done): play out what is queued."""
         self.stream_done = True
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wait_for_wake(self) -> asyncio.Future[None]:
+        """What the clock task awaits until the next :meth:`_wake` (awaited directly: no
+        coroutine of its own)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        return waiter
 
     # --------------------------------------------------------------- read head
     def _read(self, n: int) -> bytes:
@@ -348,24 +362,26 @@ class Playback:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _emit(self, pcm: bytes) -> None:
+    def _emit(self, pcm: bytes) -> Awaitable[Any] | None:
+        """Play ``pcm``: the awaitable of an async ``deliver`` (to await), else ``None``.
+        Not a coroutine: unpaced, this runs once per delta."""
         if not pcm:
-            return
+            return None
         if self._on_played is not None:
             self._on_played(len(pcm))
         out = self.resampler.process(pcm)
-        if out:
-            await self._call(out)
+        return self._call(out) if out else None
 
-    async def _call(self, out: bytes) -> None:
+    def _call(self, out: bytes) -> Awaitable[Any] | None:
         result = self._deliver(out)
-        if inspect.isawaitable(result):
-            await result
+        return result if result is not None and inspect.isawaitable(result) else None
 
     async def _finish(self) -> None:
         tail = self.resampler.flush()
         if tail:
-            await self._call(tail)
+            pending = self._call(tail)
+            if pending is not None:
+                await pending
         self.playing = False
         self._heard = None  # played out: nothing is being heard any more
         if self.ring.available == 0:
@@ -382,9 +398,8 @@ class Playback:
         frame = 2
         while True:
             if not self.playing:
-                self._wake.clear()
                 if not self._ready():
-                    await self._wake.wait()
+                    await self._wait_for_wake()
                     continue
                 self.playing = True
                 self._in_underrun = False
@@ -393,15 +408,15 @@ class Playback:
                 if self._on_start is not None:
                     self._on_start()
             if self.speed is None:
-                chunk = self._read(self.ring.available)
-                await self._emit(chunk)
-                chunk = b""  # not kept alive across the wait below (it can be a whole reply)
+                pending = self._emit(self._read(self.ring.available))
+                if pending is not None:
+                    await pending
+                    pending = None  # not kept alive across the wait below
                 if self.ring.available == 0:
                     if self.stream_done:
                         await self._finish()
                     else:
-                        self._wake.clear()
-                        await self._wake.wait()
+                        await self._wait_for_wake()
                 continue
             await asyncio.sleep(self.tick_s)
             if not self.playing:  # stop_now() ran while we slept
@@ -413,7 +428,10 @@ class Playback:
                 continue
             chunk = self._read(due)
             self._consumed += due
-            await self._emit(chunk)
+            pending = self._emit(chunk)
+            if pending is not None:
+                await pending
+                pending = None
             got, chunk = len(chunk), b""  # not kept alive across the next tick's sleep
             if got < due:
                 # Short read: restart the clock from now so there is no catch-up burst.
@@ -458,11 +476,15 @@ class _CallbackRegistrar:
         return fn
 
 
+#: a _Callback attribute ``on_x`` keeps its callback in the instance's ``__dict__`` under this + ``on_x``
+_CALLBACK_PREFIX = "_cb_"
+
+
 class _Callback:
     """A settable callback attribute that is also a decorator: ``engine.on_x = f`` or ``@engine.on_x``."""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.name = "_cb_" + name
+        self.name = _CALLBACK_PREFIX + name
 
     @overload
     def __get__(self, obj: None, owner: type | None = None) -> "_Callback": ...

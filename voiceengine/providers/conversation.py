@@ -130,7 +130,7 @@ class ConversationRecord:
     """
 
     __slots__ = ("max_entries", "output_bytes_per_ms", "dropped", "version", "_entries", "_view",
-                 "_open_input", "_open_output", "_ids")
+                 "_open_input", "_open_output", "_ids", "_audio_ms")
 
     def __init__(self, *, max_entries: int = 512, output_bytes_per_ms: float = 48.0) -> None:
         if type(max_entries) is not int or max_entries < 1:
@@ -148,11 +148,18 @@ class ConversationRecord:
         self._open_input: str | None = None
         self._open_output: str | None = None
         self._ids = itertools.count(1)
+        # entry id -> its ``audio_ms`` with the audio deltas received since it was last
+        # written: a delta adds to a float here instead of rebuilding the frozen entry (a
+        # dataclass replace per 20 ms delta was most of the record's cost); folded into the
+        # entries before anything reads or changes them (_settle_audio)
+        self._audio_ms: dict[str, float] = {}
 
     # ---------------------------------------------------------------- reading
     @property
     def entries(self) -> tuple[ConversationEntry, ...]:
         """The entries in conversation order."""
+        if self._audio_ms:
+            self._settle_audio()
         if self._view is None:
             self._view = tuple(self._entries.values())
         return self._view
@@ -162,6 +169,8 @@ class ConversationRecord:
         return tuple(e for e in self.entries if e.replayable)
 
     def get(self, entry_id: str) -> ConversationEntry | None:
+        if self._audio_ms:
+            self._settle_audio()
         return self._entries.get(entry_id)
 
     def __len__(self) -> int:
@@ -178,6 +187,7 @@ class ConversationRecord:
 
     # ---------------------------------------------------------------- writing
     def clear(self) -> None:
+        self._audio_ms.clear()
         self._entries.clear()
         self._open_input = self._open_output = None
         self._changed()
@@ -221,6 +231,8 @@ class ConversationRecord:
         return f"conv_{next(self._ids)}", True
 
     def _put(self, entry: ConversationEntry, *, previous_id: str | None = None) -> None:
+        if self._audio_ms:
+            self._settle_audio()
         entries = self._entries
         evicted = entries.evicted
         if entry.id in entries or previous_id is None or previous_id not in entries \
@@ -237,12 +249,16 @@ class ConversationRecord:
         self._changed()
 
     def _update(self, entry_id: str, **changes: Any) -> None:
+        if self._audio_ms:
+            self._settle_audio()
         entry = self._entries.get(entry_id)
         if entry is not None:
             self._entries[entry_id] = replace(entry, **changes)
             self._changed()
 
     def _remove(self, entry_id: str) -> None:
+        if self._audio_ms:
+            self._settle_audio()
         if self._entries.pop(entry_id, None) is not None:
             if self._open_input == entry_id:
                 self._open_input = None
@@ -253,6 +269,16 @@ class ConversationRecord:
     def _changed(self) -> None:
         self._view = None
         self.version += 1
+
+    def _settle_audio(self) -> None:
+        """Fold the audio received since the entries were last written into them."""
+        entries = self._entries
+        for entry_id, audio_ms in self._audio_ms.items():
+            entry = entries.get(entry_id)
+            if entry is not None:
+                entries[entry_id] = replace(entry, has_audio=True, audio_ms=audio_ms)
+        self._audio_ms.clear()
+        self._view = None  # audio duration only: no version bump (readers poll text changes)
 
     # ---------------------------------------------------------------- events
     def apply(self, event: ProviderEvent) -> None:
@@ -316,13 +342,18 @@ class ConversationRecord:
         data = event.data
         if data is None:
             return
-        entry_id = self._target(event, output=True)
-        if entry_id is None:
-            return
-        entry = self._entries[entry_id]
+        entry_id = event.item_id
+        pending = self._audio_ms
+        audio_ms = pending.get(entry_id) if entry_id is not None else None
+        if entry_id is None or audio_ms is None:
+            entry_id = self._target(event, output=True)
+            if entry_id is None:
+                return
+            audio_ms = pending.get(entry_id)
+            if audio_ms is None:
+                audio_ms = self._entries[entry_id].audio_ms
         n = data.nbytes if isinstance(data, memoryview) else len(data)
-        self._entries[entry_id] = replace(entry, has_audio=True, audio_ms=entry.audio_ms + n / self.output_bytes_per_ms)
-        self._view = None  # audio duration only: no version bump per delta (readers poll text changes)
+        pending[entry_id] = audio_ms + n / self.output_bytes_per_ms
 
     def _on_truncated(self, event: ProviderEvent) -> None:
         data = event.data if isinstance(event.data, Mapping) else {}

@@ -957,7 +957,10 @@ class ProviderRuntime(BaseProvider, Generic[S]):
     def _usable_session(self) -> S:
         if self._ready.is_set() and self._session is not None and self._outq is not None:
             return self._session
-        raise InvalidState(f"{self.name} provider is {self._state.value}; call connect() first")
+        raise self._not_usable()
+
+    def _not_usable(self) -> InvalidState:
+        return InvalidState(f"{self.name} provider is {self._state.value}; call connect() first")
 
     async def _control(self, call: Callable[[S], T]) -> T:
         """Run a session call once connected and the queue has room, then flush it.
@@ -1007,12 +1010,14 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         sent after the restore; see :attr:`audio_accounting`.
         """
         # while reconnecting the backlog takes it, whatever the outage bookkeeping says
-        if not self._ready.is_set() and (self._buffering or self._state is ConnectionState.RECONNECTING):
+        ready = self._ready.is_set()
+        if not ready and (self._buffering or self._state is ConnectionState.RECONNECTING):
             self._buffer_audio(audio)
             return
-        session = self._usable_session()
-        queue = self._outq
-        if queue is not None and queue.full:
+        session, queue = self._session, self._outq
+        if not ready or session is None or queue is None:
+            raise self._not_usable()  # (what _usable_session() checks, inlined: once per frame)
+        if queue.full:
             raise LimitExceeded(
                 f"outbound queue full ({queue.max_frames} messages): audio refused", limit=queue.max_frames,
                 size=len(queue),

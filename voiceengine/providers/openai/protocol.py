@@ -204,6 +204,9 @@ class Decoded(NamedTuple):
     message: dict[str, Any] | None
 
 
+_new_tuple = tuple.__new__
+
+
 # ------------------------------------------------------------------ the GA codec
 class RealtimeCodec:
     """The GA dialect. Encoders return one JSON text frame; ``decode`` never raises.
@@ -342,7 +345,8 @@ class RealtimeCodec:
         """One server frame -> :class:`Decoded`. Never raises: anything malformed is an ERROR."""
         fast = decode_audio_delta(message, self.audio_delta_type, ctx)  # the bulk of inbound bytes
         if fast is not None:
-            return Decoded(self.audio_delta_type, *fast)
+            # built as the tuple it is: a NamedTuple's __new__ is a Python call, once per delta here
+            return _new_tuple(Decoded, (self.audio_delta_type, fast[0], fast[1]))
         if not isinstance(message, str):
             size = len(message) if isinstance(message, (bytes, bytearray)) else -1
             return self._malformed(ctx, None, f"unexpected binary frame ({size} bytes); the service sends text")

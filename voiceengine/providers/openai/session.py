@@ -611,8 +611,11 @@ class RealtimeSession:
             parts.put(content_index, n_bytes)
         else:
             parts[content_index] = received + n_bytes
-        self._confirmed.add(item_id)
-        self._current = (item_id, content_index)
+        if item_id not in self._confirmed:  # (re-adding a member changes nothing: skip the call per delta)
+            self._confirmed.add(item_id)
+        current = self._current
+        if current is None or current[0] != item_id or current[1] != content_index:
+            self._current = (item_id, content_index)
 
     # ------------------------------------------------------------- inbound handlers
     # Each takes the decoded event and the parsed wire message, updates the bookkeeping and
