@@ -70,8 +70,8 @@ async def test_refused_unknown_and_still_open_handles_close_1011(server: FakeGem
 
 async def test_go_away_after_n_seconds_then_close_1011() -> None:
     async with FakeGeminiLiveServer(speed=float("inf"), go_away_after_s=0.2, go_away_time_left_s=0.3) as server:
+        started = time.monotonic()  # before the session opens: the server's clock starts after this
         ws = await open_session(server)
-        started = time.monotonic()
         frames = await read_until(ws, lambda f: "goAway" in f)
         code, reason = await closed_with(ws)
         elapsed = time.monotonic() - started
