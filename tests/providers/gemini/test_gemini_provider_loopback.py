@@ -144,6 +144,40 @@ async def test_close_1011_resumes_with_the_latest_handle(server: FakeGeminiLiveS
     assert list(server.sessions[1].history)[:2] == [("user", "first"), ("model", "You said first")]
 
 
+async def test_turn_ended_after_its_audio_was_lost_with_the_connection_awaits_no_reply(
+        server: FakeGeminiLiveServer) -> None:
+    """The user's audio went out on a connection that is then reset; the turn is ended on the
+    next one. No transparent resumption: nothing re-sends that audio, so the new connection's
+    ``audioStreamEnd`` ends no turn the service holds and gets no reply. The session must not
+    wait for one (it did, forever: never idle, so never recycled or handed over; the fault
+    episode of seed 11, where the coalesced writer wrote a whole restored backlog just before
+    a TCP reset)."""
+    from voiceengine.testing import Fault, FaultKind
+
+    pcm = speech("tell me something")
+    async with running(server, max_reconnect_attempts=3) as (provider, rec):
+        await provider.send_audio(pcm)
+        async with asyncio.timeout(5):
+            while server.sessions[0].input_audio_bytes < len(pcm):  # on the first connection only
+                await asyncio.sleep(0.01)
+        mark = len(rec.events)
+        server.inject(Fault(kind=FaultKind.TCP_RESET))
+        await rec.wait(lambda e: e.type is EventType.CONNECTION_STATE and e.data.phase == "restored", since=mark)
+        await provider.commit_audio()
+        session = provider.session
+        assert session is not None and session.idle and not provider.response_active
+        await server.wait_for_received(lambda f: f == {"realtimeInput": {"audioStreamEnd": True}})
+        assert server.sessions[-1].input_audio_bytes == 0  # the new connection holds none of that turn
+        after = len(rec.events)
+        await provider.send_text("still there?")
+        done = await rec.wait(is_(EventType.RESPONSE_DONE), since=after)
+        accounting = provider.audio_accounting
+    assert done.data.status == "completed"
+    assert len(rec.of(EventType.RESPONSE_STARTED)) == 1  # the only reply: to the text
+    assert rec.of(EventType.TRANSCRIPT_DONE)[-1].data == "You said still there?"
+    assert accounting.balanced and accounting.sent_bytes == len(pcm)  # written, then lost with the connection
+
+
 async def test_refused_handle_falls_back_to_replay(server: FakeGeminiLiveServer) -> None:
     from voiceengine.testing import Fault, FaultKind
 

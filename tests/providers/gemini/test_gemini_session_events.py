@@ -407,6 +407,33 @@ def test_plain_resumption_keeps_nothing() -> None:
     assert GeminiSession(GeminiConfig(api_key="k"), resend_audio=[b"\x00\x00"]).data_to_send() == []
 
 
+def test_audio_stream_end_awaits_a_reply_only_for_audio_this_connection_carried() -> None:
+    loop = Loop()
+    loop.client.start()
+    loop.pump()
+    loop.client.end_audio_stream()  # a fresh connection (after a loss): none of the turn's audio came here
+    assert loop.client.idle and loop.client.lost_responses() == []
+    assert loop.pump() == []  # and the service does not answer audioStreamEnd alone
+    loop.audio(synthesize("hello there", 16000).pcm)
+    loop.client.end_audio_stream()
+    assert not loop.client.idle and loop.client.lost_responses() == [None]
+    assert types_of(loop.pump())[-1] is EventType.RESPONSE_DONE and loop.client.idle
+    loop.client.end_audio_stream()  # that stream ended already: nothing new to answer
+    assert loop.client.idle and loop.pump() == []
+
+
+def test_audio_re_sent_by_transparent_resumption_is_a_turn_to_answer() -> None:
+    config = GeminiConfig(api_key="k", transparent_resumption=True)
+    resumed = GeminiSession(config, resumption_handle="h", resend_audio=[b"\x00\x00" * 160])
+    resumed.start()
+    resumed.receive('{"setupComplete": {}}')
+    _, again = resumed.data_to_send()  # (the runtime flushes once set up, before any request)
+    assert "audio" in json.loads(again)["realtimeInput"]
+    resumed.end_audio_stream()
+    assert not resumed.idle and resumed.lost_responses() == [None]
+    assert [json.loads(f) for f in resumed.data_to_send()] == [{"realtimeInput": {"audioStreamEnd": True}}]
+
+
 def test_request_reply_completes_a_text_turn_sent_without_one() -> None:
     loop = Loop()
     loop.client.start()

@@ -181,6 +181,10 @@ class GeminiSession:
         self._max_unconsumed = config.reconnect_audio_buffer_ms * INPUT_SAMPLE_RATE * 2 // 1000
         self._resend = [bytes(pcm) for pcm in resend_audio] if resumption_handle is not None else []
         self._pending_audio: list[tuple[int, bytes, bool]] = []
+        # input audio went out (or is re-sent first) on this connection since the audio
+        # stream last ended: only then does ``audioStreamEnd`` end a turn the service
+        # answers (audio written on a connection that was lost never reached this one)
+        self._stream_audio = bool(self._resend)
 
     # ------------------------------------------------------------ state
     @property
@@ -319,16 +323,25 @@ class GeminiSession:
             return None
         frame = encode_audio(pcm)
         self._text_pending = False  # the newest input is speech: a reply request ends that turn
+        self._stream_audio = True
         self._wire_index += 1  # the runtime writes it in call order with the other frames
         if self.config.transparent_resumption:
             self._keep_unconsumed(self._wire_index, bytes(pcm), counted=True)
         return frame
 
     def end_audio_stream(self) -> None:
-        """The microphone stopped (automatic activity detection): the service ends the turn."""
+        """The microphone stopped (automatic activity detection): the service ends the turn.
+
+        A reply is awaited only when this connection carried input audio since the stream
+        last ended: the service answers the audio it holds, and it holds none of audio
+        written on an earlier connection that was lost (without transparent resumption
+        nothing re-sends it), so ``audioStreamEnd`` alone gets no reply and waiting for one
+        would keep the session from ever being idle."""
         if self.config.turn_detection_settings.manual:
             raise InvalidState("with manual turn detection, end the turn with activity_end()")
-        self._awaiting_reply = True
+        if self._stream_audio:
+            self._stream_audio = False
+            self._awaiting_reply = True
         self._queue(encode_audio_stream_end())
 
     def activity_start(self) -> None:
