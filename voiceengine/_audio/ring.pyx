@@ -92,7 +92,9 @@ cdef enum:
 # Storage a new (or shrunk) ring starts with; it doubles on demand up to the capacity.
 # A conversation's playback ring is sized for minutes of audio but mostly holds a
 # fraction of a second, so storage follows what is queued, not the worst case.
-INITIAL_STORAGE = 4096
+cdef enum:
+    _INITIAL_STORAGE = 4096
+INITIAL_STORAGE = _INITIAL_STORAGE
 
 cdef enum Policy:
     DROP_OLDEST = 0
@@ -201,7 +203,7 @@ cdef class RingBuffer:
         self._cap = capacity_bytes
         self._prebuffer = prebuffer_bytes
         self._prebuffering = 1 if prebuffer_bytes > 0 else 0
-        self._size = min(<uint64_t>capacity_bytes, <uint64_t>INITIAL_STORAGE)
+        self._size = min(<uint64_t>capacity_bytes, <uint64_t>_INITIAL_STORAGE)
         self._data = <unsigned char *>PyMem_RawCalloc(<size_t>self._size, 1)
         if self._data == NULL:
             raise MemoryError(f"cannot allocate a {self._size}-byte ring buffer")
@@ -264,16 +266,17 @@ cdef class RingBuffer:
         PyMem_RawFree(old)
         return 0
 
-    cdef int _reserve(self, uint64_t want) noexcept nogil:
-        """Grow storage (doubling, at most to the capacity) to hold ``want`` bytes."""
-        cdef uint64_t size = self._size
-        if want <= size:
-            return 0
+    cdef uint64_t _storage_for(self, uint64_t want, uint64_t size) noexcept nogil:
+        """``size`` doubled until it holds ``want`` bytes, at most the capacity."""
         while size < want:
             size *= 2
-        if size > self._cap:
-            size = self._cap
-        return self._resize(size)
+        return size if size < self._cap else self._cap
+
+    cdef int _reserve(self, uint64_t want) noexcept nogil:
+        """Grow storage (doubling, at most to the capacity) to hold ``want`` bytes."""
+        if want <= self._size:
+            return 0
+        return self._resize(self._storage_for(want, self._size))
 
     cdef int64_t _write_c(self, const unsigned char *src, uint64_t n) noexcept nogil:
         """Store per policy; returns bytes stored, -1 when RAISE refused the write, -2
@@ -518,11 +521,7 @@ cdef class RingBuffer:
         try:
             before = self._size
             used = ve_load_acq(&self._head) - ve_load_acq(&self._tail)
-            size = INITIAL_STORAGE
-            while size < used:
-                size *= 2
-            if size > self._cap:
-                size = self._cap
+            size = self._storage_for(used, _INITIAL_STORAGE)
             if size < before:
                 with nogil:
                     failed = self._resize(size)

@@ -158,8 +158,7 @@ class ConversationRecord:
     @property
     def entries(self) -> tuple[ConversationEntry, ...]:
         """The entries in conversation order."""
-        if self._audio_ms:
-            self._settle_audio()
+        self._settle_audio()
         if self._view is None:
             self._view = tuple(self._entries.values())
         return self._view
@@ -169,8 +168,7 @@ class ConversationRecord:
         return tuple(e for e in self.entries if e.replayable)
 
     def get(self, entry_id: str) -> ConversationEntry | None:
-        if self._audio_ms:
-            self._settle_audio()
+        self._settle_audio()
         return self._entries.get(entry_id)
 
     def __len__(self) -> int:
@@ -231,8 +229,7 @@ class ConversationRecord:
         return f"conv_{next(self._ids)}", True
 
     def _put(self, entry: ConversationEntry, *, previous_id: str | None = None) -> None:
-        if self._audio_ms:
-            self._settle_audio()
+        self._settle_audio()
         entries = self._entries
         evicted = entries.evicted
         if entry.id in entries or previous_id is None or previous_id not in entries \
@@ -249,16 +246,14 @@ class ConversationRecord:
         self._changed()
 
     def _update(self, entry_id: str, **changes: Any) -> None:
-        if self._audio_ms:
-            self._settle_audio()
+        self._settle_audio()
         entry = self._entries.get(entry_id)
         if entry is not None:
             self._entries[entry_id] = replace(entry, **changes)
             self._changed()
 
     def _remove(self, entry_id: str) -> None:
-        if self._audio_ms:
-            self._settle_audio()
+        self._settle_audio()
         if self._entries.pop(entry_id, None) is not None:
             if self._open_input == entry_id:
                 self._open_input = None
@@ -272,6 +267,8 @@ class ConversationRecord:
 
     def _settle_audio(self) -> None:
         """Fold the audio received since the entries were last written into them."""
+        if not self._audio_ms:
+            return
         entries = self._entries
         for entry_id, audio_ms in self._audio_ms.items():
             entry = entries.get(entry_id)

@@ -355,14 +355,10 @@ class OutboundWriter:
             self._slow = True
             self._wake_task()
             return
-        ledger, sent = self._ledger, 0
+        sent = 0
         for item in items:
             if isinstance(item, OutboundAudio):
-                queue.written(item)
-                if item.replay:
-                    ledger.replayed(item.nbytes)
-                else:
-                    ledger.sent(item.nbytes)
+                self._audio_written(item)
             elif isinstance(item, asyncio.Future):
                 if not item.done():
                     item.set_result(None)
@@ -371,7 +367,7 @@ class OutboundWriter:
         self._stats["messages_sent"] += sent
 
     async def _write_slowly(self) -> None:
-        queue, ledger, transport = self.queue, self._ledger, self.transport
+        queue, transport = self.queue, self.transport
         try:
             while True:
                 item = queue.pop() if self._slow else None
@@ -390,11 +386,7 @@ class OutboundWriter:
                     # first, the teardown moves it back to the backlog.
                     queue.writing = item
                     await transport.send(item.text)
-                    queue.written(item)
-                    if item.replay:
-                        ledger.replayed(item.nbytes)
-                    else:
-                        ledger.sent(item.nbytes)
+                    self._audio_written(item)
                 else:
                     await transport.send(item)
                 self._stats["messages_sent"] += 1
@@ -404,6 +396,14 @@ class OutboundWriter:
             raise
         except Exception:
             self._fail()
+
+    def _audio_written(self, item: OutboundAudio) -> None:
+        """Its write returned: off the queue's books, into the ledger as sent or replayed."""
+        self.queue.written(item)
+        if item.replay:
+            self._ledger.replayed(item.nbytes)
+        else:
+            self._ledger.sent(item.nbytes)
 
     def _fail(self) -> None:
         log.exception("%s: writer failed; dropping the connection", self.name)
