@@ -22,8 +22,9 @@ the audio backlog and its ledger, recycling, restore) is the runtime's.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from .conversation import ConversationEntry
 from .types import ProviderEvent
@@ -34,6 +35,7 @@ __all__ = [
     "TransportClosed",
     "Transport",
     "BatchTransport",
+    "PushTransport",
     "ProtocolSession",
     "Frame",
 ]
@@ -104,6 +106,23 @@ class BatchTransport(Transport, Protocol):
         """Write all of ``frames``, in order, now (``True``), or none of them (``False``:
         the caller falls back to :meth:`~Transport.send`, which waits for flow control
         and raises :class:`TransportClosed` once closed)."""
+        ...
+
+
+@runtime_checkable
+class PushTransport(Transport, Protocol):
+    """A :class:`Transport` that can hand each message to a callback as it arrives (from
+    its read callback): the runtime's inbound fast path, no reader wake-up per message."""
+
+    def push_to(self, sink: Callable[[Frame], None], /) -> asyncio.Future[None] | None:
+        """Call ``sink`` with every message, in order, until the returned future is done;
+        then :meth:`~Transport.receive` returns the message that ended pushing, if any, or
+        raises :class:`TransportClosed`. ``None``: nothing changed, :meth:`~Transport.receive`
+        first (messages are waiting for it, or the connection is closing)."""
+        ...
+
+    def stop_push(self) -> None:
+        """Stop pushing (idempotent); later messages wait for :meth:`~Transport.receive`."""
         ...
 
 

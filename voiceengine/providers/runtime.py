@@ -10,7 +10,9 @@ open its transport (:meth:`ProviderRuntime.open_transport`) and how to make a se
 Tasks (all owned, all cancelled and awaited by ``disconnect()``):
 
 * the *reader* (``_supervise``): reads frames, feeds the session, emits its events, and
-  on a reconnectable loss runs the reconnect loop (one connection at a time);
+  on a reconnectable loss runs the reconnect loop (one connection at a time); with a
+  :class:`~.interfaces.PushTransport` the transport hands it each message from its read
+  callback instead (the task only waits, and receives what the transport does not push);
 * the *writer* (:class:`OutboundWriter`, one per connection): drains the
   :class:`OutboundQueue` to the transport, so no public method ever waits on the network;
   a loop callback that writes every ready frame in one socket write, and a task only
@@ -55,7 +57,7 @@ from ..exceptions import ConnectionFailed, InvalidState, LimitExceeded
 from .backlog import AudioBacklog, OutboundAudio
 from .base import AudioLedger, BaseProvider, ProviderConfig
 from .conversation import ConversationEntry, entries_from_items
-from .interfaces import BatchTransport, CloseInfo, Frame, ProtocolSession, Transport, TransportClosed
+from .interfaces import BatchTransport, CloseInfo, Frame, ProtocolSession, PushTransport, Transport, TransportClosed
 from .types import ConnectionState, ErrorInfo, EventType, ProviderEvent, ResponseInfo, RestoreMethod
 
 __all__ = [
@@ -745,8 +747,16 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._writer = OutboundWriter(transport, queue, ledger=self.audio_ledger, stats=self.stats, name=self.name)
         deadline = asyncio.get_running_loop().time() + self.config.connect_timeout_s
         outcome = _Outcome()
+        pusher = transport if isinstance(transport, PushTransport) else None
         try:
             while True:
+                if pusher is not None and await self._receive_pushed(pusher, session, reconnected=reconnected,
+                                                                     deadline=deadline):
+                    outcome.timeout = True
+                    break
+                if self._fatal is not None:
+                    outcome.fatal = self._fatal
+                    break
                 try:
                     if self._conn_ready:
                         frame = await transport.receive()
@@ -795,6 +805,44 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                 self._report_lost_responses(session)
             self._drop_connection(keep_audio=not self._closing and self._buffering)
         return outcome
+
+    async def _receive_pushed(self, transport: PushTransport, session: S, *, reconnected: bool,
+                              deadline: float) -> bool:
+        """Let ``transport`` hand its messages straight to :meth:`_handle_frame` (from its read
+        callback: no wake-up of this task per message) until it stops pushing; then
+        :meth:`_serve` receives what stopped it (a message only ``receive()`` takes, or the
+        close). Returns ``True`` when the session was not set up by ``deadline``."""
+        failure: list[Exception] = []
+
+        def on_message(frame: Frame) -> None:
+            try:
+                self.stats["messages_received"] += 1
+                self._handle_frame(session, frame, reconnected=reconnected)
+            except Exception as exc:  # a bug of ours: raised from here, as from the receive loop
+                failure.append(exc)
+                transport.stop_push()
+                return
+            if self._fatal is not None:
+                transport.stop_push()
+
+        ended = transport.push_to(on_message)
+        if ended is None:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            while not ended.done():
+                if self._conn_ready:
+                    await ended
+                    break
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return True
+                await asyncio.wait((ended,), timeout=remaining)
+        finally:
+            transport.stop_push()
+        if failure:
+            raise failure[0]
+        return False
 
     def _handle_frame(self, session: S, frame: Frame, *, reconnected: bool) -> None:
         try:

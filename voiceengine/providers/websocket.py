@@ -19,6 +19,13 @@ Decisions, and why:
   never reaches a handler.
 * A handshake failure is raised without cause, context or inner frames: those hold the
   request headers (the key, in clear), and error reporters record frame locals.
+* Both directions have a fast path beside websockets' own ``send``/``recv``: outbound,
+  the messages ready at one moment framed here and written with one socket write
+  (:meth:`WebSocketTransport.send_nowait`); inbound, each whole message handed to the
+  runtime from the socket's read callback (:meth:`WebSocketTransport.push_to`), with no
+  wake-up of a reader task and no queue per message. Whatever the fast paths decline
+  (flow control, a closing connection, a fragmented message, invalid UTF-8, control
+  frames) stays websockets' business, with its checks and close codes.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import json
 import logging
 import os
 import ssl
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -42,7 +49,7 @@ from websockets.exceptions import (
     SecurityError,
 )
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
+from websockets.protocol import Event, State
 from websockets.utils import apply_mask as _apply_mask_py
 
 try:  # websockets' C masking (the same one its own frames use), when it was built
@@ -72,6 +79,8 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 log = logging.getLogger("voiceengine.providers.websocket")
 
 _DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})  # frames whose payload is app data
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
 
 
 class WebSocketSettings(Protocol):
@@ -117,6 +126,64 @@ def wire_logger(name: str) -> logging.Logger:
     if not any(isinstance(f, _WireLogFilter) for f in logger.filters):
         logger.addFilter(_WireLogFilter())
     return logger
+
+
+# --------------------------------------------------------------------------- connection
+
+
+class _PushingConnection(ClientConnection):
+    """websockets' client connection that can hand each message to a callback as it is
+    parsed, instead of queueing it for ``recv()``: no reader-task wake-up per message.
+
+    Only whole, unfragmented messages are pushed (a text message only when it is valid
+    UTF-8). Anything else (the first frame of a fragmented message, invalid UTF-8) ends
+    pushing and goes to websockets' own queue, where ``recv()`` assembles it, or fails the
+    connection with 1007, exactly as without pushing. Control frames are always websockets'.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sink: Callable[[str | bytes], None] | None = None
+        self.push_ended: asyncio.Future[None] | None = None
+
+    def start_push(self, sink: Callable[[str | bytes], None]) -> asyncio.Future[None] | None:
+        # Messages already queued for recv() must be received first (order); a closing or
+        # closed connection is recv()'s to report.
+        queued = getattr(self.recv_messages, "frames", None)  # (websockets' queue of parsed frames)
+        if self.protocol.state is not State.OPEN or queued is None or len(queued):
+            return None
+        self.sink = sink
+        self.push_ended = ended = self.loop.create_future()
+        return ended
+
+    def stop_push(self) -> None:
+        self.sink = None
+        ended, self.push_ended = self.push_ended, None
+        if ended is not None and not ended.done():
+            ended.set_result(None)
+
+    def process_event(self, event: Event) -> None:
+        sink = self.sink
+        if sink is not None and isinstance(event, Frame):
+            opcode = event.opcode
+            if event.fin and opcode is _TEXT:
+                try:
+                    text = str(event.data, "utf-8")
+                except UnicodeDecodeError:
+                    pass  # recv() fails the connection with 1007 and says why
+                else:
+                    sink(text)
+                    return
+            elif event.fin and opcode is _BINARY:
+                sink(bytes(event.data))
+                return
+            if opcode in _DATA:
+                self.stop_push()  # what recv() must see, and everything after it
+        super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.stop_push()  # recv() now raises ConnectionClosed with the close frames
 
 
 # --------------------------------------------------------------------------- handshake
@@ -201,6 +268,7 @@ async def open_connection(url: str, headers: list[tuple[str, str]], settings: We
         open_timeout=settings.open_timeout_s,
         close_timeout=settings.close_timeout_s,
         logger=wire_logger(wire_logger_name),
+        create_connection=_PushingConnection,
     )
     if settings.is_loopback:
         options["proxy"] = None  # a system proxy must not see loopback test traffic
@@ -268,6 +336,8 @@ class WebSocketTransport:
 
     :meth:`send_nowait` is the runtime's fast path (:class:`~.interfaces.BatchTransport`):
     the messages ready at one moment framed here and written in one ``transport.write``.
+    :meth:`push_to` is its inbound one (:class:`~.interfaces.PushTransport`): each message
+    handed to a callback from the socket's read callback.
     """
 
     __slots__ = ("connection", "close_timeout_s")
@@ -317,6 +387,26 @@ class WebSocketTransport:
             append(apply_mask(payload, key))
         transport.write(b"".join(parts))
         return True
+
+    def push_to(self, sink: Callable[[WireFrame], None], /) -> asyncio.Future[None] | None:
+        """Hand every message to ``sink`` as it arrives, until the returned future is done.
+
+        ``None`` (nothing changed): :meth:`receive` first, messages are waiting for it or
+        the connection is closing. The future is done when pushing stopped:
+        :meth:`stop_push`, the connection lost, or a message that only :meth:`receive` can
+        take (a fragmented message, a text message that is not UTF-8); :meth:`receive`
+        then returns it or raises :class:`TransportClosed`.
+        """
+        connection = self.connection
+        if not isinstance(connection, _PushingConnection):
+            return None
+        return connection.start_push(sink)
+
+    def stop_push(self) -> None:
+        """Stop pushing (idempotent): later messages wait for :meth:`receive`."""
+        connection = self.connection
+        if isinstance(connection, _PushingConnection):
+            connection.stop_push()
 
     async def send(self, frame: WireFrame) -> None:
         try:
