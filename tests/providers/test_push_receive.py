@@ -69,6 +69,7 @@ async def _with_transport(script: Callable[[ServerConnection, asyncio.Event], Aw
             assert isinstance(transport, PushTransport)
             await body(transport, server_script)
         finally:
+            server_script.go.set()  # a script still waiting ends, so the server can close
             await transport.close()
 
 
@@ -188,3 +189,180 @@ async def test_stop_push_leaves_later_messages_to_receive() -> None:
         assert sink.messages == []
 
     await _with_transport(script, body)
+
+
+# ------------------------------------------------------------ the read path's own framing
+# Server frames are written straight into the client connection's data_received, split at
+# every awkward place, as the socket could deliver them; the server stays quiet meanwhile.
+
+EDGE_LENGTHS = (0, 1, 125, 126, 127, 65535, 65536, 70000)
+
+
+def _server_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = False) -> bytes:
+    first = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    mask_bit = 0x80 if mask else 0
+    if n < 126:
+        header = bytes((first, mask_bit | n))
+    elif n < 65536:
+        header = bytes((first, mask_bit | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((first, mask_bit | 127)) + n.to_bytes(8, "big")
+    if mask:
+        key = b"\x01\x02\x03\x04"
+        return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return header + payload
+
+
+def _splits(stream: bytes, pattern: tuple[int, ...]) -> list[bytes]:
+    out, pos, i = [], 0, 0
+    while pos < len(stream):
+        step = pattern[i % len(pattern)]
+        out.append(stream[pos:pos + step])
+        pos += step
+        i += 1
+    return out
+
+
+async def _quiet(ws: ServerConnection, go: asyncio.Event) -> None:
+    await go.wait()
+
+
+def _edge_messages() -> list[Frame]:
+    messages: list[Frame] = []
+    for n in EDGE_LENGTHS:
+        messages.append(("é" * (n // 2) + "x" * (n % 2)))  # multi-byte UTF-8 across every split
+        messages.append(bytes(i % 251 for i in range(n)))
+    return messages
+
+
+def _stream_of(messages: list[Frame]) -> bytes:
+    return b"".join(_server_frame(0x1, m.encode()) if isinstance(m, str) else _server_frame(0x2, m)
+                    for m in messages)
+
+
+@pytest.mark.parametrize("pattern", [(1,), (2, 3), (7, 125, 1), (4096,), (1 << 20,)],
+                         ids=["bytewise", "2-3", "7-125-1", "4k", "all-at-once"])
+async def test_pushed_messages_survive_any_split_of_the_stream(pattern: tuple[int, ...]) -> None:
+    messages = _edge_messages()
+    stream = _stream_of(messages)
+
+    async def body(transport: WebSocketTransport, server: _Script) -> None:
+        sink = _Sink()
+        ended = transport.push_to(sink)
+        assert ended is not None
+        connection = transport.connection
+        assert connection._framing is True  # the read path frames the stream itself
+        for chunk in _splits(stream, pattern):
+            connection.data_received(chunk)
+        assert sink.messages == messages
+        assert not ended.done()
+        assert connection._framing is True and not connection._pending
+
+    await _with_transport(_quiet, body)
+
+
+@pytest.mark.parametrize("pattern", [(1,), (3, 200), (1 << 20,)], ids=["bytewise", "3-200", "all-at-once"])
+async def test_without_a_sink_every_message_waits_for_receive_in_order(pattern: tuple[int, ...]) -> None:
+    messages = _edge_messages()
+    stream = _stream_of(messages)
+
+    async def body(transport: WebSocketTransport, server: _Script) -> None:
+        for chunk in _splits(stream, pattern):
+            transport.connection.data_received(chunk)
+        async with asyncio.timeout(WAIT_S):
+            received = [await transport.receive() for _ in messages]
+        assert received == messages
+
+    await _with_transport(_quiet, body)
+
+
+async def test_a_fragmented_message_with_a_ping_inside_keeps_its_place() -> None:
+    stream = b"".join((
+        _server_frame(0x1, b"before"),
+        _server_frame(0x1, b"frag", fin=False),
+        _server_frame(0x9, b"ping!"),  # control frames may come between fragments
+        _server_frame(0x0, b"men", fin=False),
+        _server_frame(0x0, b"ted"),
+        _server_frame(0x2, b"\x00after"),
+    ))
+
+    async def body(transport: WebSocketTransport, server: _Script) -> None:
+        sink = _Sink()
+        ended = transport.push_to(sink)
+        assert ended is not None
+        for chunk in _splits(stream, (5,)):
+            transport.connection.data_received(chunk)
+        assert ended.done() and sink.messages == ["before"]
+        async with asyncio.timeout(WAIT_S):
+            assert await transport.receive() == "fragmented"
+            assert await transport.receive() == b"\x00after"  # queued behind it, in order
+        assert transport.push_to(sink) is not None  # nothing queued: pushing again
+
+    await _with_transport(_quiet, body)
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    (_server_frame(0x1, b"masked by a server", mask=True), 1002),
+    (_server_frame(0x1, b"reserved bit", rsv=0x40), 1002),
+    (_server_frame(0x2, bytes(2**20 + 1)), 1009),
+], ids=["masked", "rsv", "too-big"])
+async def test_frames_websockets_must_refuse_fail_the_connection_as_it_would(frame: bytes, code: int) -> None:
+    async def body(transport: WebSocketTransport, server: _Script) -> None:
+        sink = _Sink()
+        assert transport.push_to(sink) is not None
+        connection = transport.connection
+        connection.data_received(_server_frame(0x1, b"fine") + frame[:3])
+        connection.data_received(frame[3:] + _server_frame(0x1, b"never"))
+        assert sink.messages == ["fine"]
+        with pytest.raises(TransportClosed) as caught:
+            async with asyncio.timeout(WAIT_S):
+                await transport.receive()
+        assert caught.value.info.code == code and caught.value.info.local
+
+    await _with_transport(_quiet, body)
+
+
+async def test_frames_in_the_same_segment_as_the_handshake_response_are_not_lost() -> None:
+    """A server that writes its 101 response and its first messages in one write."""
+    import base64
+    import hashlib
+
+    async def serve_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        writer.write(response + _server_frame(0x1, b"hello") + _server_frame(0x1, b"wor"))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(_server_frame(0x1, b"ld"))
+        await writer.drain()
+        try:
+            await reader.read()  # until the client closes
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve_raw, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        transport = await open_transport(f"ws://127.0.0.1:{port}", [], _Settings(),
+                                         wire_logger_name="voiceengine.tests.push")
+        try:
+            got: list[Frame] = []
+            sink = _Sink()
+            async with asyncio.timeout(WAIT_S):
+                while len(got) + len(sink.messages) < 3:
+                    if transport.push_to(sink) is None:
+                        got.append(await transport.receive())
+                    else:
+                        await sink.wait_for(3 - len(got))
+                        transport.stop_push()
+            assert got + sink.messages == ["hello", "wor", "ld"]
+        finally:
+            await transport.close()
+    finally:
+        server.close()
+        await server.wait_closed()

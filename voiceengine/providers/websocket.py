@@ -131,26 +131,54 @@ def wire_logger(name: str) -> logging.Logger:
 # --------------------------------------------------------------------------- connection
 
 
-class _PushingConnection(ClientConnection):
-    """websockets' client connection that can hand each message to a callback as it is
-    parsed, instead of queueing it for ``recv()``: no reader-task wake-up per message.
+_HEAD_END = b"\r\n\r\n"
+#: opcodes of the frames the read path may take itself
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+_FIN = 0x80
+_RSV = 0x70
+_OPCODE = 0x0F
+_LENGTH = 0x7F
 
-    Only whole, unfragmented messages are pushed (a text message only when it is valid
-    UTF-8). Anything else (the first frame of a fragmented message, invalid UTF-8) ends
-    pushing and goes to websockets' own queue, where ``recv()`` assembles it, or fails the
-    connection with 1007, exactly as without pushing. Control frames are always websockets'.
+
+def _max_message_size(protocol: Any) -> int | None:
+    """websockets' inbound message limit (its attribute changed name across versions)."""
+    size = getattr(protocol, "max_message_size", getattr(protocol, "max_size", None))
+    return size if isinstance(size, int) else None
+
+
+class _PushingConnection(ClientConnection):
+    """websockets' client connection with an inbound fast path: whole messages handed to a
+    callback (``sink``) from the socket's read callback, framed here.
+
+    After the handshake this class delimits the server's frames itself and websockets'
+    parser only ever gets whole frames, so it always stands at a frame boundary: a plain
+    unfragmented text (valid UTF-8) or binary message goes to the sink while one is set;
+    every other frame (control frames, fragments, anything websockets must judge) is
+    handed to websockets, exactly as it arrived. A data frame handed over ends pushing
+    (:meth:`stop_push`): ``recv()`` must take it, and everything after it, in order.
+    Anything out of the ordinary (a masked or oversized frame, reserved bits, a closing
+    connection) hands websockets the rest of the stream for good (:attr:`_framing` off),
+    so its checks and close codes apply unchanged.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sink: Callable[[str | bytes], None] | None = None
         self.push_ended: asyncio.Future[None] | None = None
+        limit = _max_message_size(self.protocol)
+        self._max_size = limit or 0
+        #: None: the handshake response is not complete yet; then whether we frame (never
+        #: without a limit to enforce: websockets keeps the stream)
+        self._framing: bool | None = None if limit else False
+        self._pending = bytearray()  # an incomplete frame (or the response head so far)
+        self._fragmented = False  # websockets is assembling a fragmented message
 
+    # ------------------------------------------------------------------ pushing
     def start_push(self, sink: Callable[[str | bytes], None]) -> asyncio.Future[None] | None:
         # Messages already queued for recv() must be received first (order); a closing or
         # closed connection is recv()'s to report.
         queued = getattr(self.recv_messages, "frames", None)  # (websockets' queue of parsed frames)
-        if self.protocol.state is not State.OPEN or queued is None or len(queued):
+        if self.protocol.state is not State.OPEN or queued is None or len(queued) or self._fragmented:
             return None
         self.sink = sink
         self.push_ended = ended = self.loop.create_future()
@@ -162,7 +190,118 @@ class _PushingConnection(ClientConnection):
         if ended is not None and not ended.done():
             ended.set_result(None)
 
+    # ------------------------------------------------------------------ reading
+    def data_received(self, data: bytes) -> None:
+        framing = self._framing
+        if framing:
+            self._frames_received(data)
+        elif framing is None:
+            self._head_received(data)
+        else:
+            super().data_received(data)
+
+    def eof_received(self) -> None:
+        self._hand_over_stream()
+        super().eof_received()
+
+    def _head_received(self, data: bytes) -> None:
+        """Until the handshake response is complete: give websockets exactly its head."""
+        pending = self._pending
+        seen = len(pending)
+        pending += data
+        end = pending.find(_HEAD_END, max(0, seen - 3))
+        if end < 0:
+            if len(pending) > 65536:  # no head end in sight: websockets judges the response
+                self._hand_over_stream()
+            return
+        end += len(_HEAD_END)
+        head, rest = bytes(pending[:end]), bytes(pending[end:])
+        pending.clear()
+        super().data_received(head)
+        if self.protocol.state is State.OPEN:  # 101: frames follow (a 101 has no body)
+            self._framing = True
+            if rest:
+                self._frames_received(rest)
+        else:  # refused: the body and everything else are websockets'
+            self._framing = False
+            if rest:
+                super().data_received(rest)
+
+    def _hand_over_stream(self) -> None:
+        """From here on websockets parses the raw stream (it stands at a frame boundary)."""
+        self._framing = False
+        if self._pending:
+            rest = bytes(self._pending)
+            self._pending.clear()
+            super().data_received(rest)
+
+    def _frames_received(self, data: bytes) -> None:
+        pending = self._pending
+        if pending:
+            pending += data
+            buf: bytes | bytearray = pending
+        else:
+            buf = data
+        size = len(buf)
+        pos = 0
+        hand_over = self.protocol.state is not State.OPEN  # closing: websockets discards the rest
+        max_size = self._max_size
+        view = memoryview(buf)
+        try:
+            while not hand_over and size - pos >= 2:
+                first, second = buf[pos], buf[pos + 1]
+                length = second & _LENGTH
+                start = pos + 2
+                if length >= 126:
+                    width = 2 if length == 126 else 8
+                    if size - start < width:
+                        break
+                    length = int.from_bytes(view[start:start + width], "big")
+                    start += width
+                if second & _MASK_BIT or first & _RSV or length > max_size:
+                    hand_over = True  # websockets' to refuse: a server never masks, no extensions
+                    break
+                end = start + length
+                if end > size:
+                    break  # the rest of this frame is still on its way
+                opcode = first & _OPCODE
+                sink = self.sink
+                if sink is not None and first & _FIN and not self._fragmented:
+                    if opcode == _OP_TEXT:
+                        try:
+                            text = str(view[start:end], "utf-8")
+                        except UnicodeDecodeError:
+                            pass  # recv() fails the connection with 1007 and says why
+                        else:
+                            pos = end
+                            sink(text)
+                            continue
+                    elif opcode == _OP_BINARY:
+                        pos = end
+                        sink(bytes(view[start:end]))
+                        continue
+                if opcode <= _OP_BINARY:  # a data frame websockets queues: recv() takes it, in order
+                    self.stop_push()
+                    self._fragmented = not first & _FIN
+                frame = bytes(view[pos:end])
+                pos = end
+                super().data_received(frame)
+                hand_over = self.protocol.state is not State.OPEN
+        finally:
+            view.release()
+        if pending:
+            if pos == size:
+                self._pending = bytearray()  # not the capacity a large frame left behind
+            else:
+                del pending[:pos]
+        elif pos < size:
+            pending += data[pos:]  # an incomplete frame waits for the rest
+        if hand_over:
+            self._hand_over_stream()
+
     def process_event(self, event: Event) -> None:
+        # Frames websockets parsed itself (before the handshake completed, or after the
+        # stream was handed over): pushed from here while a sink is set.
         sink = self.sink
         if sink is not None and isinstance(event, Frame):
             opcode = event.opcode
