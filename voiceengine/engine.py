@@ -28,7 +28,7 @@ from .exceptions import AudioFormatError, InvalidState
 from .injection import ContextInjector, ContextItem
 from .metrics import EngineMetrics, MetricsCollector
 from .pipeline import (
-    _CALLBACK_PREFIX, InputPipeline, ItemTrack, Playback, PlaybackCut, Transcript, _aiter, _Callback, _guard, _maybe_await,
+    InputPipeline, ItemTrack, Playback, PlaybackCut, Transcript, _aiter, _Callback, _guard, _maybe_await,
     pcm16_decoder,
 )
 from .providers.base import BaseProvider
@@ -842,7 +842,7 @@ class VoiceEngine:
 
     # ------------------------------------------------------------------ helpers
     def _fire(self, name: str, value: Any) -> None:
-        handler = vars(self).get(_CALLBACK_PREFIX + name)  # as _Callback keeps it (its getter builds a registrar)
+        handler = _Callback.current(self, name)
         if handler is None:
             return
         try:

@@ -500,6 +500,13 @@ class _Callback:
             raise TypeError("callback must be callable or None")
         vars(obj)[self.name] = fn
 
+    @staticmethod
+    def current(obj: object, name: str) -> Callable[..., Any] | None:
+        """The callback set on ``obj.<name>``, read without building a registrar (the
+        engine fires callbacks once per audio chunk)."""
+        handler: Callable[..., Any] | None = vars(obj).get(_CALLBACK_PREFIX + name)
+        return handler
+
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
