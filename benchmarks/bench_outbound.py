@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -36,15 +35,6 @@ FRAME_BYTES = RATE * 2 * FRAME_MS // 1000
 SPEECH_MS = 1200  # then SILENCE_MS of silence: the server's VAD commits, the reply streams
 SILENCE_MS = 1800
 WARMUP_S = 2.0
-
-
-def _tone(ms: int) -> bytes:
-    from array import array
-
-    out = array("h", bytes(2 * RATE * ms // 1000))
-    for i in range(len(out)):
-        out[i] = int(8000 * math.sin(2 * math.pi * 180 * i / RATE))
-    return out.tobytes()
 
 
 # ------------------------------------------------------------------ the server process
@@ -65,11 +55,15 @@ def _serve() -> None:
 # ------------------------------------------------------------------ the client process
 def _client(url: str, sessions: int, seconds: float) -> None:
     """Child: ``sessions`` engines streaming paced audio; prints CPU and audio seconds (JSON)."""
+    # (this file runs as a script: its own directory is first on sys.path, whichever
+    # tree's voiceengine PYTHONPATH selects)
+    from voiced_tone import voiced_tone
+
     from voiceengine.engine import VoiceEngine, VoiceEngineConfig
     from voiceengine.providers.openai import OpenAIConfig, OpenAIProvider
 
     period = SPEECH_MS + SILENCE_MS
-    turn = _tone(SPEECH_MS) + bytes(2 * RATE * SILENCE_MS // 1000)
+    turn = voiced_tone(RATE, RATE * SPEECH_MS // 1000) + bytes(2 * RATE * SILENCE_MS // 1000)
     frames = [turn[i:i + FRAME_BYTES] for i in range(0, len(turn), FRAME_BYTES)]
 
     async def main() -> None:

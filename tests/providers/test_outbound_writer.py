@@ -7,7 +7,6 @@ is parsed by websockets' own reader (masking, lengths, opcodes, UTF-8).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pytest
@@ -17,20 +16,8 @@ from voiceengine.providers.backlog import OutboundAudio
 from voiceengine.providers.base import AudioLedger
 from voiceengine.providers.interfaces import BatchTransport, CloseInfo, Frame, Transport, TransportClosed
 from voiceengine.providers.runtime import OutboundQueue, OutboundWriter
-from voiceengine.providers.websocket import WebSocketTransport, open_transport
 
-# lengths around each header form: 7-bit, 16-bit and 64-bit payload lengths
-EDGE_LENGTHS = (0, 1, 125, 126, 127, 65535, 65536, 70000)
-
-
-@dataclass
-class _Settings:
-    max_size_bytes: int = 2**20
-    ping_interval_s: float | None = None
-    ping_timeout_s: float | None = None
-    open_timeout_s: float = 5.0
-    close_timeout_s: float = 1.0
-    is_loopback: bool = True
+from tests.providers.websocket_loopback import EDGE_LENGTHS, open_loopback
 
 
 class _Recorder:
@@ -52,10 +39,6 @@ class _Recorder:
             await asyncio.wait_for(self.arrived.wait(), 5)
 
 
-async def _open(url: str, **settings: Any) -> WebSocketTransport:
-    return await open_transport(url, [], _Settings(**settings), wire_logger_name="voiceengine.tests.outbound")
-
-
 def _messages() -> list[Frame]:
     out: list[Frame] = []
     for n in EDGE_LENGTHS:
@@ -68,7 +51,7 @@ async def test_send_nowait_writes_every_message_byte_exact_in_one_socket_write()
     recorder = _Recorder()
     async with serve(recorder.handler, "127.0.0.1", 0, max_size=None) as server:
         port = server.sockets[0].getsockname()[1]
-        transport = await _open(f"ws://127.0.0.1:{port}")
+        transport = await open_loopback(f"ws://127.0.0.1:{port}")
         try:
             socket_transport = transport.connection.transport
             writes: list[int] = []
@@ -93,7 +76,7 @@ async def test_send_nowait_declines_when_not_open_and_send_raises_closed() -> No
     recorder = _Recorder()
     async with serve(recorder.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        transport = await _open(f"ws://127.0.0.1:{port}")
+        transport = await open_loopback(f"ws://127.0.0.1:{port}")
         await transport.close()
         assert transport.send_nowait(["late"]) is False
         with pytest.raises(TransportClosed):
@@ -105,7 +88,7 @@ async def test_send_nowait_declines_while_writing_is_paused() -> None:
     recorder = _Recorder()
     async with serve(recorder.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        transport = await _open(f"ws://127.0.0.1:{port}")
+        transport = await open_loopback(f"ws://127.0.0.1:{port}")
         try:
             transport.connection.pause_writing()  # as asyncio does above the high-water mark
             assert transport.send_nowait(["held"]) is False
@@ -121,7 +104,7 @@ async def test_keepalive_pings_are_answered_between_coalesced_writes() -> None:
     recorder = _Recorder()
     async with serve(recorder.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        transport = await _open(f"ws://127.0.0.1:{port}", ping_interval_s=0.01, ping_timeout_s=5.0)
+        transport = await open_loopback(f"ws://127.0.0.1:{port}", ping_interval_s=0.01, ping_timeout_s=5.0)
         try:
             connection = transport.connection
             sent: list[Frame] = []

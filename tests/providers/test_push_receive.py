@@ -8,26 +8,17 @@ Wire checks go through a loopback websockets server that sends exactly what a te
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from voiceengine.providers.interfaces import Frame, PushTransport, TransportClosed
-from voiceengine.providers.websocket import WebSocketTransport, open_transport
+from voiceengine.providers.websocket import WebSocketTransport
+
+from tests.providers.websocket_loopback import EDGE_LENGTHS, open_loopback
 
 WAIT_S = 5.0
-
-
-@dataclass
-class _Settings:
-    max_size_bytes: int = 2**20
-    ping_interval_s: float | None = None
-    ping_timeout_s: float | None = None
-    open_timeout_s: float = 5.0
-    close_timeout_s: float = 1.0
-    is_loopback: bool = True
 
 
 class _Script:
@@ -58,13 +49,23 @@ class _Sink:
                 await self.arrived.wait()
 
 
+async def _push_until_stopped(transport: WebSocketTransport, server: _Script) -> _Sink:
+    """Push into a fresh sink, release the server's script, wait until pushing stops."""
+    sink = _Sink()
+    ended = transport.push_to(sink)
+    assert ended is not None
+    server.go.set()
+    async with asyncio.timeout(WAIT_S):
+        await ended
+    return sink
+
+
 async def _with_transport(script: Callable[[ServerConnection, asyncio.Event], Awaitable[None]],
                           body: Callable[[WebSocketTransport, _Script], Awaitable[None]]) -> None:
     server_script = _Script(script)
     async with serve(server_script.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        transport = await open_transport(f"ws://127.0.0.1:{port}", [], _Settings(),
-                                         wire_logger_name="voiceengine.tests.push")
+        transport = await open_loopback(f"ws://127.0.0.1:{port}")
         try:
             assert isinstance(transport, PushTransport)
             await body(transport, server_script)
@@ -82,12 +83,7 @@ async def test_whole_messages_are_pushed_in_order_and_a_fragmented_one_goes_to_r
         await ws.send("after")
 
     async def body(transport: WebSocketTransport, server: _Script) -> None:
-        sink = _Sink()
-        ended = transport.push_to(sink)
-        assert ended is not None
-        server.go.set()
-        async with asyncio.timeout(WAIT_S):
-            await ended  # the fragmented message stopped pushing
+        sink = await _push_until_stopped(transport, server)  # the fragmented message stopped it
         assert sink.messages == ["first", b"\x00binary\xff"]
         assert await transport.receive() == "fragmented"
         # "after" may already be queued behind it: then receive() takes it too, in order
@@ -132,12 +128,7 @@ async def test_invalid_utf8_stops_pushing_and_receive_fails_the_connection_with_
         await ws.send("never delivered")
 
     async def body(transport: WebSocketTransport, server: _Script) -> None:
-        sink = _Sink()
-        ended = transport.push_to(sink)
-        assert ended is not None
-        server.go.set()
-        async with asyncio.timeout(WAIT_S):
-            await ended
+        sink = await _push_until_stopped(transport, server)
         assert sink.messages == ["fine"]
         with pytest.raises(TransportClosed) as caught:
             await transport.receive()
@@ -156,12 +147,7 @@ async def test_the_close_ends_pushing_and_receive_reports_it() -> None:
         await ws.close(1011, "server hiccup")
 
     async def body(transport: WebSocketTransport, server: _Script) -> None:
-        sink = _Sink()
-        ended = transport.push_to(sink)
-        assert ended is not None
-        server.go.set()
-        async with asyncio.timeout(WAIT_S):
-            await ended
+        sink = await _push_until_stopped(transport, server)
         assert sink.messages == ["last words"]
         with pytest.raises(TransportClosed) as caught:
             await transport.receive()
@@ -194,8 +180,6 @@ async def test_stop_push_leaves_later_messages_to_receive() -> None:
 # ------------------------------------------------------------ the read path's own framing
 # Server frames are written straight into the client connection's data_received, split at
 # every awkward place, as the socket could deliver them; the server stays quiet meanwhile.
-
-EDGE_LENGTHS = (0, 1, 125, 126, 127, 65535, 65536, 70000)
 
 
 def _server_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = False) -> bytes:
@@ -348,8 +332,7 @@ async def test_frames_in_the_same_segment_as_the_handshake_response_are_not_lost
     server = await asyncio.start_server(serve_raw, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        transport = await open_transport(f"ws://127.0.0.1:{port}", [], _Settings(),
-                                         wire_logger_name="voiceengine.tests.push")
+        transport = await open_loopback(f"ws://127.0.0.1:{port}")
         try:
             got: list[Frame] = []
             sink = _Sink()

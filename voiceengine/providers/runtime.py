@@ -749,14 +749,13 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         outcome = _Outcome()
         pusher = transport if isinstance(transport, PushTransport) else None
         try:
-            while True:
-                if pusher is not None and await self._receive_pushed(pusher, session, reconnected=reconnected,
-                                                                     deadline=deadline):
-                    outcome.timeout = True
-                    break
-                if self._fatal is not None:
-                    outcome.fatal = self._fatal
-                    break
+            while self._fatal is None:
+                if pusher is not None:
+                    if await self._receive_pushed(pusher, session, reconnected=reconnected, deadline=deadline):
+                        outcome.timeout = True
+                        break
+                    if self._fatal is not None:
+                        break
                 try:
                     if self._conn_ready:
                         frame = await transport.receive()
@@ -769,11 +768,8 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                 except TimeoutError:
                     outcome.timeout = True
                     break
-                self.stats["messages_received"] += 1
                 self._handle_frame(session, frame, reconnected=reconnected)
-                if self._fatal is not None:
-                    outcome.fatal = self._fatal
-                    break
+            outcome.fatal = self._fatal
         finally:
             # A set-up whose barrier was written happened: let it complete now, before the
             # loss is handled. From here on no barrier callback may set this connection up
@@ -816,7 +812,6 @@ class ProviderRuntime(BaseProvider, Generic[S]):
 
         def on_message(frame: Frame) -> None:
             try:
-                self.stats["messages_received"] += 1
                 self._handle_frame(session, frame, reconnected=reconnected)
             except Exception as exc:  # a bug of ours: raised from here, as from the receive loop
                 failure.append(exc)
@@ -845,6 +840,7 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         return False
 
     def _handle_frame(self, session: S, frame: Frame, *, reconnected: bool) -> None:
+        self.stats["messages_received"] += 1
         try:
             events = session.receive(frame)
         except Exception as exc:  # the session promises not to raise; guard anyway

@@ -49,7 +49,7 @@ from websockets.exceptions import (
     SecurityError,
 )
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event, State
+from websockets.protocol import State
 from websockets.utils import apply_mask as _apply_mask_py
 
 try:  # websockets' C masking (the same one its own frames use), when it was built
@@ -79,8 +79,6 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 log = logging.getLogger("voiceengine.providers.websocket")
 
 _DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})  # frames whose payload is app data
-_TEXT = Opcode.TEXT
-_BINARY = Opcode.BINARY
 
 
 class WebSocketSettings(Protocol):
@@ -132,12 +130,14 @@ def wire_logger(name: str) -> logging.Logger:
 
 
 _HEAD_END = b"\r\n\r\n"
-#: opcodes of the frames the read path may take itself
-_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+# RFC 6455 5.2 frame header fields, for the two fast paths (reading and writing)
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2  # the data opcodes (control frames are >= 0x8)
 _FIN = 0x80
 _RSV = 0x70
 _OPCODE = 0x0F
+_MASK_BIT = 0x80
 _LENGTH = 0x7F
+_MASK_KEY_BYTES = 4
 
 
 def _max_message_size(protocol: Any) -> int | None:
@@ -177,8 +177,11 @@ class _PushingConnection(ClientConnection):
     def start_push(self, sink: Callable[[str | bytes], None]) -> asyncio.Future[None] | None:
         # Messages already queued for recv() must be received first (order); a closing or
         # closed connection is recv()'s to report.
+        # Without our framing (a websockets without the attributes it needs) there is no
+        # fast path: recv() takes everything.
         queued = getattr(self.recv_messages, "frames", None)  # (websockets' queue of parsed frames)
-        if self.protocol.state is not State.OPEN or queued is None or len(queued) or self._fragmented:
+        if (not self._framing or self.protocol.state is not State.OPEN or queued is None or len(queued)
+                or self._fragmented):
             return None
         self.sink = sink
         self.push_ended = ended = self.loop.create_future()
@@ -298,27 +301,6 @@ class _PushingConnection(ClientConnection):
             pending += data[pos:]  # an incomplete frame waits for the rest
         if hand_over:
             self._hand_over_stream()
-
-    def process_event(self, event: Event) -> None:
-        # Frames websockets parsed itself (before the handshake completed, or after the
-        # stream was handed over): pushed from here while a sink is set.
-        sink = self.sink
-        if sink is not None and isinstance(event, Frame):
-            opcode = event.opcode
-            if event.fin and opcode is _TEXT:
-                try:
-                    text = str(event.data, "utf-8")
-                except UnicodeDecodeError:
-                    pass  # recv() fails the connection with 1007 and says why
-                else:
-                    sink(text)
-                    return
-            elif event.fin and opcode is _BINARY:
-                sink(bytes(event.data))
-                return
-            if opcode in _DATA:
-                self.stop_push()  # what recv() must see, and everything after it
-        super().process_event(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -452,10 +434,8 @@ def close_info(connection: ClientConnection, exc: BaseException | None = None) -
 _CLOSE_SLACK_S = 0.05
 
 
-_FIN_TEXT = 0x81  # FIN + text opcode
-_FIN_BINARY = 0x82  # FIN + binary opcode
-_MASK_BIT = 0x80
-_MASK_KEY_BYTES = 4
+_FIN_TEXT = _FIN | _OP_TEXT
+_FIN_BINARY = _FIN | _OP_BINARY
 
 
 def _frame_header(first_byte: int, length: int) -> bytes:
