@@ -8,7 +8,9 @@ Wire checks go through a loopback websockets server that sends exactly what a te
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+import ssl
+from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -16,7 +18,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from voiceengine.providers.interfaces import Frame, PushTransport, TransportClosed
 from voiceengine.providers.websocket import WebSocketTransport
 
-from tests.providers.websocket_loopback import EDGE_LENGTHS, open_loopback
+from tests.providers.websocket_loopback import EDGE_LENGTHS, open_loopback, self_signed
 
 WAIT_S = 5.0
 
@@ -178,8 +180,20 @@ async def test_stop_push_leaves_later_messages_to_receive() -> None:
 
 
 # ------------------------------------------------------------ the read path's own framing
-# Server frames are written straight into the client connection's data_received, split at
-# every awkward place, as the socket could deliver them; the server stays quiet meanwhile.
+# Server frames are fed straight into the client connection, split at every awkward place,
+# as the socket could deliver them; the server stays quiet meanwhile. "read" feeds them as
+# asyncio's socket read does (the connection is a buffered protocol: get_buffer, the bytes
+# written into the buffer it returned, buffer_updated); "data_received" as a plain protocol.
+
+
+def _feed(connection: Any, chunk: bytes, how: str = "read") -> None:
+    if how == "data_received":
+        connection.data_received(chunk)
+        return
+    buffer = connection.get_buffer(-1)
+    assert len(buffer) >= len(chunk)
+    buffer[:len(chunk)] = chunk
+    connection.buffer_updated(len(chunk))
 
 
 def _server_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = False) -> bytes:
@@ -225,9 +239,10 @@ def _stream_of(messages: list[Frame]) -> bytes:
                     for m in messages)
 
 
-@pytest.mark.parametrize("pattern", [(1,), (2, 3), (7, 125, 1), (4096,), (1 << 20,)],
-                         ids=["bytewise", "2-3", "7-125-1", "4k", "all-at-once"])
-async def test_pushed_messages_survive_any_split_of_the_stream(pattern: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("how", ["read", "data_received"])
+@pytest.mark.parametrize("pattern", [(1,), (2, 3), (7, 125, 1), (4096,), (200_000,)],
+                         ids=["bytewise", "2-3", "7-125-1", "4k", "200k"])
+async def test_pushed_messages_survive_any_split_of_the_stream(pattern: tuple[int, ...], how: str) -> None:
     messages = _edge_messages()
     stream = _stream_of(messages)
 
@@ -238,7 +253,7 @@ async def test_pushed_messages_survive_any_split_of_the_stream(pattern: tuple[in
         connection = transport.connection
         assert connection._framing is True  # the read path frames the stream itself
         for chunk in _splits(stream, pattern):
-            connection.data_received(chunk)
+            _feed(connection, chunk, how)
         assert sink.messages == messages
         assert not ended.done()
         assert connection._framing is True and not connection._pending
@@ -246,14 +261,68 @@ async def test_pushed_messages_survive_any_split_of_the_stream(pattern: tuple[in
     await _with_transport(_quiet, body)
 
 
-@pytest.mark.parametrize("pattern", [(1,), (3, 200), (1 << 20,)], ids=["bytewise", "3-200", "all-at-once"])
+async def test_connections_sharing_the_read_buffer_keep_their_own_streams() -> None:
+    """Reads of two connections alternate through the one buffer, each leaving an
+    incomplete frame behind: what one left must not be what the other's read wrote."""
+    first_messages, second_messages = _edge_messages(), _edge_messages()[::-1]
+    first_chunks = _splits(_stream_of(first_messages), (7, 300, 1))
+    second_chunks = _splits(_stream_of(second_messages), (300, 5))
+
+    async def body(first: WebSocketTransport, server: _Script) -> None:
+        async def second_body(second: WebSocketTransport, _: _Script) -> None:
+            assert first.connection.get_buffer(-1) is second.connection.get_buffer(-1)  # one per thread
+            sinks = (_Sink(), _Sink())
+            assert first.push_to(sinks[0]) is not None and second.push_to(sinks[1]) is not None
+            for index in range(max(len(first_chunks), len(second_chunks))):
+                if index < len(first_chunks):
+                    _feed(first.connection, first_chunks[index])
+                if index < len(second_chunks):
+                    _feed(second.connection, second_chunks[index])
+            assert sinks[0].messages == first_messages and sinks[1].messages == second_messages
+
+        await _with_transport(_quiet, second_body)
+
+    await _with_transport(_quiet, body)
+
+
+async def test_a_read_while_another_is_being_framed_gets_a_buffer_of_its_own() -> None:
+    """A sink that drives another connection's read from inside its callback."""
+    inner_stream = _stream_of(["inner é", b"\x01\x02"])
+
+    async def body(outer: WebSocketTransport, server: _Script) -> None:
+        async def inner_body(inner: WebSocketTransport, _: _Script) -> None:
+            inner_sink = _Sink()
+            assert inner.push_to(inner_sink) is not None
+            outer_sink = _Sink()
+            shared = inner.connection.get_buffer(-1)  # between reads: the thread's buffer
+
+            def outer_push(frame: Frame) -> None:
+                outer_sink(frame)
+                if len(outer_sink.messages) == 1:
+                    buffer = inner.connection.get_buffer(-1)
+                    assert buffer is not shared  # it still holds the rest of the outer read
+                    buffer[:len(inner_stream)] = inner_stream
+                    inner.connection.buffer_updated(len(inner_stream))
+
+            assert outer.push_to(outer_push) is not None
+            _feed(outer.connection, _stream_of(["outer one", "outer two"]) + b"\x81")
+            _feed(outer.connection, b"\x05three")
+            assert outer_sink.messages == ["outer one", "outer two", "three"]
+            assert inner_sink.messages == ["inner é", b"\x01\x02"]
+
+        await _with_transport(_quiet, inner_body)
+
+    await _with_transport(_quiet, body)
+
+
+@pytest.mark.parametrize("pattern", [(1,), (3, 200), (200_000,)], ids=["bytewise", "3-200", "200k"])
 async def test_without_a_sink_every_message_waits_for_receive_in_order(pattern: tuple[int, ...]) -> None:
     messages = _edge_messages()
     stream = _stream_of(messages)
 
     async def body(transport: WebSocketTransport, server: _Script) -> None:
         for chunk in _splits(stream, pattern):
-            transport.connection.data_received(chunk)
+            _feed(transport.connection, chunk)
         async with asyncio.timeout(WAIT_S):
             received = [await transport.receive() for _ in messages]
         assert received == messages
@@ -276,7 +345,7 @@ async def test_a_fragmented_message_with_a_ping_inside_keeps_its_place() -> None
         ended = transport.push_to(sink)
         assert ended is not None
         for chunk in _splits(stream, (5,)):
-            transport.connection.data_received(chunk)
+            _feed(transport.connection, chunk)
         assert ended.done() and sink.messages == ["before"]
         async with asyncio.timeout(WAIT_S):
             assert await transport.receive() == "fragmented"
@@ -296,8 +365,10 @@ async def test_frames_websockets_must_refuse_fail_the_connection_as_it_would(fra
         sink = _Sink()
         assert transport.push_to(sink) is not None
         connection = transport.connection
-        connection.data_received(_server_frame(0x1, b"fine") + frame[:3])
-        connection.data_received(frame[3:] + _server_frame(0x1, b"never"))
+        _feed(connection, _server_frame(0x1, b"fine") + frame[:3])
+        for at in range(3, len(frame), 100_000):
+            _feed(connection, frame[at:at + 100_000])
+        _feed(connection, _server_frame(0x1, b"never"))
         assert sink.messages == ["fine"]
         with pytest.raises(TransportClosed) as caught:
             async with asyncio.timeout(WAIT_S):
@@ -349,3 +420,31 @@ async def test_frames_in_the_same_segment_as_the_handshake_response_are_not_lost
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_messages_over_tls_are_pushed_whole_and_in_order(tmp_path: Path) -> None:
+    """wss:// (the real services): asyncio's TLS layer reads into the same buffered protocol."""
+    messages = _edge_messages() * 3
+    server_context, cert = self_signed(tmp_path)
+
+    async def handler(ws: ServerConnection) -> None:
+        for message in messages:
+            await ws.send(message)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
+        port = server.sockets[0].getsockname()[1]
+        transport = await open_loopback(f"wss://127.0.0.1:{port}", tls=ssl.create_default_context(cafile=cert))
+        try:
+            got: list[Frame] = []
+            sink = _Sink()
+            async with asyncio.timeout(WAIT_S):
+                while len(got) + len(sink.messages) < len(messages):
+                    if transport.push_to(sink) is None:
+                        got.append(await transport.receive())  # queued before pushing began
+                    else:
+                        await sink.wait_for(len(messages) - len(got))
+            assert got + sink.messages == messages
+            assert sink.messages  # the fast path took part
+        finally:
+            await transport.close()

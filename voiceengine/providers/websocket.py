@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import ssl
+import threading
 from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
@@ -140,15 +141,50 @@ _LENGTH = 0x7F
 _MASK_KEY_BYTES = 4
 
 
+#: The receive buffer's size: asyncio's own read size for a plain protocol.
+_READ_BUFFER_BYTES = 256 * 1024
+
+
+class _ReadBuffer:
+    """A thread's receive buffer, shared by its connections.
+
+    A plain asyncio protocol gets each read as a fresh ``bytes`` of up to 256 KiB: glibc
+    serves that size with ``mmap``, shrinks it with ``mremap`` and frees it with
+    ``munmap``, and the kernel faults fresh zeroed pages in for every read (about 8 % of a
+    client's CPU at 50 sessions, docs/performance.md). A buffered protocol reads into this
+    one instead. A read is framed and every byte that outlives it copied out (messages,
+    frames for websockets, an incomplete frame) before the read callback returns, so one
+    buffer serves every connection of the thread; ``busy`` covers a read started while
+    another is being framed (a sink that drives I/O itself), which gets a buffer of its own.
+    """
+
+    __slots__ = ("busy", "view")
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(_READ_BUFFER_BYTES))
+        self.busy = False
+
+
+class _ThreadReadBuffers(threading.local):
+    def __init__(self) -> None:
+        self.buffer = _ReadBuffer()
+
+
+_read_buffers = _ThreadReadBuffers()
+
+
 def _max_message_size(protocol: Any) -> int | None:
     """websockets' inbound message limit (its attribute changed name across versions)."""
     size = getattr(protocol, "max_message_size", getattr(protocol, "max_size", None))
     return size if isinstance(size, int) else None
 
 
-class _PushingConnection(ClientConnection):
+class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
     """websockets' client connection with an inbound fast path: whole messages handed to a
     callback (``sink``) from the socket's read callback, framed here.
+
+    It is a buffered protocol: the socket is read into the thread's shared buffer
+    (:class:`_ReadBuffer`), not into a fresh ``bytes`` per read.
 
     After the handshake this class delimits the server's frames itself and websockets'
     parser only ever gets whole frames, so it always stands at a frame boundary: a plain
@@ -172,6 +208,8 @@ class _PushingConnection(ClientConnection):
         self._framing: bool | None = None if limit else False
         self._pending = bytearray()  # an incomplete frame (or the response head so far)
         self._fragmented = False  # websockets is assembling a fragmented message
+        self._shared_read = _read_buffers.buffer  # the thread running the loop (it builds us)
+        self._read_view = self._shared_read.view
 
     # ------------------------------------------------------------------ pushing
     def start_push(self, sink: Callable[[str | bytes], None]) -> asyncio.Future[None] | None:
@@ -194,14 +232,29 @@ class _PushingConnection(ClientConnection):
             ended.set_result(None)
 
     # ------------------------------------------------------------------ reading
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        shared = self._shared_read
+        self._read_view = view = (memoryview(bytearray(_READ_BUFFER_BYTES)) if shared.busy
+                                  else shared.view)
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        shared = self._shared_read
+        outer, shared.busy = shared.busy, True
+        try:
+            with self._read_view[:nbytes] as data:
+                self.data_received(data)
+        finally:
+            shared.busy = outer
+
+    def data_received(self, data: bytes | memoryview) -> None:
         framing = self._framing
         if framing:
             self._frames_received(data)
         elif framing is None:
-            self._head_received(data)
+            self._head_received(bytes(data))
         else:
-            super().data_received(data)
+            super().data_received(bytes(data))
 
     def eof_received(self) -> None:
         self._hand_over_stream()
@@ -238,11 +291,12 @@ class _PushingConnection(ClientConnection):
             self._pending.clear()
             super().data_received(rest)
 
-    def _frames_received(self, data: bytes) -> None:
+    def _frames_received(self, data: bytes | memoryview) -> None:
+        """Frames ``data`` (which may be the shared read buffer: nothing keeps a view of it)."""
         pending = self._pending
         if pending:
             pending += data
-            buf: bytes | bytearray = pending
+            buf: bytes | bytearray | memoryview = pending
         else:
             buf = data
         size = len(buf)
