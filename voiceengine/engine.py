@@ -391,7 +391,26 @@ class VoiceEngine:
         rate = sample_rate if sample_rate is not None else (self.config.input_sample_rate or pipeline.provider_rate)
         ch = channels if channels is not None else self.config.input_channels
         frames = pipeline.push(audio, rate, ch)
-        return await self._send_frames(frames) if frames else 0
+        if not frames:
+            return 0
+        sink = self._provider.audio_sink()
+        if sink is not None:  # the provider never waits: no coroutine per frame
+            return self._send_frames_now(sink, frames)
+        return await self._send_frames(frames)
+
+    def _send_frames_now(self, sink: Callable[[Any, bool], None], frames: list[memoryview]) -> int:
+        """:meth:`_send_frames` through a provider's :meth:`~BaseProvider.audio_sink`: nothing
+        awaits, so no provider switch or disconnect can come between the frames."""
+        metrics = self._metrics
+        last = len(frames) - 1
+        for index, frame in enumerate(frames):
+            try:
+                sink(frame, index < last)
+            except BaseException:
+                self._unsent(frames[index:])
+                raise
+            metrics.sent(frame.nbytes)
+        return len(frames)
 
     async def _send_frames(self, frames: list[memoryview], *, wait: bool = True) -> int:
         metrics, ready = self._metrics, self._ready

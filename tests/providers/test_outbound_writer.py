@@ -276,3 +276,42 @@ async def test_stop_writes_nothing_more_and_ends_the_task() -> None:
     await _settle()
     assert task.done() and transport.batches == [] and ledger.sent_bytes == 0
     assert [item.text for item in queue.take_leftovers()] == ["audio-1"]
+
+
+async def test_write_now_writes_everything_queued_in_the_callers_step_and_once() -> None:
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    queue.put("config")  # woke the writer: a write is scheduled for the next iteration
+    queue.put_audio(_audio(1), wake=False)
+    queue.put_audio(_audio(2), wake=False)
+    writer.write_now()
+    assert transport.batches == [["config", "audio-1", "audio-2"]]  # before any loop iteration
+    assert (ledger.sent_bytes, queue.queued_audio, len(queue)) == (2 * 960, 0, 0)
+    await _settle()  # the scheduled write finds nothing to write
+    assert transport.batches == [["config", "audio-1", "audio-2"]]
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_write_now_leaves_flow_control_to_the_writers_task() -> None:
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    transport.batch_ok = False  # paused writing: the fast path declines
+    queue.put_audio(_audio(1), wake=False)
+    writer.write_now()
+    assert transport.batches == [] and queue.queued_audio == 960  # declined: still pending, in place
+    await _settle()
+    assert transport.sent == ["audio-1"] and ledger.sent_bytes == 960  # the task's awaited send took it
+    transport.batch_ok = True
+    queue.put_audio(_audio(2), wake=False)
+    writer.write_now()  # the queue drained: the fast path again
+    assert transport.batches == [["audio-2"]]
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_write_now_after_stop_writes_nothing() -> None:
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+    queue.put_audio(_audio(1), wake=False)
+    writer.write_now()
+    assert transport.batches == [] and [item.text for item in queue.take_leftovers()] == ["audio-1"]

@@ -26,16 +26,13 @@ class OutboundAudio:
     rather than *sent*.
     """
 
-    __slots__ = ("text", "pcm", "replay")
+    __slots__ = ("text", "pcm", "replay", "nbytes")
 
     def __init__(self, text: str | bytes, pcm: bytes, *, replay: bool = False) -> None:
         self.text = text
         self.pcm = pcm
         self.replay = replay
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.pcm)
+        self.nbytes = len(pcm)  # read several times per frame: a slot, not a property
 
 
 class AudioBacklog:

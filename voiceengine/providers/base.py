@@ -372,6 +372,15 @@ class BaseProvider(abc.ABC):
     async def send_audio(self, audio: Any) -> None:
         """Enqueue PCM16 audio at the provider's input rate (any buffer). Never blocks on I/O."""
 
+    def audio_sink(self) -> Callable[[Any, bool], None] | None:
+        """``sink(audio, more)``, a synchronous callable with exactly :meth:`send_audio`'s
+        effect and errors, for a provider whose ``send_audio`` never awaits anything;
+        ``None`` (the default): await ``send_audio``. The engine calls it for every input
+        frame (no coroutine per frame), with ``more=True`` when another frame follows in
+        the same call (the provider may hold this one to write them together); ask again
+        after anything that may change the answer (it is cheap)."""
+        return None
+
     async def commit_audio(self) -> None:
         """Commit the input audio buffer as a user turn (manual turn detection)."""
         raise self._unsupported("committing input audio")

@@ -217,10 +217,12 @@ class OutboundQueue:
         self._items.append(frame)
         self.wake()
 
-    def put_audio(self, item: OutboundAudio) -> None:
+    def put_audio(self, item: OutboundAudio, *, wake: bool = True) -> None:
+        """``wake=False``: the caller has the writer write at once (:meth:`OutboundWriter.write_now`)."""
         self.queued_audio += item.nbytes
         self._items.append(item)
-        self.wake()
+        if wake:
+            self.wake()
 
     def put_barrier(self) -> asyncio.Future[None]:
         barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -325,6 +327,16 @@ class OutboundWriter:
         self._scheduled = True
         self._loop.call_soon(self._drain)
 
+    def write_now(self) -> None:
+        """Write what is queued now, from the caller's step (the fast path; else as :meth:`wake`).
+        A write scheduled by an earlier :meth:`wake` then finds the queue empty."""
+        if self._stopped:
+            return
+        if self._slow:
+            self._wake_task()
+            return
+        self._drain()
+
     def stop(self) -> asyncio.Task[None]:
         """Write nothing more; returns the writer's task (cancelled) to await."""
         self._stopped = True
@@ -357,16 +369,25 @@ class OutboundWriter:
             self._slow = True
             self._wake_task()
             return
-        sent = 0
+        sent = audio_sent = audio_replayed = 0
         for item in items:
-            if isinstance(item, OutboundAudio):
-                self._audio_written(item)
+            if type(item) is OutboundAudio:
+                if item.replay:
+                    audio_replayed += item.nbytes
+                else:
+                    audio_sent += item.nbytes
             elif isinstance(item, asyncio.Future):
                 if not item.done():
                     item.set_result(None)
                 continue
             sent += 1
         self._stats["messages_sent"] += sent
+        if audio_sent or audio_replayed:  # off the queue's books, into the ledger, once per write
+            self.queue.queued_audio -= audio_sent + audio_replayed
+            if audio_sent:
+                self._ledger.sent(audio_sent)
+            if audio_replayed:
+                self._ledger.replayed(audio_replayed)
 
     async def _write_slowly(self) -> None:
         queue, transport = self.queue, self.transport
@@ -1044,7 +1065,8 @@ class ProviderRuntime(BaseProvider, Generic[S]):
 
     async def send_audio(self, audio: Any) -> None:
         """Enqueue input audio (any buffer) in the provider's input format (PCM16, or G.711
-        bytes when the provider declares it) at its input rate. Never waits.
+        bytes when the provider declares it) at its input rate. Never waits: this is
+        :meth:`send_audio_nowait`, which :meth:`audio_sink` hands to the engine.
 
         Raises :class:`~voiceengine.exceptions.LimitExceeded` when the outbound queue is
         full (the network is not keeping up; the audio is not taken), ``AudioFormatError``/
@@ -1052,6 +1074,24 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         would shift every later sample), ``InvalidState`` when not connected. While the session
         is being restored the audio is kept in a bounded backlog (oldest dropped first) and
         sent after the restore; see :attr:`audio_accounting`.
+
+        Written in the next loop iteration, with whatever else is queued by then (frames
+        sent one after another in one step share a socket write).
+        """
+        self.send_audio_nowait(audio, more=True)
+
+    def audio_sink(self) -> Callable[[Any, bool], None] | None:
+        # A subclass that extends send_audio (work after the enqueue) must be awaited.
+        return self.send_audio_nowait if type(self).send_audio is ProviderRuntime.send_audio else None
+
+    def send_audio_nowait(self, audio: Any, more: bool = False) -> None:
+        """:meth:`send_audio` without the coroutine (same effect, same errors).
+
+        The frame is written at once, with whatever is queued before it, unless ``more``
+        says another one follows in the same step: then it waits for the next loop
+        iteration's write, or for the last frame of the step, so the frames of one call go
+        out in one socket write. (A frame per call, the live case, costs no wake-up of
+        the writer and no extra loop iteration, and reaches the socket sooner.)
         """
         # while reconnecting the backlog takes it, whatever the outage bookkeeping says
         ready = self._ready.is_set()
@@ -1072,7 +1112,14 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._flush()  # keep wire order = call order
         pcm = bytes(view)  # ours: kept until written, so a lost connection can re-send it
         self.audio_ledger.captured(len(pcm))
-        self._queue_audio(session, pcm, replay=False)
+        frame = session.encode_audio(pcm)
+        if frame is None:
+            return
+        queue.put_audio(OutboundAudio(frame, pcm), wake=more)
+        if not more:
+            writer = self._writer
+            if writer is not None:
+                writer.write_now()
 
     # ---------------------------------------------------------- audio accounting
     def _audio_pending_bytes(self) -> int:

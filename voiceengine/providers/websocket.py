@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import ssl
 import threading
 from typing import Any, Callable, Protocol, Sequence
@@ -51,13 +50,8 @@ from websockets.exceptions import (
 )
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
-from websockets.utils import apply_mask as _apply_mask_py
 
-try:  # websockets' C masking (the same one its own frames use), when it was built
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - pure-Python websockets install
-    apply_mask = _apply_mask_py
-
+from .._audio.wsframe import ClientFramer
 from ..exceptions import ConnectionFailed
 from ..secrets import SecretScrubbingFilter, scrub
 from .interfaces import CloseInfo, TransportClosed
@@ -131,14 +125,14 @@ def wire_logger(name: str) -> logging.Logger:
 
 
 _HEAD_END = b"\r\n\r\n"
-# RFC 6455 5.2 frame header fields, for the two fast paths (reading and writing)
+# RFC 6455 5.2 frame header fields, for the read path's framing (the write path's is
+# voiceengine._audio.wsframe)
 _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2  # the data opcodes (control frames are >= 0x8)
 _FIN = 0x80
 _RSV = 0x70
 _OPCODE = 0x0F
 _MASK_BIT = 0x80
 _LENGTH = 0x7F
-_MASK_KEY_BYTES = 4
 
 
 #: The receive buffer's size: asyncio's own read size for a plain protocol.
@@ -488,19 +482,6 @@ def close_info(connection: ClientConnection, exc: BaseException | None = None) -
 _CLOSE_SLACK_S = 0.05
 
 
-_FIN_TEXT = _FIN | _OP_TEXT
-_FIN_BINARY = _FIN | _OP_BINARY
-
-
-def _frame_header(first_byte: int, length: int) -> bytes:
-    """A client frame's header up to (not including) the mask key (RFC 6455 5.2)."""
-    if length < 126:
-        return bytes((first_byte, _MASK_BIT | length))
-    if length < 65536:
-        return bytes((first_byte, _MASK_BIT | 126)) + length.to_bytes(2, "big")
-    return bytes((first_byte, _MASK_BIT | 127)) + length.to_bytes(8, "big")
-
-
 class WebSocketTransport:
     """One open WebSocket as a :class:`~voiceengine.providers.interfaces.Transport`.
 
@@ -513,11 +494,12 @@ class WebSocketTransport:
     handed to a callback from the socket's read callback.
     """
 
-    __slots__ = ("connection", "close_timeout_s")
+    __slots__ = ("connection", "close_timeout_s", "_framer")
 
     def __init__(self, connection: ClientConnection, *, close_timeout_s: float) -> None:
         self.connection = connection
         self.close_timeout_s = close_timeout_s
+        self._framer = ClientFramer()
 
     def send_nowait(self, frames: Sequence[WireFrame], /) -> bool:
         """Write ``frames`` (one WebSocket message each, in order) at once, or nothing.
@@ -527,9 +509,9 @@ class WebSocketTransport:
         paused by flow control (``send`` waits for the drain), a fragmented message in
         progress, extensions negotiated, or frame logging on (websockets logs each frame
         it sends). Otherwise frames each message as websockets would (FIN, unfragmented,
-        masked with a fresh random key: all keys come from one ``os.urandom`` call) and
-        hands them to the socket in a single ``transport.write`` (one ``send()``
-        syscall instead of one per message). Keepalive pings and the closing handshake
+        masked with a fresh random key from ``os.urandom``), all in one buffer
+        (:class:`~voiceengine._audio.wsframe.ClientFramer`), and hands them to the socket in
+        a single ``transport.write`` (one ``send()`` syscall instead of one per message). Keepalive pings and the closing handshake
         stay websockets' own: they are written between whole messages, never inside one.
         """
         connection = self.connection
@@ -542,23 +524,7 @@ class WebSocketTransport:
                 or connection.send_in_progress is not None or protocol.expect_continuation_frame
                 or protocol.extensions or protocol.debug):
             return False
-        keys = os.urandom(_MASK_KEY_BYTES * len(frames))
-        parts: list[bytes] = []
-        append = parts.append
-        offset = 0
-        for frame in frames:
-            if isinstance(frame, str):
-                payload = frame.encode()
-                first_byte = _FIN_TEXT
-            else:
-                payload = frame
-                first_byte = _FIN_BINARY
-            key = keys[offset:offset + _MASK_KEY_BYTES]
-            offset += _MASK_KEY_BYTES
-            append(_frame_header(first_byte, len(payload)))
-            append(key)
-            append(apply_mask(payload, key))
-        transport.write(b"".join(parts))
+        transport.write(self._framer.frame(frames))
         return True
 
     def push_to(self, sink: Callable[[WireFrame], None], /) -> asyncio.Future[None] | None:
