@@ -39,6 +39,7 @@ async def test_a_frame_per_call_is_written_before_send_audio_returns() -> None:
             assert provider.audio_sink() is not None
             writes = _count_socket_writes(provider)
             for n in range(1, 4):
+                await asyncio.sleep(0.002)  # live frames come apart (20 ms in real time)
                 assert await engine.send_audio(voiced(24000, 20)) == 1
                 assert len(writes) == n  # on the socket already: no wait for the next iteration
             assert engine.metrics.bytes_sent == 3 * FRAME_BYTES
@@ -52,6 +53,7 @@ async def test_the_frames_of_one_call_share_one_socket_write_in_order() -> None:
     async with make_provider("openai", turn_detection=None, server_config={"record_audio_payloads": True}
                              ) as (provider, server):
         async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
+            await asyncio.sleep(0.002)
             writes = _count_socket_writes(provider)
             assert await engine.send_audio(audio) == 5
             assert len(writes) == 1  # five append events, one write
@@ -64,6 +66,32 @@ async def test_the_frames_of_one_call_share_one_socket_write_in_order() -> None:
             appended = [base64.b64decode(event["audio"]) for event in server.sessions[0].received
                         if event["type"] == "input_audio_buffer.append"]
             assert [len(chunk) for chunk in appended] == [FRAME_BYTES] * 5
+            assert b"".join(appended) == audio
+
+
+async def test_calls_back_to_back_share_a_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app pushing a file as fast as it can: ten calls in one step, two socket writes."""
+    audio = voiced(24000, 200)
+    async with make_provider("openai", turn_detection=None, server_config={"record_audio_payloads": True}
+                             ) as (provider, server):
+        async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
+            await asyncio.sleep(0.002)
+            writes = _count_socket_writes(provider)
+            loop = asyncio.get_running_loop()
+            frozen = loop.time()
+            with monkeypatch.context() as patch:  # no gap between the calls, however loaded the machine
+                patch.setattr(loop, "time", lambda: frozen)
+                for offset in range(0, len(audio), FRAME_BYTES):
+                    assert await engine.send_audio(audio[offset:offset + FRAME_BYTES]) == 1
+            assert len(writes) == 1  # the first at once
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert len(writes) == 2  # the other nine together, in the next iteration
+            async with asyncio.timeout(5):
+                while server.sessions[0].input_audio_bytes < len(audio):
+                    await asyncio.sleep(0.005)
+            appended = [base64.b64decode(event["audio"]) for event in server.sessions[0].received
+                        if event["type"] == "input_audio_buffer.append"]
             assert b"".join(appended) == audio
 
 

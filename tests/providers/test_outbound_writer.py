@@ -278,21 +278,68 @@ async def test_stop_writes_nothing_more_and_ends_the_task() -> None:
     assert [item.text for item in queue.take_leftovers()] == ["audio-1"]
 
 
-async def test_write_now_writes_everything_queued_in_the_callers_step_and_once() -> None:
+class _FrozenLoopTime:
+    """The running loop's clock, stopped (``advance`` moves it): the burst gap without timing."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        loop = asyncio.get_running_loop()
+        self.now = loop.time()
+        monkeypatch.setattr(loop, "time", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def test_write_now_writes_what_is_queued_in_the_callers_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    _FrozenLoopTime(monkeypatch)
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    queue.put_audio(_audio(1), wake=False)
+    queue.put_audio(_audio(2), wake=False)
+    writer.write_now()
+    assert transport.batches == [["audio-1", "audio-2"]]  # before any loop iteration
+    assert (ledger.sent_bytes, queue.queued_audio, len(queue)) == (2 * 960, 0, 0)
+    await _settle()
+    assert transport.batches == [["audio-1", "audio-2"]]
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_write_now_takes_what_an_earlier_wake_scheduled_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    _FrozenLoopTime(monkeypatch)
     transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
     writer = _writer(transport, queue, ledger)
     queue.put("config")  # woke the writer: a write is scheduled for the next iteration
     queue.put_audio(_audio(1), wake=False)
-    queue.put_audio(_audio(2), wake=False)
     writer.write_now()
-    assert transport.batches == [["config", "audio-1", "audio-2"]]  # before any loop iteration
-    assert (ledger.sent_bytes, queue.queued_audio, len(queue)) == (2 * 960, 0, 0)
+    assert transport.batches == [["config", "audio-1"]]  # both, in order, before any iteration
     await _settle()  # the scheduled write finds nothing to write
-    assert transport.batches == [["config", "audio-1", "audio-2"]]
+    assert transport.batches == [["config", "audio-1"]] and ledger.sent_bytes == 960
     await asyncio.gather(writer.stop(), return_exceptions=True)
 
 
-async def test_write_now_leaves_flow_control_to_the_writers_task() -> None:
+async def test_frames_closer_than_the_burst_gap_share_the_next_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voiceengine.providers.runtime import _BURST_GAP_S
+
+    clock = _FrozenLoopTime(monkeypatch)
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    for n in range(4):  # an app pushing a buffer as fast as it can
+        queue.put_audio(_audio(n), wake=False)
+        writer.write_now()
+        clock.advance(_BURST_GAP_S / 10)
+    assert transport.batches == [["audio-0"]]  # the first one at once
+    await _settle()
+    assert transport.batches == [["audio-0"], ["audio-1", "audio-2", "audio-3"]]  # the rest together
+    clock.advance(_BURST_GAP_S)  # a live frame: written at once again
+    queue.put_audio(_audio(4), wake=False)
+    writer.write_now()
+    assert transport.batches[-1] == ["audio-4"]
+    assert (ledger.sent_bytes, queue.queued_audio) == (5 * 960, 0)
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_write_now_leaves_flow_control_to_the_writers_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FrozenLoopTime(monkeypatch)
     transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
     writer = _writer(transport, queue, ledger)
     transport.batch_ok = False  # paused writing: the fast path declines
@@ -302,6 +349,7 @@ async def test_write_now_leaves_flow_control_to_the_writers_task() -> None:
     await _settle()
     assert transport.sent == ["audio-1"] and ledger.sent_bytes == 960  # the task's awaited send took it
     transport.batch_ok = True
+    clock.advance(1.0)
     queue.put_audio(_audio(2), wake=False)
     writer.write_now()  # the queue drained: the fast path again
     assert transport.batches == [["audio-2"]]

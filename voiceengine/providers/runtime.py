@@ -47,6 +47,7 @@ import abc
 import asyncio
 import collections
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
@@ -179,6 +180,10 @@ class ReconnectPolicy:
 #: what the outbound queue holds: frames, input audio, barriers
 _Outbound = Frame | OutboundAudio | asyncio.Future[None]
 
+#: Input frames closer together than this are a burst, written together (OutboundWriter.write_now);
+#: live frames are frame_ms (>= 1 ms) apart.
+_BURST_GAP_S = 0.0005
+
 
 class OutboundQueue:
     """The frames waiting for the writer of one connection.
@@ -296,7 +301,7 @@ class OutboundWriter:
     """
 
     __slots__ = ("transport", "queue", "name", "_ledger", "_stats", "_batch", "_loop", "_scheduled", "_slow",
-                 "_task", "_waiter", "_stopped")
+                 "_task", "_waiter", "_stopped", "_written_at")
 
     def __init__(self, transport: Transport, queue: OutboundQueue, *, ledger: AudioLedger, stats: dict[str, int],
                  name: str) -> None:
@@ -308,6 +313,7 @@ class OutboundWriter:
         self._batch = transport.send_nowait if isinstance(transport, BatchTransport) else None
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
+        self._written_at = -math.inf  # the loop time of the last write_now() that wrote
         #: the task writes (flow control, or no fast path); the callback stands aside
         self._slow = self._batch is None
         self._waiter: asyncio.Future[None] | None = None
@@ -328,13 +334,19 @@ class OutboundWriter:
         self._loop.call_soon(self._drain)
 
     def write_now(self) -> None:
-        """Write what is queued now, from the caller's step (the fast path; else as :meth:`wake`).
-        A write scheduled by an earlier :meth:`wake` then finds the queue empty."""
+        """Write what is queued now, from the caller's step: a live frame (the previous one
+        went out at least ``_BURST_GAP_S`` ago) reaches the socket without waiting for the
+        next loop iteration. Calls closer together than that are a burst (an app pushing a
+        file, or catching up): then this is :meth:`wake`, and the burst shares the next
+        iteration's write. Whatever is queued goes too, in order (a write an earlier
+        :meth:`wake` scheduled then finds the queue empty)."""
         if self._stopped:
             return
-        if self._slow:
-            self._wake_task()
+        now = self._loop.time()
+        if self._slow or now - self._written_at < _BURST_GAP_S:
+            self.wake()
             return
+        self._written_at = now
         self._drain()
 
     def stop(self) -> asyncio.Task[None]:
