@@ -1099,11 +1099,12 @@ class ProviderRuntime(BaseProvider, Generic[S]):
     def send_audio_nowait(self, audio: Any, more: bool = False) -> None:
         """:meth:`send_audio` without the coroutine (same effect, same errors).
 
-        The frame is written at once, with whatever is queued before it, unless ``more``
-        says another one follows in the same step: then it waits for the next loop
-        iteration's write, or for the last frame of the step, so the frames of one call go
-        out in one socket write. (A frame per call, the live case, costs no wake-up of
-        the writer and no extra loop iteration, and reaches the socket sooner.)
+        The frame is written at once, with whatever is queued before it (a frame per
+        call, the live case, costs no wake-up of the writer and no extra loop iteration,
+        and reaches the socket sooner), unless ``more`` says another one follows in the
+        same step, or the previous one went out less than 0.5 ms before (a burst, see
+        :meth:`OutboundWriter.write_now`): then it waits for the last frame of the step or
+        the next loop iteration's write, so such frames share one socket write.
         """
         # while reconnecting the backlog takes it, whatever the outage bookkeeping says
         ready = self._ready.is_set()

@@ -142,11 +142,11 @@ _READ_BUFFER_BYTES = 256 * 1024
 class _ReadBuffer:
     """A thread's receive buffer, shared by its connections.
 
-    A plain asyncio protocol gets each read as a fresh ``bytes`` of up to 256 KiB: glibc
-    serves that size with ``mmap``, shrinks it with ``mremap`` and frees it with
-    ``munmap``, and the kernel faults fresh zeroed pages in for every read (about 8 % of a
-    client's CPU at 50 sessions, docs/performance.md). A buffered protocol reads into this
-    one instead. A read is framed and every byte that outlives it copied out (messages,
+    A plain asyncio protocol gets each read as a fresh ``bytes`` of up to 256 KiB: unless
+    the process has raised glibc's dynamic mmap threshold, glibc serves that size with
+    ``mmap``, shrinks it with ``mremap`` and frees it with ``munmap``, and the kernel faults
+    fresh zeroed pages in for every read (about 8 % of a client's CPU at 50 sessions,
+    docs/performance.md). A buffered protocol reads into this one instead. A read is framed and every byte that outlives it copied out (messages,
     frames for websockets, an incomplete frame) before the read callback returns, so one
     buffer serves every connection of the thread; ``busy`` covers a read started while
     another is being framed (a sink that drives I/O itself), which gets a buffer of its own.
