@@ -33,6 +33,15 @@ def _count_socket_writes(provider: Any) -> list[int]:
     return writes
 
 
+async def _appended_audio(server: Any, nbytes: int) -> list[bytes]:
+    """The audio of each ``input_audio_buffer.append`` the server got, once it has ``nbytes``."""
+    async with asyncio.timeout(5):
+        while server.sessions[0].input_audio_bytes < nbytes:
+            await asyncio.sleep(0.005)
+    return [base64.b64decode(event["audio"]) for event in server.sessions[0].received
+            if event["type"] == "input_audio_buffer.append"]
+
+
 async def test_a_frame_per_call_is_written_before_send_audio_returns() -> None:
     async with make_provider("openai", turn_detection=None) as (provider, server):
         async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
@@ -43,9 +52,7 @@ async def test_a_frame_per_call_is_written_before_send_audio_returns() -> None:
                 assert await engine.send_audio(voiced(24000, 20)) == 1
                 assert len(writes) == n  # on the socket already: no wait for the next iteration
             assert engine.metrics.bytes_sent == 3 * FRAME_BYTES
-            async with asyncio.timeout(5):
-                while server.sessions[0].input_audio_bytes < 3 * FRAME_BYTES:
-                    await asyncio.sleep(0.005)
+            assert len(await _appended_audio(server, 3 * FRAME_BYTES)) == 3
 
 
 async def test_the_frames_of_one_call_share_one_socket_write_in_order() -> None:
@@ -60,11 +67,7 @@ async def test_the_frames_of_one_call_share_one_socket_write_in_order() -> None:
             await asyncio.sleep(0)
             await asyncio.sleep(0)
             assert len(writes) == 1  # and the write scheduled by the first frames found nothing left
-            async with asyncio.timeout(5):
-                while server.sessions[0].input_audio_bytes < len(audio):
-                    await asyncio.sleep(0.005)
-            appended = [base64.b64decode(event["audio"]) for event in server.sessions[0].received
-                        if event["type"] == "input_audio_buffer.append"]
+            appended = await _appended_audio(server, len(audio))
             assert [len(chunk) for chunk in appended] == [FRAME_BYTES] * 5
             assert b"".join(appended) == audio
 
@@ -87,12 +90,7 @@ async def test_calls_back_to_back_share_a_write(monkeypatch: pytest.MonkeyPatch)
             await asyncio.sleep(0)
             await asyncio.sleep(0)
             assert len(writes) == 2  # the other nine together, in the next iteration
-            async with asyncio.timeout(5):
-                while server.sessions[0].input_audio_bytes < len(audio):
-                    await asyncio.sleep(0.005)
-            appended = [base64.b64decode(event["audio"]) for event in server.sessions[0].received
-                        if event["type"] == "input_audio_buffer.append"]
-            assert b"".join(appended) == audio
+            assert b"".join(await _appended_audio(server, len(audio))) == audio
 
 
 async def test_a_frame_the_provider_refuses_counts_it_and_the_rest_as_unsent() -> None:
@@ -132,6 +130,4 @@ async def test_a_provider_that_extends_send_audio_is_awaited_not_bypassed() -> N
         async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
             assert await engine.send_audio(voiced(24000, 60)) == 3
             assert provider.seen == 3 * FRAME_BYTES
-            async with asyncio.timeout(5):
-                while server.sessions[0].input_audio_bytes < 3 * FRAME_BYTES:
-                    await asyncio.sleep(0.005)
+            await _appended_audio(server, 3 * FRAME_BYTES)

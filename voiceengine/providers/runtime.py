@@ -256,9 +256,10 @@ class OutboundQueue:
         """Put items taken by :meth:`pop_all` and not written back at the front, in order."""
         self._items.extendleft(reversed(items))
 
-    def written(self, item: OutboundAudio) -> None:
+    def written(self, nbytes: int) -> None:
+        """``nbytes`` of queued input audio were written (the item being written included)."""
         self.writing = None
-        self.queued_audio -= item.nbytes
+        self.queued_audio -= nbytes
 
     def take_leftovers(self) -> list[OutboundAudio]:
         """Empty the queue (the connection is gone): the audio not written, oldest first;
@@ -383,7 +384,7 @@ class OutboundWriter:
             return
         sent = audio_sent = audio_replayed = 0
         for item in items:
-            if type(item) is OutboundAudio:
+            if isinstance(item, OutboundAudio):
                 if item.replay:
                     audio_replayed += item.nbytes
                 else:
@@ -394,12 +395,8 @@ class OutboundWriter:
                 continue
             sent += 1
         self._stats["messages_sent"] += sent
-        if audio_sent or audio_replayed:  # off the queue's books, into the ledger, once per write
-            self.queue.queued_audio -= audio_sent + audio_replayed
-            if audio_sent:
-                self._ledger.sent(audio_sent)
-            if audio_replayed:
-                self._ledger.replayed(audio_replayed)
+        if audio_sent or audio_replayed:  # once per write, not per frame
+            self._audio_written(audio_sent, audio_replayed)
 
     async def _write_slowly(self) -> None:
         queue, transport = self.queue, self.transport
@@ -421,7 +418,10 @@ class OutboundWriter:
                     # first, the teardown moves it back to the backlog.
                     queue.writing = item
                     await transport.send(item.text)
-                    self._audio_written(item)
+                    if item.replay:
+                        self._audio_written(0, item.nbytes)
+                    else:
+                        self._audio_written(item.nbytes, 0)
                 else:
                     await transport.send(item)
                 self._stats["messages_sent"] += 1
@@ -432,13 +432,14 @@ class OutboundWriter:
         except Exception:
             self._fail()
 
-    def _audio_written(self, item: OutboundAudio) -> None:
-        """Its write returned: off the queue's books, into the ledger as sent or replayed."""
-        self.queue.written(item)
-        if item.replay:
-            self._ledger.replayed(item.nbytes)
-        else:
-            self._ledger.sent(item.nbytes)
+    def _audio_written(self, sent: int, replayed: int) -> None:
+        """Input audio whose write returned: off the queue's books, into the ledger as sent
+        (first time) or replayed (from the backlog)."""
+        self.queue.written(sent + replayed)
+        if sent:
+            self._ledger.sent(sent)
+        if replayed:
+            self._ledger.replayed(replayed)
 
     def _fail(self) -> None:
         log.exception("%s: writer failed; dropping the connection", self.name)
@@ -1125,14 +1126,10 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._flush()  # keep wire order = call order
         pcm = bytes(view)  # ours: kept until written, so a lost connection can re-send it
         self.audio_ledger.captured(len(pcm))
-        frame = session.encode_audio(pcm)
-        if frame is None:
-            return
-        queue.put_audio(OutboundAudio(frame, pcm), wake=more)
-        if not more:
-            writer = self._writer
-            if writer is not None:
-                writer.write_now()
+        self._queue_audio(session, pcm, replay=False, wake=more)
+        writer = self._writer
+        if not more and writer is not None:
+            writer.write_now()
 
     # ---------------------------------------------------------- audio accounting
     def _audio_pending_bytes(self) -> int:
@@ -1156,11 +1153,12 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         if dropped:
             self.audio_ledger.dropped(dropped)
 
-    def _queue_audio(self, session: S, pcm: bytes, *, replay: bool) -> None:
+    def _queue_audio(self, session: S, pcm: bytes, *, replay: bool, wake: bool = True) -> None:
+        """``wake=False``: the caller has the writer write (:meth:`OutboundWriter.write_now`)."""
         frame = session.encode_audio(pcm)
         if frame is None or self._outq is None:
             return
-        self._outq.put_audio(OutboundAudio(frame, pcm, replay=replay))
+        self._outq.put_audio(OutboundAudio(frame, pcm, replay=replay), wake=wake)
 
     def _recover_audio(self, leftovers: list[OutboundAudio], *, keep: bool) -> None:
         """Audio not written when its connection ended: back to the backlog front, or dropped."""

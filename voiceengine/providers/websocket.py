@@ -146,10 +146,11 @@ class _ReadBuffer:
     the process has raised glibc's dynamic mmap threshold, glibc serves that size with
     ``mmap``, shrinks it with ``mremap`` and frees it with ``munmap``, and the kernel faults
     fresh zeroed pages in for every read (about 8 % of a client's CPU at 50 sessions,
-    docs/performance.md). A buffered protocol reads into this one instead. A read is framed and every byte that outlives it copied out (messages,
-    frames for websockets, an incomplete frame) before the read callback returns, so one
-    buffer serves every connection of the thread; ``busy`` covers a read started while
-    another is being framed (a sink that drives I/O itself), which gets a buffer of its own.
+    docs/performance.md). A buffered protocol reads into this one instead. A read is
+    framed and every byte that outlives it copied out (messages, frames for websockets, an
+    incomplete frame) before the read callback returns, so one buffer serves every
+    connection of the thread; ``busy`` covers a read started while another is being framed
+    (a sink that drives I/O itself), which gets a buffer of its own.
     """
 
     __slots__ = ("busy", "view")
@@ -511,8 +512,9 @@ class WebSocketTransport:
         it sends). Otherwise frames each message as websockets would (FIN, unfragmented,
         masked with a fresh random key from ``os.urandom``), all in one buffer
         (:class:`~voiceengine._audio.wsframe.ClientFramer`), and hands them to the socket in
-        a single ``transport.write`` (one ``send()`` syscall instead of one per message). Keepalive pings and the closing handshake
-        stay websockets' own: they are written between whole messages, never inside one.
+        a single ``transport.write`` (one ``send()`` syscall instead of one per message).
+        Keepalive pings and the closing handshake stay websockets' own: they are written
+        between whole messages, never inside one.
         """
         connection = self.connection
         protocol = connection.protocol
