@@ -387,7 +387,9 @@ class VoiceEngine:
             await self._ready.wait()  # a provider switch is in progress
             if not self._connected:
                 raise InvalidState("the engine disconnected while send_audio() waited for a provider switch")
-        pipeline = self._input_pipeline()
+        pipeline = self._input
+        if pipeline is None:  # (what _input_pipeline() checks, inlined: once per frame)
+            raise InvalidState("the engine is not connected")
         rate = sample_rate if sample_rate is not None else (self.config.input_sample_rate or pipeline.provider_rate)
         ch = channels if channels is not None else self.config.input_channels
         frames = pipeline.push(audio, rate, ch)
@@ -403,6 +405,15 @@ class VoiceEngine:
         awaits, so no provider switch or disconnect can come between the frames."""
         metrics = self._metrics
         last = len(frames) - 1
+        if not last:  # one frame per call: the live case
+            frame = frames[0]
+            try:
+                sink(frame, False)
+            except BaseException:
+                self._unsent(frames)
+                raise
+            metrics.sent(frame.nbytes)
+            return 1
         for index, frame in enumerate(frames):
             try:
                 sink(frame, index < last)
@@ -646,25 +657,30 @@ class VoiceEngine:
         if self.state.is_duplicate(event):
             self._metrics.duplicate_events += 1  # a server event delivered twice: handle it once
             return
-        overflow = False
+        playback, pcm = None, None
         if etype is EventType.AUDIO_DELTA:
             if event.response_id in self._dropped_responses or event.response_id in self._oob_responses:
                 return  # late audio of an interrupted (or out-of-band) response: never played
             if self._decode_output is not None and event.data is not None:
                 # G.711 from the service: PCM16 from here on (what the bus documents)
                 event = replace(event, data=self._decode_output(event.data))
-            if self._playback is not None and event.data is not None:
-                stored = self._playback.write(event.item_id, event.response_id, event.data)
-                overflow = stored < len(event.data)
-                self._metrics.received(event.response_id, len(event.data))
+            pcm = event.data
+            if pcm is not None:
+                playback = self._playback
+                if playback is not None:
+                    self._metrics.received(event.response_id, len(pcm))
         self.state.fold(event)  # the duplicate check above was the state's own
         self.events.emit(event)
         self.injector.observe(event)
         handler = _HANDLERS.get(etype)
         if handler is not None:
             handler(self, event)
-        if overflow:
-            self._playback_overflow(event)
+        if playback is not None and pcm is not None and event.response_id not in self._dropped_responses:
+            # last: unpaced playback may play the delta from this step (Playback.write), and
+            # whoever hears it then finds the state, the bus and the metrics already past it
+            # (and a barge-in one of them started is not played over)
+            if playback.write(event.item_id, event.response_id, pcm) < len(pcm):
+                self._playback_overflow(event)
 
     def _playback_overflow(self, event: ProviderEvent) -> None:
         # the ring keeps what it holds and refuses the rest (drop_newest, counted in the

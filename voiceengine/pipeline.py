@@ -84,11 +84,13 @@ class InputPipeline:
         return float(self._resampler.delay_ms) if self._resampler is not None else 0.0
 
     def _route(self, sample_rate: int, channels: int) -> list[memoryview]:
-        key = (sample_rate, channels)
-        if key == self._key:
-            return []
+        """Switch to a new input format (checked here): the old resampler's tail, flushed."""
+        if not 8000 <= sample_rate <= 192000:
+            raise AudioFormatError(f"sample_rate must be in 8000..192000 Hz, got {sample_rate!r}")
+        if channels not in (1, 2):
+            raise AudioFormatError(f"channels must be 1 or 2, got {channels!r}")
         tail = self._drain_resampler()
-        self._key = key
+        self._key = (sample_rate, channels)
         if sample_rate == self.provider_rate and channels == 1:
             self._resampler = None  # passthrough: no resampler, no copy
         else:
@@ -103,18 +105,17 @@ class InputPipeline:
 
     def push(self, buf: Any, sample_rate: int, channels: int) -> list[memoryview]:
         """Frames (at the provider rate, mono) completed by ``buf``."""
-        if not 8000 <= sample_rate <= 192000:
-            raise AudioFormatError(f"sample_rate must be in 8000..192000 Hz, got {sample_rate!r}")
-        if channels not in (1, 2):
-            raise AudioFormatError(f"channels must be 1 or 2, got {channels!r}")
-        frames = self._route(sample_rate, channels)
-        if self._resampler is None:
-            frames += self.chunker.push(buf)
+        # (once per call of a live stream: the format is checked only when it changes)
+        tail = self._route(sample_rate, channels) if (sample_rate, channels) != self._key else None
+        resampler = self._resampler
+        if resampler is None:
+            frames = self.chunker.push(buf)
         else:
-            out = self._resampler.process(buf)
-            if out:
-                frames += self.chunker.push(out)
-        return self._encoded(frames)
+            out = resampler.process(buf)
+            frames = self.chunker.push(out) if out else []
+        if tail:
+            frames = tail + frames
+        return frames if self._encode is None else self._encoded(frames)
 
     def _encoded(self, frames: list[memoryview]) -> list[memoryview]:
         encode = self._encode
@@ -192,6 +193,10 @@ class PlaybackCut:
     dropped_bytes: int
 
 
+async def _reraise(exc: Exception) -> None:
+    raise exc
+
+
 class Playback:
     """The playback buffer and its clock (see the module docstring).
 
@@ -249,6 +254,8 @@ class Playback:
         # the clock task's wait for a delta or the end of the stream: a bare future (an
         # asyncio.Event costs a coroutine and a waiter list per wait, once per delta unpaced)
         self._waiter: asyncio.Future[None] | None = None
+        #: what a delta played from the writer's step left for the task (see _play_now)
+        self._handoff: Awaitable[Any] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------- write side
@@ -270,8 +277,26 @@ class Playback:
                 self._queued.append(_Segment(track, stored))
             track.received += stored
         self.stream_done = False
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if self.speed is None and self.playing and self._handoff is None:
+                self._play_now(waiter)
+            else:
+                waiter.set_result(None)
         return stored
+
+    def _play_now(self, waiter: asyncio.Future[None]) -> None:
+        """Unpaced, with the clock task waiting for audio mid-reply: play what is queued from
+        the writer's step, as the task would, without waking it once per delta. What must
+        be awaited (an async sink), or an error, is handed to the task, which awaits or
+        raises it as if it had played the delta itself."""
+        try:
+            pending = self._emit(self._read(self.ring.available))
+        except Exception as exc:
+            pending = _reraise(exc)
+        if pending is not None:
+            self._handoff = pending
+            waiter.set_result(None)
 
     def end_of_stream(self) -> None:
         """No more audio is coming for now (response done): play out what is queued."""
@@ -306,7 +331,7 @@ class Playback:
             self._heard = track
             if segment.left == 0:
                 queued.popleft()
-                if not any(s.track is track for s in queued):
+                if not queued or not any(s.track is track for s in queued):
                     self._tracks.pop(track.key, None)
         return chunk
 
@@ -397,6 +422,11 @@ class Playback:
         loop = asyncio.get_running_loop()
         frame = 2
         while True:
+            handoff = self._handoff
+            if handoff is not None:
+                self._handoff = None
+                await handoff
+                handoff = None  # not kept alive across the waits below
             if not self.playing:
                 if not self._ready():
                     await self._wait_for_wake()

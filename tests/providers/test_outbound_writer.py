@@ -363,3 +363,73 @@ async def test_write_now_after_stop_writes_nothing() -> None:
     queue.put_audio(_audio(1), wake=False)
     writer.write_now()
     assert transport.batches == [] and [item.text for item in queue.take_leftovers()] == ["audio-1"]
+
+
+# ------------------------------------------------------------------ write_audio_now: the live frame
+async def test_a_live_frame_is_written_at_once_without_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FrozenLoopTime(monkeypatch)
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    stats = {"messages_sent": 0}
+    writer = OutboundWriter(transport, queue, ledger=ledger, stats=stats, name="test")
+    for n in range(3):
+        assert writer.write_audio_now(f"audio-{n}", 960) is True
+        clock.advance(0.02)
+    assert transport.batches == [["audio-0"], ["audio-1"], ["audio-2"]]
+    assert (ledger.sent_bytes, stats["messages_sent"], queue.queued_audio, len(queue)) == (3 * 960, 3, 0, 0)
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_a_live_frame_is_not_written_past_what_is_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    _FrozenLoopTime(monkeypatch)
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    queue.put("config")
+    assert writer.write_audio_now("audio-1", 960) is False  # the caller queues it behind
+    assert transport.batches == [] and ledger.sent_bytes == 0
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_a_frame_right_after_a_write_is_a_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voiceengine.providers.runtime import _BURST_GAP_S
+
+    clock = _FrozenLoopTime(monkeypatch)
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    assert writer.write_audio_now("audio-0", 960) is True
+    clock.advance(_BURST_GAP_S / 10)
+    assert writer.write_audio_now("audio-1", 960) is False  # queued by the caller: the next write
+    clock.advance(_BURST_GAP_S)
+    assert writer.write_audio_now("audio-2", 960) is True
+    assert transport.batches == [["audio-0"], ["audio-2"]] and ledger.sent_bytes == 2 * 960
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_a_declined_live_frame_hands_over_to_the_writers_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FrozenLoopTime(monkeypatch)
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    transport.batch_ok = False  # flow control
+    assert writer.write_audio_now("audio-1", 960) is False
+    queue.put_audio(_audio(1), wake=False)  # what the caller does with it
+    writer.write_now()
+    assert transport.batches == [] and ledger.sent_bytes == 0
+    await _settle()
+    assert transport.sent == ["audio-1"] and ledger.sent_bytes == 960  # the task's awaited send
+    transport.batch_ok = True
+    clock.advance(1.0)
+    assert writer.write_audio_now("audio-2", 960) is True  # drained: at once again
+    assert transport.batches == [["audio-2"]] and ledger.sent_bytes == 2 * 960
+    await asyncio.gather(writer.stop(), return_exceptions=True)
+
+
+async def test_a_live_frame_whose_write_fails_is_left_to_the_caller() -> None:
+    transport, queue, ledger = _FakeTransport(), OutboundQueue(64), AudioLedger()
+    writer = _writer(transport, queue, ledger)
+    transport.batch_error = OSError("broken pipe")
+    assert writer.write_audio_now("audio-1", 960) is False
+    assert transport.aborted and ledger.sent_bytes == 0  # the reader sees the loss and reconnects
+    queue.put_audio(_audio(1), wake=False)  # the caller queues it: the teardown finds it
+    writer.write_now()
+    assert [item.text for item in queue.take_leftovers()] == ["audio-1"]
+    assert writer.write_audio_now("audio-2", 960) is False  # a failed writer writes nothing more
+    await asyncio.gather(writer.stop(), return_exceptions=True)

@@ -6,6 +6,7 @@ Each test names the episode seed that first showed the problem.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from reliability_harness import (
     Harness,
@@ -118,3 +119,38 @@ async def test_out_of_order_right_before_response_done_still_ends_the_reply() ->
         finally:
             await h.disconnect()
         assert h.phases() == ["connecting", "connected", "closed"]
+
+
+async def test_a_live_frame_whose_socket_write_fails_is_replayed_not_lost() -> None:
+    """A frame written from the caller's step (``send_audio_nowait``, one per call: the
+    engine's live path, no queue) whose socket write raises: the connection is dropped, the
+    frame goes to the backlog with the teardown, and the restored session gets it."""
+    chunk = tone(40)  # two 20 ms frames
+    async with FakeRealtimeServer(server_config()) as server:
+        h = Harness.create(server)
+        await h.provider.connect()
+        await h.wait_phase("connected", timeout=5)
+        transport: Any = h.provider._transport
+        socket_transport = transport.connection.transport
+        real_write = socket_transport.write
+
+        def failing_write(data: Any) -> None:
+            socket_transport.write = real_write  # once
+            raise OSError("EPIPE on the live frame")
+
+        mark = h.mark()
+        try:
+            h.provider.send_audio_nowait(chunk[:960])  # written now, the connection still alive
+            await asyncio.sleep(0.001)  # the next one is a live frame, not part of a burst
+            socket_transport.write = failing_write
+            h.provider.send_audio_nowait(chunk[960:])
+            h.audio_accepted += len(chunk)
+            await h.wait_phase("restored", since=mark, timeout=5)
+            acc = h.provider.audio_accounting
+            assert acc.dropped_bytes == 0 and acc.replayed_bytes == 960, acc
+            assert await eventually(lambda: accounting_problems(h, quiescent=True)) == []
+            # both frames reach the service, the second one replayed on the new connection
+            assert await eventually(lambda: [] if h.server.input_audio_bytes == len(chunk)
+                                    else [f"server has {h.server.input_audio_bytes} bytes"], timeout=5) == []
+        finally:
+            await h.disconnect()

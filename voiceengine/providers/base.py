@@ -197,7 +197,9 @@ class BaseProvider(abc.ABC):
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self._state = ConnectionState.DISCONNECTED
-        self._handlers: dict[EventType | None, list[EventHandler]] = {}
+        # tuples, replaced on change: _emit iterates them as they are (a handler that adds or
+        # removes handlers changes the next event's set, not this one's), with no copy per event
+        self._handlers: dict[EventType | None, tuple[EventHandler, ...]] = {}
         self._subscribers: list[_Subscriber] = []
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self.dropped_events = 0
@@ -277,17 +279,21 @@ class BaseProvider(abc.ABC):
         key = None if event_type in (None, "*") else EventType(event_type)
         if not callable(handler):
             raise TypeError("handler must be callable")
-        self._handlers.setdefault(key, []).append(handler)
+        self._handlers[key] = (*self._handlers.get(key, ()), handler)
         return handler
 
     def remove_event_handler(self, event_type: EventType | str | None, handler: EventHandler) -> bool:
         """Remove a handler; returns whether it was registered."""
         key = None if event_type in (None, "*") else EventType(event_type)
-        handlers = self._handlers.get(key, [])
-        if handler in handlers:
-            handlers.remove(handler)
-            return True
-        return False
+        handlers = list(self._handlers.get(key, ()))
+        if handler not in handlers:
+            return False
+        handlers.remove(handler)
+        if handlers:
+            self._handlers[key] = tuple(handlers)
+        else:
+            del self._handlers[key]
+        return True
 
     def events(self) -> "EventIterator":
         """Iterate over events from now on, until the provider is closed.
@@ -303,7 +309,10 @@ class BaseProvider(abc.ABC):
         return EventIterator(self, subscriber)
 
     def _emit(self, event: ProviderEvent) -> None:
-        self.conversation.apply(event)  # before anyone hears of it: handlers may read the record
+        record = self._conversation
+        if record is None:
+            record = self.conversation  # (made on first use)
+        record.apply(event)  # before anyone hears of it: handlers may read the record
         for subscriber in self._subscribers:
             queue = subscriber.queue
             if queue.full():
@@ -313,9 +322,11 @@ class BaseProvider(abc.ABC):
                 if subscriber.dropped in (1, 100, 10000):
                     log.warning("%s: a slow events() consumer dropped %d events", self.name, subscriber.dropped)
             queue.put_nowait(event)
-        for key in (event.type, None):
-            for handler in tuple(self._handlers.get(key, ())):
-                self._call_handler(handler, event)
+        handlers = self._handlers
+        for handler in handlers.get(event.type, ()):
+            self._call_handler(handler, event)
+        for handler in handlers.get(None, ()):
+            self._call_handler(handler, event)
 
     def _call_handler(self, handler: EventHandler, event: ProviderEvent) -> None:
         try:

@@ -350,6 +350,34 @@ class OutboundWriter:
         self._written_at = now
         self._drain()
 
+    def write_audio_now(self, frame: Frame, nbytes: int) -> bool:
+        """Write one input-audio frame (``nbytes`` of audio) at once, from the caller's
+        step, when nothing is queued before it and it is not part of a burst (see
+        :meth:`write_now`); whether it was written. ``False``: nothing was written, the
+        caller queues the frame as usual. The live case, one frame per 20 ms: no queue
+        round trip, and the frame is written the moment its write returns, so there is
+        nothing to keep for a re-send."""
+        if self._stopped or self._slow or len(self.queue):
+            return False
+        now = self._loop.time()
+        if now - self._written_at < _BURST_GAP_S:
+            return False
+        batch = self._batch
+        assert batch is not None  # (not slow)
+        try:
+            written = batch((frame,))
+        except Exception:
+            self._fail()  # the caller queues the frame: the teardown recovers it
+            return False
+        if not written:  # flow control or closing: the task takes over, as in _drain
+            self._slow = True
+            self._wake_task()
+            return False
+        self._written_at = now
+        self._stats["messages_sent"] += 1
+        self._ledger.sent(nbytes)
+        return True
+
     def stop(self) -> asyncio.Task[None]:
         """Write nothing more; returns the writer's task (cancelled) to await."""
         self._stopped = True
@@ -1121,14 +1149,21 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                 size=len(queue),
             )
         view = self._input_view(audio)  # validate before anything is counted
-        if not len(view):
+        nbytes = len(view)
+        if not nbytes:
             return
         self._flush()  # keep wire order = call order
-        pcm = bytes(view)  # ours: kept until written, so a lost connection can re-send it
-        self.audio_ledger.captured(len(pcm))
-        self._queue_audio(session, pcm, replay=False, wake=more)
+        pcm = bytes(view)  # ours: if it is queued, kept until written, so a lost connection can re-send it
+        text = session.encode_audio(pcm)
+        if text is None:
+            return
+        self.audio_ledger.captured(nbytes)
         writer = self._writer
-        if not more and writer is not None:
+        if more or writer is None:
+            queue.put_audio(OutboundAudio(text, pcm), wake=True)
+        elif not writer.write_audio_now(text, nbytes):
+            # not written now (something queued before it, a burst, flow control)
+            queue.put_audio(OutboundAudio(text, pcm), wake=False)
             writer.write_now()
 
     # ---------------------------------------------------------- audio accounting
@@ -1153,12 +1188,11 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         if dropped:
             self.audio_ledger.dropped(dropped)
 
-    def _queue_audio(self, session: S, pcm: bytes, *, replay: bool, wake: bool = True) -> None:
-        """``wake=False``: the caller has the writer write (:meth:`OutboundWriter.write_now`)."""
+    def _queue_audio(self, session: S, pcm: bytes, *, replay: bool) -> None:
         frame = session.encode_audio(pcm)
         if frame is None or self._outq is None:
             return
-        self._outq.put_audio(OutboundAudio(frame, pcm, replay=replay), wake=wake)
+        self._outq.put_audio(OutboundAudio(frame, pcm, replay=replay))
 
     def _recover_audio(self, leftovers: list[OutboundAudio], *, keep: bool) -> None:
         """Audio not written when its connection ended: back to the backlog front, or dropped."""

@@ -1,0 +1,124 @@
+"""Unpaced playback (``speed=None``) plays a delta from the writer's step once a reply is
+playing, without waking the clock task per delta; what must be awaited or raised still goes
+through the task, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from voiceengine.pipeline import Playback
+
+RATE = 24000
+DELTA = 960  # 20 ms
+
+
+def _playback(deliver: Callable[[bytes], Awaitable[None] | None], **callbacks: Any) -> Playback:
+    return Playback(in_rate=RATE, out_rate=RATE, out_channels=1, capacity_ms=60_000, prebuffer_ms=0,
+                    speed=None, tick_ms=10, deliver=deliver, **callbacks)
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def _delta(n: int) -> bytes:
+    return bytes([n]) * DELTA
+
+
+async def test_a_delta_mid_reply_is_played_before_write_returns() -> None:
+    heard: list[bytes] = []
+    starts: list[None] = []
+    stops: list[bool] = []
+    playback = _playback(heard.append, on_start=lambda: starts.append(None), on_stop=stops.append)
+    playback.start()
+    try:
+        playback.write("item_1", "resp_1", _delta(1))
+        assert heard == []  # the first delta of a reply starts playback in the clock task
+        await _settle()
+        assert heard == [_delta(1)] and len(starts) == 1 and playback.playing
+        for n in range(2, 6):
+            playback.write("item_1", "resp_1", _delta(n))
+            assert heard[-1] == _delta(n)  # played from the writer's step
+        assert playback.ring.available == 0
+        track = playback._heard
+        assert track is not None and track.played == track.received == 5 * DELTA
+        playback.end_of_stream()
+        await _settle()
+        assert stops == [False] and not playback.playing and len(starts) == 1
+    finally:
+        await playback.aclose()
+    assert heard == [_delta(n) for n in range(1, 6)]
+
+
+async def test_an_async_sink_is_awaited_by_the_task_in_order() -> None:
+    heard: list[bytes] = []
+    gate = asyncio.Event()
+
+    async def slow_sink(pcm: bytes) -> None:
+        await gate.wait()
+        heard.append(pcm)
+
+    playback = _playback(slow_sink)
+    playback.start()
+    try:
+        playback.write("item_1", "resp_1", _delta(1))
+        await _settle()  # the task awaits the first delivery
+        gate.set()
+        await _settle()
+        assert heard == [_delta(1)]
+        gate.clear()
+        playback.write("item_1", "resp_1", _delta(2))  # its delivery is pending: handed to the task
+        playback.write("item_1", "resp_1", _delta(3))  # queued behind it, not delivered past it
+        await _settle()
+        assert heard == [_delta(1)]
+        gate.set()
+        await _settle()
+        assert heard == [_delta(1), _delta(2), _delta(3)]
+    finally:
+        await playback.aclose()
+
+
+async def test_a_sink_error_ends_the_clock_task_as_before() -> None:
+    calls: list[bytes] = []
+
+    def failing_sink(pcm: bytes) -> None:
+        calls.append(pcm)
+        if len(calls) == 2:
+            raise OSError("device gone")
+
+    playback = _playback(failing_sink)
+    playback.start()
+    task = playback._task
+    assert task is not None
+    playback.write("item_1", "resp_1", _delta(1))
+    await _settle()
+    playback.write("item_1", "resp_1", _delta(2))  # raises in the writer's step: handed over
+    await _settle()
+    assert task.done()
+    with pytest.raises(OSError, match="device gone"):
+        task.result()
+    playback.write("item_1", "resp_1", _delta(3))  # the clock is gone: nothing is played
+    assert calls == [_delta(1), _delta(2)]
+    await playback.aclose()
+
+
+async def test_a_barge_in_between_deltas_stops_direct_play() -> None:
+    heard: list[bytes] = []
+    playback = _playback(heard.append)
+    playback.start()
+    try:
+        playback.write("item_1", "resp_1", _delta(1))
+        await _settle()
+        playback.write("item_1", "resp_1", _delta(2))
+        cut = playback.stop_now()
+        assert cut.heard is not None and cut.played_ms == 40 and not playback.playing
+        playback.write("item_2", "resp_2", _delta(3))  # the next reply starts in the task again
+        assert heard == [_delta(1), _delta(2)]
+        await _settle()
+        assert heard == [_delta(1), _delta(2), _delta(3)]
+    finally:
+        await playback.aclose()
