@@ -291,6 +291,8 @@ class OutboundWriter:
     writer task's would, with no task switch); it takes every item queued by then and
     writes their frames with one ``send_nowait`` (one socket write), then resolves the
     barriers among them. Nothing waits for more: no added latency, only what is ready.
+    A live input frame with nothing queued before it skips the queue altogether
+    (:meth:`write_audio_now`); :meth:`write_now` writes what is queued from the caller's step.
     When the transport declines (flow control, closing) or has no fast path, the
     writer's task writes item by item with the awaited ``send`` (which waits for the
     drain, so the queue fills and :attr:`OutboundQueue.full` pushes back on senders)
