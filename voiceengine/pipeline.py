@@ -386,6 +386,9 @@ class Playback:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        handoff, self._handoff = self._handoff, None
+        if inspect.iscoroutine(handoff):  # handed over, and the task ended before awaiting it
+            handoff.close()
 
     def _emit(self, pcm: bytes) -> Awaitable[Any] | None:
         """Play ``pcm``: the awaitable of an async ``deliver`` (to await), else ``None``.

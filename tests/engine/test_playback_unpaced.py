@@ -5,6 +5,7 @@ through the task, in order."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -122,3 +123,24 @@ async def test_a_barge_in_between_deltas_stops_direct_play() -> None:
         assert heard == [_delta(1), _delta(2), _delta(3)]
     finally:
         await playback.aclose()
+
+
+async def test_closing_with_a_delivery_handed_over_closes_it() -> None:
+    returned: list[Any] = []
+
+    async def sink_write(pcm: bytes) -> None:
+        await asyncio.sleep(0)
+
+    def sink(pcm: bytes) -> Awaitable[None]:
+        coro = sink_write(pcm)
+        returned.append(coro)
+        return coro
+
+    playback = _playback(sink)
+    playback.start()
+    playback.write("item_1", "resp_1", _delta(1))
+    await _settle()  # the first delivery, awaited by the task
+    playback.write("item_1", "resp_1", _delta(2))  # its delivery handed to the task...
+    await playback.aclose()  # ...which is cancelled before it takes it
+    assert len(returned) == 2
+    assert inspect.getcoroutinestate(returned[1]) == inspect.CORO_CLOSED  # never left un-awaited

@@ -359,13 +359,12 @@ class OutboundWriter:
         caller queues the frame as usual. The live case, one frame per 20 ms: no queue
         round trip, and the frame is written the moment its write returns, so there is
         nothing to keep for a re-send."""
-        if self._stopped or self._slow or len(self.queue):
+        batch = self._batch
+        if self._stopped or self._slow or batch is None or len(self.queue):
             return False
         now = self._loop.time()
         if now - self._written_at < _BURST_GAP_S:
             return False
-        batch = self._batch
-        assert batch is not None  # (not slow)
         try:
             written = batch((frame,))
         except Exception:
