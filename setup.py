@@ -69,9 +69,11 @@ JOBS = int(os.environ.get("VOICEENGINE_BUILD_JOBS", "0") or 0) or os.cpu_count()
 FORCE = os.environ.get("VOICEENGINE_FORCE_BUILD", "") not in ("", "0")
 HERE = os.path.dirname(os.path.abspath(__file__))
 STAMP_DIR = os.path.join(HERE, "build", "ext-stamps")
-# what must match for a built extension to be reused (sources are checked by mtime)
+# what must match for a built extension to be reused (sources are checked by mtime); the
+# compiler environment too: a build with other CFLAGS (or another compiler) is another build
+_BUILD_ENV = {name: os.environ.get(name) for name in ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED")}
 CONFIG_KEY = hashlib.sha256(
-    json.dumps([DEBUG, compile_args, directives, sys.version, sys.platform, sys.implementation.cache_tag],
+    json.dumps([DEBUG, compile_args, directives, sys.version, sys.platform, sys.implementation.cache_tag, _BUILD_ENV],
                sort_keys=True, default=str).encode()
 ).hexdigest()
 
