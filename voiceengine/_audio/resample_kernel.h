@@ -13,13 +13,10 @@
  *    vectorizes on baseline SSE2 and does not depend on the libm rounding mode helpers.
  *  - Runtime dispatch (target_clones) picks one clone per process, so all calls in a
  *    process share it. Different machines may differ in the last bit (FMA), never a run.
- *  - Clones (gcc >= 11): x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA) and the SSE2
- *    default; older gcc and clang: avx2 and the default. The dot products below are the
- *    same 256-bit code in the v3 and v4 clones; what v4 adds is the int16 <-> float
- *    conversion loops, which gcc vectorizes with AVX-512's narrowing moves and leaves
- *    scalar for AVX2 (the float -> int16 store in particular): 10-28 % less time per call
- *    on an AVX-512 EPYC. Conversions are exact either way (the stored values are
- *    integers already), so the output is the same, clone or not.
+ *  - The float -> int16 stores vectorize only because setup.py compiles with
+ *    -fno-trapping-math (CPython never enables FP traps): with trapping math gcc keeps
+ *    the clamps' compares as branches and the AVX2 clone's store loop scalar (10-20 % of a
+ *    call). The flag changes no value.
  */
 #ifndef VE_RESAMPLE_KERNEL_H
 #define VE_RESAMPLE_KERNEL_H
@@ -37,7 +34,7 @@
 #  if defined(__clang__)
 #    define VE_CLONES __attribute__((target_clones("avx2", "default")))
 #  elif __GNUC__ >= 11
-#    define VE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#    define VE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #  else
 #    define VE_CLONES __attribute__((target_clones("avx2", "default")))
 #  endif
@@ -130,8 +127,8 @@ static int ve_rs_design(float *tab, int64_t P, int64_t tpad, int64_t ntaps, int6
 /* ---------------------------------------------------------------- kernel */
 
 #if defined(__GNUC__)
-/* GCC/clang vector extensions: lowered to AVX in the x86-64-v3 and -v4 clones and to SSE
- * pairs in the default one; lane assignment is by tap index, never by pointer alignment. */
+/* GCC/clang vector extensions: lowered to AVX in the x86-64-v3 clone and to SSE pairs in
+ * the default one; lane assignment is by tap index, never by pointer alignment. */
 typedef float ve_v8f __attribute__((vector_size(32)));
 typedef float ve_v8fu __attribute__((vector_size(32), aligned(4)));
 typedef float ve_v4f __attribute__((vector_size(16)));
