@@ -405,15 +405,6 @@ class VoiceEngine:
         awaits, so no provider switch or disconnect can come between the frames."""
         metrics = self._metrics
         last = len(frames) - 1
-        if not last:  # one frame per call: the live case
-            frame = frames[0]
-            try:
-                sink(frame, False)
-            except BaseException:
-                self._unsent(frames)
-                raise
-            metrics.sent(frame.nbytes)
-            return 1
         for index, frame in enumerate(frames):
             try:
                 sink(frame, index < last)

@@ -278,11 +278,11 @@ class Playback:
             track.received += stored
         self.stream_done = False
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if self.speed is None and self.playing and self._handoff is None:
-                self._play_now(waiter)
-            else:
-                waiter.set_result(None)
+        if (self.speed is None and self.playing and self._handoff is None
+                and waiter is not None and not waiter.done()):
+            self._play_now(waiter)
+        else:
+            self._wake()
         return stored
 
     def _play_now(self, waiter: asyncio.Future[None]) -> None:

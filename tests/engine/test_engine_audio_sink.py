@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -42,6 +43,17 @@ async def _appended_audio(server: Any, nbytes: int) -> list[bytes]:
             if event["type"] == "input_audio_buffer.append"]
 
 
+@contextlib.asynccontextmanager
+async def _engine_counting_writes() -> AsyncIterator[tuple[VoiceEngine, Any, list[int]]]:
+    """An engine on the fake server (audio payloads recorded), settled, and the sizes of
+    its provider's socket writes from then on."""
+    async with make_provider("openai", turn_detection=None, server_config={"record_audio_payloads": True}
+                             ) as (provider, server):
+        async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
+            await asyncio.sleep(0.002)
+            yield engine, server, _count_socket_writes(provider)
+
+
 async def test_a_frame_per_call_is_written_before_send_audio_returns() -> None:
     async with make_provider("openai", turn_detection=None) as (provider, server):
         async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
@@ -57,40 +69,32 @@ async def test_a_frame_per_call_is_written_before_send_audio_returns() -> None:
 
 async def test_the_frames_of_one_call_share_one_socket_write_in_order() -> None:
     audio = voiced(24000, 100)
-    async with make_provider("openai", turn_detection=None, server_config={"record_audio_payloads": True}
-                             ) as (provider, server):
-        async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
-            await asyncio.sleep(0.002)
-            writes = _count_socket_writes(provider)
-            assert await engine.send_audio(audio) == 5
-            assert len(writes) == 1  # five append events, one write
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            assert len(writes) == 1  # and the write scheduled by the first frames found nothing left
-            appended = await _appended_audio(server, len(audio))
-            assert [len(chunk) for chunk in appended] == [FRAME_BYTES] * 5
-            assert b"".join(appended) == audio
+    async with _engine_counting_writes() as (engine, server, writes):
+        assert await engine.send_audio(audio) == 5
+        assert len(writes) == 1  # five append events, one write
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(writes) == 1  # and the write scheduled by the first frames found nothing left
+        appended = await _appended_audio(server, len(audio))
+        assert [len(chunk) for chunk in appended] == [FRAME_BYTES] * 5
+        assert b"".join(appended) == audio
 
 
 async def test_calls_back_to_back_share_a_write(monkeypatch: pytest.MonkeyPatch) -> None:
     """An app pushing a file as fast as it can: ten calls in one step, two socket writes."""
     audio = voiced(24000, 200)
-    async with make_provider("openai", turn_detection=None, server_config={"record_audio_payloads": True}
-                             ) as (provider, server):
-        async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
-            await asyncio.sleep(0.002)
-            writes = _count_socket_writes(provider)
-            loop = asyncio.get_running_loop()
-            frozen = loop.time()
-            with monkeypatch.context() as patch:  # no gap between the calls, however loaded the machine
-                patch.setattr(loop, "time", lambda: frozen)
-                for offset in range(0, len(audio), FRAME_BYTES):
-                    assert await engine.send_audio(audio[offset:offset + FRAME_BYTES]) == 1
-            assert len(writes) == 1  # the first at once
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            assert len(writes) == 2  # the other nine together, in the next iteration
-            assert b"".join(await _appended_audio(server, len(audio))) == audio
+    async with _engine_counting_writes() as (engine, server, writes):
+        loop = asyncio.get_running_loop()
+        frozen = loop.time()
+        with monkeypatch.context() as patch:  # no gap between the calls, however loaded the machine
+            patch.setattr(loop, "time", lambda: frozen)
+            for offset in range(0, len(audio), FRAME_BYTES):
+                assert await engine.send_audio(audio[offset:offset + FRAME_BYTES]) == 1
+        assert len(writes) == 1  # the first at once
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(writes) == 2  # the other nine together, in the next iteration
+        assert b"".join(await _appended_audio(server, len(audio))) == audio
 
 
 async def test_a_frame_the_provider_refuses_counts_it_and_the_rest_as_unsent() -> None:

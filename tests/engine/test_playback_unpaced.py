@@ -5,8 +5,9 @@ through the task, in order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -19,6 +20,17 @@ DELTA = 960  # 20 ms
 def _playback(deliver: Callable[[bytes], Awaitable[None] | None], **callbacks: Any) -> Playback:
     return Playback(in_rate=RATE, out_rate=RATE, out_channels=1, capacity_ms=60_000, prebuffer_ms=0,
                     speed=None, tick_ms=10, deliver=deliver, **callbacks)
+
+
+@contextlib.asynccontextmanager
+async def _playing(deliver: Callable[[bytes], Awaitable[None] | None], **callbacks: Any) -> AsyncIterator[Playback]:
+    """A started playback, closed on the way out."""
+    playback = _playback(deliver, **callbacks)
+    playback.start()
+    try:
+        yield playback
+    finally:
+        await playback.aclose()
 
 
 async def _settle() -> None:
@@ -34,9 +46,7 @@ async def test_a_delta_mid_reply_is_played_before_write_returns() -> None:
     heard: list[bytes] = []
     starts: list[None] = []
     stops: list[bool] = []
-    playback = _playback(heard.append, on_start=lambda: starts.append(None), on_stop=stops.append)
-    playback.start()
-    try:
+    async with _playing(heard.append, on_start=lambda: starts.append(None), on_stop=stops.append) as playback:
         playback.write("item_1", "resp_1", _delta(1))
         assert heard == []  # the first delta of a reply starts playback in the clock task
         await _settle()
@@ -50,8 +60,6 @@ async def test_a_delta_mid_reply_is_played_before_write_returns() -> None:
         playback.end_of_stream()
         await _settle()
         assert stops == [False] and not playback.playing and len(starts) == 1
-    finally:
-        await playback.aclose()
     assert heard == [_delta(n) for n in range(1, 6)]
 
 
@@ -63,9 +71,7 @@ async def test_an_async_sink_is_awaited_by_the_task_in_order() -> None:
         await gate.wait()
         heard.append(pcm)
 
-    playback = _playback(slow_sink)
-    playback.start()
-    try:
+    async with _playing(slow_sink) as playback:
         playback.write("item_1", "resp_1", _delta(1))
         await _settle()  # the task awaits the first delivery
         gate.set()
@@ -79,8 +85,6 @@ async def test_an_async_sink_is_awaited_by_the_task_in_order() -> None:
         gate.set()
         await _settle()
         assert heard == [_delta(1), _delta(2), _delta(3)]
-    finally:
-        await playback.aclose()
 
 
 async def test_a_sink_error_ends_the_clock_task_as_before() -> None:
@@ -109,9 +113,7 @@ async def test_a_sink_error_ends_the_clock_task_as_before() -> None:
 
 async def test_a_barge_in_between_deltas_stops_direct_play() -> None:
     heard: list[bytes] = []
-    playback = _playback(heard.append)
-    playback.start()
-    try:
+    async with _playing(heard.append) as playback:
         playback.write("item_1", "resp_1", _delta(1))
         await _settle()
         playback.write("item_1", "resp_1", _delta(2))
@@ -121,8 +123,6 @@ async def test_a_barge_in_between_deltas_stops_direct_play() -> None:
         assert heard == [_delta(1), _delta(2)]
         await _settle()
         assert heard == [_delta(1), _delta(2), _delta(3)]
-    finally:
-        await playback.aclose()
 
 
 async def test_closing_with_a_delivery_handed_over_closes_it() -> None:

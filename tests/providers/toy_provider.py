@@ -72,7 +72,7 @@ class ToySession:
         out, self._out = self._out, []
         return out
 
-    def encode_audio(self, pcm: bytes, /) -> Frame | None:
+    def encode_audio(self, pcm: bytes | bytearray | memoryview, /) -> Frame | None:
         return json.dumps({"t": "audio", "b64": base64.b64encode(pcm).decode()})
 
     def say(self, text: str, role: str = "user", item_id: str | None = None) -> str:

@@ -177,9 +177,10 @@ class ProtocolSession(Protocol):
         """The frames queued since the last call, in order."""
         ...
 
-    def encode_audio(self, pcm: bytes, /) -> Frame | None:
-        """The frame carrying ``pcm`` (validated input audio), returned rather than queued so
-        the runtime can account for the audio it carries; ``None`` for nothing to send."""
+    def encode_audio(self, pcm: bytes | bytearray | memoryview, /) -> Frame | None:
+        """The frame carrying ``pcm`` (validated input audio, possibly a view of the app's
+        buffer: encode it now, keep no reference), returned rather than queued so the
+        runtime can account for the audio it carries; ``None`` for nothing to send."""
         ...
 
     def replay_entry(self, entry: ConversationEntry, /) -> None:

@@ -1154,17 +1154,17 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         if not nbytes:
             return
         self._flush()  # keep wire order = call order
-        pcm = bytes(view)  # ours: if it is queued, kept until written, so a lost connection can re-send it
-        text = session.encode_audio(pcm)
+        text = session.encode_audio(view)
         if text is None:
             return
         self.audio_ledger.captured(nbytes)
+        # A queued frame keeps a copy of its audio until written, so a lost connection can
+        # re-send it; one written at once needs none (no copy on the live path).
         writer = self._writer
-        if more or writer is None:
-            queue.put_audio(OutboundAudio(text, pcm), wake=True)
-        elif not writer.write_audio_now(text, nbytes):
-            # not written now (something queued before it, a burst, flow control)
-            queue.put_audio(OutboundAudio(text, pcm), wake=False)
+        if more or writer is None:  # the next iteration's write takes it
+            queue.put_audio(OutboundAudio(text, bytes(view)))
+        elif not writer.write_audio_now(text, nbytes):  # behind what is ahead of it, a burst, flow control
+            queue.put_audio(OutboundAudio(text, bytes(view)), wake=False)
             writer.write_now()
 
     # ---------------------------------------------------------- audio accounting
