@@ -645,7 +645,7 @@ class VoiceEngine:
 
     def _on_provider_event(self, event: ProviderEvent) -> None:
         etype = event.type
-        if self.state.is_duplicate(event):
+        if event.raw is not None and self.state.is_duplicate(event):  # (no raw message, no event id to match)
             self._metrics.duplicate_events += 1  # a server event delivered twice: handle it once
             return
         playback, pcm = None, None

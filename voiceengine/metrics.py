@@ -197,7 +197,9 @@ class MetricsCollector:
     def received(self, response_id: str | None, nbytes: int) -> None:
         self.bytes_received += nbytes
         self.deltas_received += 1
-        turn = self._turn(response_id)
+        turn = self._current
+        if turn is None or turn.response_id is None or turn.response_id != response_id:
+            turn = self._turn(response_id)  # (the turn's own delta, the common case, skips the call)
         if turn.first_rx is None:
             turn.first_rx = self.clock()
         turn.rx_bytes += nbytes

@@ -15,7 +15,8 @@ sink rate -> sinks. The ring's ``total_read`` is the truth of what was heard. Th
   app callbacks, tests): the read head still advances with time, so a barge-in still
   lands mid-reply and truncates at what was "played";
 * ``speed=None``: unpaced, each delta is played as soon as it arrives (the read head
-  equals the write head; a barge-in truncates at everything received).
+  equals the write head; a barge-in truncates at everything received). A delta that
+  arrives while the ring is empty and the clock waits goes straight to the sink.
 
 Prebuffering (jitter) is done here, not in the ring: playback of a response starts when
 ``prebuffer_ms`` are queued *or* the response's audio is complete (a reply shorter than the
@@ -261,6 +262,12 @@ class Playback:
     # -------------------------------------------------------------- write side
     def write(self, item_id: str | None, response_id: str | None, pcm: Any) -> int:
         """Queue one audio delta of ``item_id``; returns bytes stored."""
+        waiter = self._waiter
+        if (waiter is None or waiter.done() or self.speed is not None or not self.playing
+                or self._handoff is not None):
+            waiter = None  # the clock task plays it (or is not waiting): wake it
+        elif not self._queued and type(pcm) is bytes and len(pcm) <= self.ring.capacity:
+            return self._play_direct(item_id, response_id, pcm, waiter)
         stored = self.ring.write(pcm)
         if stored:
             key = item_id or f"<{response_id}>"
@@ -277,21 +284,39 @@ class Playback:
                 self._queued.append(_Segment(track, stored))
             track.received += stored
         self.stream_done = False
-        waiter = self._waiter
-        if (self.speed is None and self.playing and self._handoff is None
-                and waiter is not None and not waiter.done()):
+        if waiter is not None:
             self._play_now(waiter)
         else:
             self._wake()
         return stored
 
-    def _play_now(self, waiter: asyncio.Future[None]) -> None:
-        """Unpaced, with the clock task waiting for audio mid-reply: play what is queued from
-        the writer's step, as the task would, without waking it once per delta. What must
-        be awaited (an async sink), or an error, is handed to the task, which awaits or
-        raises it as if it had played the delta itself."""
+    def _play_direct(self, item_id: str | None, response_id: str | None, pcm: bytes,
+                     waiter: asyncio.Future[None]) -> int:
+        """:meth:`write` then :meth:`_play_now` with nothing queued: the ring would hold just
+        this delta and hand it back whole, so it goes to the sink as it is (no copy in and
+        out of the ring, no segment), credited to its item as the read head would."""
+        nbytes = len(pcm)
+        if nbytes & 1:
+            raise AudioFormatError(f"PCM16 write needs an even byte count, got {nbytes}")  # (the ring's check)
+        self.stream_done = False
+        if not nbytes:
+            return 0
+        key = item_id or f"<{response_id}>"
+        heard = self._heard
+        track = heard if heard is not None and heard.key == key else ItemTrack(key, item_id, response_id)
+        track.received += nbytes
+        track.played += nbytes
+        self._heard = track
+        self._play_now(waiter, pcm)
+        return nbytes
+
+    def _play_now(self, waiter: asyncio.Future[None], pcm: bytes | None = None) -> None:
+        """Unpaced, with the clock task waiting for audio mid-reply: play what is queued (or
+        ``pcm``, when nothing is) from the writer's step, as the task would, without waking
+        it once per delta. What must be awaited (an async sink), or an error, is handed to
+        the task, which awaits or raises it as if it had played the delta itself."""
         try:
-            pending = self._emit(self._read(self.ring.available))
+            pending = self._emit(self._read(self.ring.available) if pcm is None else pcm)
         except Exception as exc:
             pending = _reraise(exc)
         if pending is not None:

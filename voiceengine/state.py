@@ -685,6 +685,9 @@ class ConversationState:
     def _turn_audio_delta(self, event: ProviderEvent) -> None:
         if self._speaking is None:
             self._speaking = "assistant"
+        turn = self._turns[-1] if self._turns else None
+        if turn is not None and turn.first_audio_at is not None and turn.response_id == event.response_id:
+            return  # a later delta of the turn's reply (once per 20 ms): nothing to record
         self._first_output(event, "first_audio_at")
 
     def _turn_truncated(self, event: ProviderEvent) -> None:

@@ -221,3 +221,23 @@ def test_long_stream_counters_do_not_drift() -> None:
     for k in range(1, 2001):
         total += len(rs.process(chunk)) // 2
         assert total == _steady(882 * k, rs)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_passthrough_hands_back_whole_frames_of_bytes_as_they_are(channels: int) -> None:
+    rs = Resampler(24000, 24000, in_channels=channels, out_channels=channels)
+    frame = 2 * channels
+    whole = _random_pcm(100, channels, 3)
+    assert rs.process(whole) is whole  # immutable, nothing carried: no copy
+    mutable = bytearray(whole)
+    out = rs.process(mutable)
+    assert out == whole and type(out) is bytes
+    mutable[0] ^= 0xFF
+    assert out == whole  # a mutable buffer is copied: changing it later changes nothing handed out
+    assert rs.process(whole[:frame + 1]) == whole[:frame]  # a partial frame is carried...
+    tail = whole[frame + 1:]
+    out = rs.process(tail)  # ...so the next whole-frame bytes is not the output as it is
+    assert out is not tail and out == whole[frame:]
+    assert rs.process(whole) is whole  # nothing carried again
+    assert rs.process(whole + b"\x01") == whole  # not whole frames: copied, the stray byte carried
+    assert rs.process(whole[1:]) == b"\x01" + whole[1:]  # the carried byte first

@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from voiceengine.exceptions import AudioFormatError
 from voiceengine.pipeline import Playback
 
 RATE = 24000
@@ -144,3 +145,40 @@ async def test_closing_with_a_delivery_handed_over_closes_it() -> None:
     await playback.aclose()  # ...which is cancelled before it takes it
     assert len(returned) == 2
     assert inspect.getcoroutinestate(returned[1]) == inspect.CORO_CLOSED  # never left un-awaited
+
+
+async def test_a_delta_played_directly_is_credited_to_its_item_and_never_enters_the_ring() -> None:
+    heard: list[bytes] = []
+    played: list[int] = []
+    async with _playing(heard.append, on_played=played.append) as playback:
+        playback.write("item_1", "resp_1", _delta(1))
+        await _settle()
+        written_before = playback.ring.total_written
+        first = _delta(2)
+        assert playback.write("item_1", "resp_1", first) == DELTA
+        assert heard[-1] is first  # the caller's bytes, not a copy through the ring
+        assert playback.write("item_2", "resp_1", _delta(3)) == DELTA  # a new item mid-reply
+        assert playback.ring.total_written == written_before and playback.ring.available == 0
+        assert played == [DELTA] * 3
+        track = playback._heard
+        assert track is not None and (track.key, track.played, track.received) == ("item_2", DELTA, DELTA)
+        cut = playback.stop_now()
+        assert cut.heard is track and cut.played_ms == 20 and cut.unheard == () and cut.dropped_bytes == 0
+
+
+async def test_direct_play_takes_only_what_the_ring_path_would_take_whole() -> None:
+    heard: list[bytes] = []
+    async with _playing(heard.append) as playback:
+        playback.write("item_1", "resp_1", _delta(1))
+        await _settle()
+        with pytest.raises(AudioFormatError):
+            playback.write("item_1", "resp_1", b"\x01\x02\x03")  # odd: refused, as the ring refuses it
+        assert heard == [_delta(1)] and playback.playing
+        assert playback.write("item_1", "resp_1", b"") == 0
+        view = memoryview(_delta(4))
+        assert playback.write("item_1", "resp_1", view) == DELTA  # not bytes: through the ring, played all the same
+        assert heard[-1] == _delta(4) and playback.ring.available == 0
+        too_big = bytes(playback.ring.capacity + 2)
+        assert playback.write("item_1", "resp_1", too_big) == playback.ring.capacity  # the ring's bound holds
+        track = playback._heard
+        assert track is not None and track.played == track.received == 2 * DELTA + playback.ring.capacity

@@ -202,8 +202,9 @@ cdef class Resampler:
     stereo frame) is carried over to the next call; ``flush()`` discards it.
 
     ``in_channels=2, out_channels=1`` downmixes ``(l + r) / 2`` in the intake pass;
-    ``1 -> 2`` duplicates the mono result. Equal rates and channels pass data through.
-    Not thread-safe: one owner drives an instance.
+    ``1 -> 2`` duplicates the mono result. Equal rates and channels pass data through:
+    whole frames of an immutable ``bytes`` (nothing carried) come back as the same object,
+    anything else as a copy. Not thread-safe: one owner drives an instance.
     """
 
     cdef _Filter flt
@@ -462,6 +463,12 @@ cdef class Resampler:
         owner = pcm_span(buf, &data, &size)  # keeps `data` valid during the call
         if size == 0:
             return b""
+        if (self.passthrough and self.carry_len == 0 and type(buf) is bytes
+                and size % self.frame_bytes == 0 and self.flt is not None):
+            # whole frames of an immutable bytes at the same rate: the output is the input
+            self.n_in += size // self.frame_bytes
+            self.n_out = self.n_in
+            return buf
         return self._process(data, size)
 
     def flush(self) -> bytes:

@@ -1,6 +1,6 @@
 """Stub for the compiled ``voiceengine._audio.wsframe`` module."""
 
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from typing_extensions import disjoint_base
 
@@ -10,3 +10,12 @@ class ClientFramer:
 
     def __init__(self, urandom: Callable[[int], bytes] | None = None) -> None: ...
     def frame(self, messages: Sequence[str | bytes]) -> bytes: ...
+
+
+class _PushingConnection(Protocol):
+    @property
+    def sink(self) -> Callable[[str | bytes], object] | None: ...
+
+def push_messages(data: bytes | bytearray | memoryview, pos: int, max_size: int,
+                  connection: _PushingConnection, end: int = -1) -> int:
+    """Hands the plain messages of ``data[pos:end]`` to ``connection.sink``; returns where it stopped."""

@@ -73,6 +73,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("voiceengine.providers.runtime")
+_AUDIO_DELTA = EventType.AUDIO_DELTA
 
 S = TypeVar("S", bound=ProtocolSession)
 T = TypeVar("T")
@@ -561,6 +562,8 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         self._outq: OutboundQueue | None = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: OutboundWriter | None = None
+        #: the input check of the live connection (see _serve)
+        self._live_input_view: Callable[[Any], bytes | bytearray | memoryview] = pcm16_view
         self._recycler: asyncio.Task[None] | None = None
         self._retry_sleep: asyncio.Future[None] | None = None
         self._connect_waiter: asyncio.Future[None] | None = None
@@ -801,6 +804,7 @@ class ProviderRuntime(BaseProvider, Generic[S]):
         session = self.new_session(resume_handle=outage.resume_handle if outage is not None else None)
         queue = OutboundQueue(self.settings.max_queue_frames)
         self._transport, self._session, self._outq = transport, session, queue
+        self._live_input_view = self._input_checker()  # (the format is the config's: once per connection)
         self._tearing_down = False
         self._conn_ready = False
         self._speaking = False
@@ -918,7 +922,8 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                 self._restore_into(session)
             self._after_sent(self._session_set_up, reconnected)
         for event in events:
-            self._observe(event)
+            if event.type is not _AUDIO_DELTA:  # (the one event _observe never reacts to, once per delta)
+                self._observe(event)
             self._emit(event)
         self._flush()
         self._activity.set()
@@ -1149,7 +1154,7 @@ class ProviderRuntime(BaseProvider, Generic[S]):
                 f"outbound queue full ({queue.max_frames} messages): audio refused", limit=queue.max_frames,
                 size=len(queue),
             )
-        view = self._input_view(audio)  # validate before anything is counted
+        view = self._live_input_view(audio)  # validate before anything is counted
         nbytes = len(view)
         if not nbytes:
             return
@@ -1174,9 +1179,10 @@ class ProviderRuntime(BaseProvider, Generic[S]):
 
     def _input_view(self, audio: Any) -> bytes | bytearray | memoryview:
         """``audio`` as bytes, checked for whole samples of the input encoding."""
-        if self.get_audio_format()[0].bytes_per_sample == 1:
-            return g711_view(audio)
-        return pcm16_view(audio)
+        return self._input_checker()(audio)
+
+    def _input_checker(self) -> Callable[[Any], bytes | bytearray | memoryview]:
+        return g711_view if self.get_audio_format()[0].bytes_per_sample == 1 else pcm16_view
 
     def _buffer_audio(self, audio: Any) -> None:
         """``send_audio`` while no session is usable: keep it in the bounded backlog."""

@@ -51,7 +51,7 @@ from websockets.exceptions import (
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from .._audio.wsframe import ClientFramer
+from .._audio.wsframe import ClientFramer, push_messages
 from ..exceptions import ConnectionFailed
 from ..secrets import SecretScrubbingFilter, scrub
 from .interfaces import CloseInfo, TransportClosed
@@ -237,8 +237,20 @@ class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
         shared = self._shared_read
         outer, shared.busy = shared.busy, True
         try:
-            with self._read_view[:nbytes] as data:
-                self.data_received(data)
+            read = self._read_view
+            pos = 0
+            if (self._framing and not self._pending and self.sink is not None and not self._fragmented
+                    and self.protocol.state is State.OPEN):
+                # the common read: whole plain messages, taken by the compiled walk straight
+                # from the buffer (what _frames_received would do first, without its setup)
+                pos = push_messages(read, 0, self._max_size, self, nbytes)
+                if pos == nbytes:
+                    return
+            with read[pos:nbytes] as data:
+                if self._framing:
+                    self._frames_received(data)
+                else:
+                    self.data_received(data)
         finally:
             shared.busy = outer
 
@@ -301,6 +313,11 @@ class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
         view = memoryview(buf)
         try:
             while not hand_over and size - pos >= 2:
+                if self.sink is not None and not self._fragmented:
+                    pos = push_messages(view, pos, max_size, self)  # the plain messages, compiled
+                    if size - pos < 2:
+                        break
+                # the frame the compiled walk left: judged here, as before
                 first, second = buf[pos], buf[pos + 1]
                 length = second & _LENGTH
                 start = pos + 2
