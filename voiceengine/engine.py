@@ -396,13 +396,24 @@ class VoiceEngine:
         if not frames:
             return 0
         sink = self._provider.audio_sink()
-        if sink is not None:  # the provider never waits: no coroutine per frame
+        if sink is None:
+            return await self._send_frames(frames)
+        if len(frames) > 1:
             return self._send_frames_now(sink, frames)
-        return await self._send_frames(frames)
+        # the live case, one frame per call (once per 20 ms per session): no loop
+        frame = frames[0]
+        try:
+            sink(frame, False)
+        except BaseException:
+            self._unsent(frames)
+            raise
+        self._metrics.sent(frame.nbytes)
+        return 1
 
     def _send_frames_now(self, sink: Callable[[Any, bool], None], frames: list[memoryview]) -> int:
         """:meth:`_send_frames` through a provider's :meth:`~BaseProvider.audio_sink`: nothing
-        awaits, so no provider switch or disconnect can come between the frames."""
+        awaits, so no provider switch or disconnect can come between the frames (the single
+        frame of a live call is sent the same way by :meth:`send_audio` itself)."""
         metrics = self._metrics
         last = len(frames) - 1
         for index, frame in enumerate(frames):
@@ -859,7 +870,9 @@ class VoiceEngine:
     def _deliver_audio(self, pcm: bytes) -> Awaitable[Any] | None:
         """Playback's ``deliver``: the sink's awaitable for playback to await, if any (a plain
         function, not a coroutine: it runs once per played chunk)."""
-        self._fire("on_audio_response", pcm)
+        handler = self.__dict__.get(_ON_AUDIO_RESPONSE)  # (what _fire looks up, by its stored key)
+        if handler is not None:
+            self._call_back("on_audio_response", handler, pcm)
         sink = self._sink
         if sink is None:
             return None
@@ -869,8 +882,10 @@ class VoiceEngine:
     # ------------------------------------------------------------------ helpers
     def _fire(self, name: str, value: Any) -> None:
         handler = _Callback.current(self, name)
-        if handler is None:
-            return
+        if handler is not None:
+            self._call_back(name, handler, value)
+
+    def _call_back(self, name: str, handler: Callable[[Any], Any], value: Any) -> None:
         try:
             result = handler(value)
         except Exception:
@@ -910,6 +925,8 @@ class VoiceEngine:
     def __repr__(self) -> str:
         return f"<VoiceEngine provider={self._provider.name!r} connected={self._connected}>"
 
+
+_ON_AUDIO_RESPONSE = _Callback.storage_key("on_audio_response")
 
 _HANDLERS: dict[EventType, Callable[[VoiceEngine, ProviderEvent], None]] = {
     EventType.RESPONSE_STARTED: VoiceEngine._h_response_started,

@@ -542,7 +542,12 @@ class _Callback:
     """A settable callback attribute that is also a decorator: ``engine.on_x = f`` or ``@engine.on_x``."""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.name = _CALLBACK_PREFIX + name
+        self.name = self.storage_key(name)
+
+    @staticmethod
+    def storage_key(name: str) -> str:
+        """Where the callback attribute ``name`` keeps its callback in the instance's ``__dict__``."""
+        return _CALLBACK_PREFIX + name
 
     @overload
     def __get__(self, obj: None, owner: type | None = None) -> "_Callback": ...
