@@ -423,7 +423,10 @@ class Playback:
         if self._on_played is not None:
             self._on_played(len(pcm))
         out = self.resampler.process(pcm)
-        return self._call(out) if out else None
+        if not out:
+            return None
+        result = self._deliver(out)  # (_call, inlined: once per delta)
+        return result if result is not None and inspect.isawaitable(result) else None
 
     def _call(self, out: bytes) -> Awaitable[Any] | None:
         result = self._deliver(out)

@@ -347,6 +347,11 @@ class RealtimeCodec:
         if fast is not None:
             # built as the tuple it is: a NamedTuple's __new__ is a Python call, once per delta here
             return _new_tuple(Decoded, (self.audio_delta_type, fast[0], fast[1]))
+        return self.decode_general(message, ctx)
+
+    def decode_general(self, message: str | bytes | bytearray | memoryview, ctx: DecodeContext) -> Decoded:
+        """:meth:`decode` for a frame the audio-delta fast path did not take
+        (:func:`~.fastdecode.decode_audio_delta` returned ``None``). Never raises."""
         if not isinstance(message, str):
             size = len(message) if isinstance(message, (bytes, bytearray)) else -1
             return self._malformed(ctx, None, f"unexpected binary frame ({size} bytes); the service sends text")
