@@ -8,7 +8,8 @@ view-validity rules), so frames can be queued by the provider as they are.
 
 Output: AUDIO_DELTA -> :class:`~voiceengine.audio.RingBuffer` (the playback/jitter buffer)
 -> a playback clock that pulls from the ring -> :class:`~voiceengine.audio.Resampler` to the
-sink rate -> sinks. The ring's ``total_read`` is the truth of what was heard. The clock:
+sink rate -> sinks. Each item's track (bytes received, bytes played) is the truth of what
+was heard (a delta played directly, unpaced, never passes through the ring). The clock:
 
 * ``speed=1.0``: real time (devices, or anything that must be paced);
 * ``speed=N``: a *virtual* playback clock draining N x faster than real time (files,
