@@ -396,34 +396,25 @@ class VoiceEngine:
         if not frames:
             return 0
         sink = self._provider.audio_sink()
-        if sink is None:
-            return await self._send_frames(frames)
-        if len(frames) > 1:
+        if sink is not None:  # the provider never waits: no coroutine per frame
             return self._send_frames_now(sink, frames)
-        # the live case, one frame per call (once per 20 ms per session): no loop
-        frame = frames[0]
-        try:
-            sink(frame, False)
-        except BaseException:
-            self._unsent(frames)
-            raise
-        self._metrics.sent(frame.nbytes)
-        return 1
+        return await self._send_frames(frames)
 
     def _send_frames_now(self, sink: Callable[[Any, bool], None], frames: list[memoryview]) -> int:
         """:meth:`_send_frames` through a provider's :meth:`~BaseProvider.audio_sink`: nothing
-        awaits, so no provider switch or disconnect can come between the frames (the single
-        frame of a live call is sent the same way by :meth:`send_audio` itself)."""
+        awaits, so no provider switch or disconnect can come between the frames."""
         metrics = self._metrics
-        last = len(frames) - 1
-        for index, frame in enumerate(frames):
+        count = len(frames)
+        sent = 0
+        for frame in frames:  # (a live call has one: no enumerate per call)
+            sent += 1
             try:
-                sink(frame, index < last)
+                sink(frame, sent < count)
             except BaseException:
-                self._unsent(frames[index:])
+                self._unsent(frames[sent - 1:])
                 raise
             metrics.sent(frame.nbytes)
-        return len(frames)
+        return count
 
     async def _send_frames(self, frames: list[memoryview], *, wait: bool = True) -> int:
         metrics, ready = self._metrics, self._ready

@@ -267,7 +267,8 @@ class Playback:
         if (waiter is None or waiter.done() or self.speed is not None or not self.playing
                 or self._handoff is not None):
             waiter = None  # the clock task plays it (or is not waiting): wake it
-        elif not self._queued and type(pcm) is bytes and len(pcm) <= self.ring.capacity:
+        elif type(pcm) is bytes and not self._queued and 0 < len(pcm) <= self.ring.capacity and not len(pcm) & 1:
+            # (whatever the ring would refuse or cut, an odd or oversized delta, goes through it)
             return self._play_direct(item_id, response_id, pcm, waiter)
         stored = self.ring.write(pcm)
         if stored:
@@ -297,11 +298,7 @@ class Playback:
         this delta and hand it back whole, so it goes to the sink as it is (no copy in and
         out of the ring, no segment), credited to its item as the read head would."""
         nbytes = len(pcm)
-        if nbytes & 1:
-            raise AudioFormatError(f"PCM16 write needs an even byte count, got {nbytes}")  # (the ring's check)
         self.stream_done = False
-        if not nbytes:
-            return 0
         key = item_id or f"<{response_id}>"
         heard = self._heard
         track = heard if heard is not None and heard.key == key else ItemTrack(key, item_id, response_id)
@@ -424,10 +421,7 @@ class Playback:
         if self._on_played is not None:
             self._on_played(len(pcm))
         out = self.resampler.process(pcm)
-        if not out:
-            return None
-        result = self._deliver(out)  # (_call, inlined: once per delta)
-        return result if result is not None and inspect.isawaitable(result) else None
+        return self._call(out) if out else None
 
     def _call(self, out: bytes) -> Awaitable[Any] | None:
         result = self._deliver(out)

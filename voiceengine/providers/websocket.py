@@ -127,7 +127,7 @@ def wire_logger(name: str) -> logging.Logger:
 _HEAD_END = b"\r\n\r\n"
 # RFC 6455 5.2 frame header fields, for the read path's framing (the write path's is
 # voiceengine._audio.wsframe)
-_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2  # the data opcodes (control frames are >= 0x8)
+_OP_BINARY = 0x2  # the highest data opcode (continuation 0x0, text 0x1; control frames are >= 0x8)
 _FIN = 0x80
 _RSV = 0x70
 _OPCODE = 0x0F
@@ -237,19 +237,10 @@ class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
         shared = self._shared_read
         outer, shared.busy = shared.busy, True
         try:
-            read = self._read_view
-            pos = 0
-            if (self._framing and not self._pending and self.sink is not None and not self._fragmented
-                    and self.protocol.state is State.OPEN):
-                # the common read: whole plain messages, taken by the compiled walk straight
-                # from the buffer (what _frames_received would do first, without its setup)
-                pos = push_messages(read, 0, self._max_size, self, nbytes)
-                if pos == nbytes:
-                    return
-            with read[pos:nbytes] as data:
-                if self._framing:
-                    self._frames_received(data)
-                else:
+            if self._framing:
+                self._frames_received(self._read_view, nbytes)
+            else:
+                with self._read_view[:nbytes] as data:
                     self.data_received(data)
         finally:
             shared.busy = outer
@@ -257,7 +248,7 @@ class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         framing = self._framing
         if framing:
-            self._frames_received(data)
+            self._frames_received(data, len(data))
         elif framing is None:
             self._head_received(bytes(data))
         else:
@@ -284,7 +275,7 @@ class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
         if self.protocol.state is State.OPEN:  # 101: frames follow (a 101 has no body)
             self._framing = True
             if rest:
-                self._frames_received(rest)
+                self._frames_received(rest, len(rest))
         else:  # refused: the body and everything else are websockets'
             self._framing = False
             if rest:
@@ -298,27 +289,32 @@ class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
             self._pending.clear()
             super().data_received(rest)
 
-    def _frames_received(self, data: bytes | memoryview) -> None:
-        """Frames ``data`` (which may be the shared read buffer: nothing keeps a view of it)."""
+    def _frames_received(self, data: bytes | memoryview, nbytes: int) -> None:
+        """Frames ``data[:nbytes]`` (which may be the shared read buffer: nothing keeps a view
+        of it). The plain messages go to the sink through the compiled walk
+        (:func:`~voiceengine._audio.wsframe.push_messages`); each frame it leaves is judged
+        here: incomplete (kept for the next read), refused (the stream handed over), or
+        websockets' to take (a control frame, a fragment, invalid UTF-8, a data frame
+        while nothing is pushed)."""
         pending = self._pending
-        if pending:
-            pending += data
+        carried = bool(pending)  # an incomplete frame from the last read comes first
+        if carried:
+            with memoryview(data)[:nbytes] as read:
+                pending += read
             buf: bytes | bytearray | memoryview = pending
+            size = len(pending)
         else:
-            buf = data
-        size = len(buf)
+            buf, size = data, nbytes
         pos = 0
         hand_over = self.protocol.state is not State.OPEN  # closing: websockets discards the rest
         max_size = self._max_size
-        view = memoryview(buf)
-        try:
+        with memoryview(buf) as view:
             while not hand_over and size - pos >= 2:
                 if self.sink is not None and not self._fragmented:
-                    pos = push_messages(view, pos, max_size, self)  # the plain messages, compiled
+                    pos = push_messages(view, pos, max_size, self, size)
                     if size - pos < 2:
                         break
-                # the frame the compiled walk left: judged here, as before
-                first, second = buf[pos], buf[pos + 1]
+                first, second = view[pos], view[pos + 1]
                 length = second & _LENGTH
                 start = pos + 2
                 if length >= 126:
@@ -333,38 +329,20 @@ class _PushingConnection(ClientConnection, asyncio.BufferedProtocol):
                 end = start + length
                 if end > size:
                     break  # the rest of this frame is still on its way
-                opcode = first & _OPCODE
-                sink = self.sink
-                if sink is not None and first & _FIN and not self._fragmented:
-                    if opcode == _OP_TEXT:
-                        try:
-                            text = str(view[start:end], "utf-8")
-                        except UnicodeDecodeError:
-                            pass  # recv() fails the connection with 1007 and says why
-                        else:
-                            pos = end
-                            sink(text)
-                            continue
-                    elif opcode == _OP_BINARY:
-                        pos = end
-                        sink(bytes(view[start:end]))
-                        continue
-                if opcode <= _OP_BINARY:  # a data frame websockets queues: recv() takes it, in order
+                if (first & _OPCODE) <= _OP_BINARY:  # a data frame websockets queues: recv() takes it, in order
                     self.stop_push()
                     self._fragmented = not first & _FIN
                 frame = bytes(view[pos:end])
                 pos = end
                 super().data_received(frame)
                 hand_over = self.protocol.state is not State.OPEN
-        finally:
-            view.release()
-        if pending:
+            if not carried and pos < size:
+                pending += view[pos:size]  # an incomplete frame waits for the rest
+        if carried:  # (after the view of it is released)
             if pos == size:
                 self._pending = bytearray()  # not the capacity a large frame left behind
             else:
                 del pending[:pos]
-        elif pos < size:
-            pending += data[pos:]  # an incomplete frame waits for the rest
         if hand_over:
             self._hand_over_stream()
 
