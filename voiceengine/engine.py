@@ -67,6 +67,7 @@ class VoiceEngine:
                  *, sink: Any = None) -> None:
         self.config = config or VoiceEngineConfig()
         self._provider = self._resolve(provider)
+        self._audio_sink = self._provider.audio_sink()  # (fixed per provider: asked once)
         self.events = EventBus(queue_size=self.config.event_queue_size)
         # the conversation is the provider's record (provider.conversation); the state reads
         # it and adds the turns, their timing and who is speaking
@@ -333,6 +334,7 @@ class VoiceEngine:
         self._retired_audio = _acc_sum(self._retired_audio, _acc_sum(old.audio_accounting, self._audio_base, -1))
         self._audio_base = new.audio_accounting
         self._provider = new
+        self._audio_sink = new.audio_sink()
         self.injector.auto_response = self._service_replies()
         self.state.clear()
         self.state.attach(new.conversation)
@@ -395,7 +397,7 @@ class VoiceEngine:
         frames = pipeline.push(audio, rate, ch)
         if not frames:
             return 0
-        sink = self._provider.audio_sink()
+        sink = self._audio_sink
         if sink is not None:  # the provider never waits: no coroutine per frame
             return self._send_frames_now(sink, frames)
         return await self._send_frames(frames)

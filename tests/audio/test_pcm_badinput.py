@@ -142,3 +142,35 @@ def test_inputs_are_not_modified() -> None:
     for entry in ENTRY.values():
         entry(arr)
     assert np.array_equal(arr, GOOD)
+
+
+def test_a_plain_byte_view_comes_back_as_itself_and_is_left_releasable() -> None:
+    # A 1-D, contiguous, non-empty view of format "B" (a chunker's frame, a slice of bytes
+    # or bytearray) is what the intake would hand back anyway: no second view is made.
+    data = bytes(range(200)) * 4
+    for view in (memoryview(data), memoryview(data)[2:10], memoryview(bytearray(data)),
+                 memoryview(data).toreadonly()):
+        out = pcm.pcm16_view(view)
+        assert out is view
+        view.release()  # the check took no lasting export of the caller's view
+
+
+@pytest.mark.parametrize("make", ["cast_c", "two_d", "int16", "empty"])
+def test_other_views_still_take_the_general_path(make: str) -> None:
+    data = bytes(range(8))
+    view = {"cast_c": memoryview(data).cast("c"), "two_d": memoryview(data).cast("B", (2, 4)),
+            "int16": memoryview(np.frombuffer(data, "<i2")), "empty": memoryview(b"")}[make]
+    out = pcm.pcm16_view(view)
+    assert out is not view and isinstance(out, memoryview)
+    assert out.format == "B" and out.ndim == 1 and bytes(out) == (data if make != "empty" else b"")
+
+
+def test_views_the_fast_path_refuses_get_the_usual_errors() -> None:
+    released = memoryview(bytes(4))
+    released.release()
+    with pytest.raises(TypeError):
+        pcm.pcm16_view(released)
+    with pytest.raises(AudioFormatError, match="even byte count"):
+        pcm.pcm16_view(memoryview(bytes(5)))
+    with pytest.raises(AudioFormatError, match="C-contiguous"):
+        pcm.pcm16_view(memoryview(bytes(8))[::2])

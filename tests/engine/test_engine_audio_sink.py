@@ -99,17 +99,17 @@ async def test_calls_back_to_back_share_a_write(monkeypatch: pytest.MonkeyPatch)
 
 async def test_a_frame_the_provider_refuses_counts_it_and_the_rest_as_unsent() -> None:
     async with make_provider("openai", turn_detection=None) as (provider, _server):
+        real_sink = provider.send_audio_nowait
+        taken: list[bool] = []
+
+        def refusing_third(audio: Any, more: bool = False) -> None:
+            if len(taken) == 2:
+                raise LimitExceeded("outbound queue full", limit=2)
+            taken.append(more)
+            real_sink(audio, more)
+
+        provider.send_audio_nowait = refusing_third  # what audio_sink() hands out (asked once, by the engine)
         async with VoiceEngine(provider, fast_config(input_sample_rate=24000)) as engine:
-            real_sink = provider.send_audio_nowait
-            taken: list[bool] = []
-
-            def refusing_third(audio: Any, more: bool = False) -> None:
-                if len(taken) == 2:
-                    raise LimitExceeded("outbound queue full", limit=2)
-                taken.append(more)
-                real_sink(audio, more)
-
-            provider.send_audio_nowait = refusing_third  # what audio_sink() hands out
             with pytest.raises(LimitExceeded):
                 await engine.send_audio(voiced(24000, 100))
             assert taken == [True, True]  # more frames followed each

@@ -6,6 +6,7 @@
 #   TypeError        wrong item type (float64, int32, int8 arrays, str, None, ...)
 #   AudioFormatError big-endian int16, non-contiguous / negative-stride views
 
+from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from voiceengine.exceptions import AudioFormatError
@@ -37,6 +38,24 @@ _INT16_NATIVE = frozenset(("h", "@h", "=h", "<h"))
 _INT16_BIG = frozenset((">h", "!h"))
 
 
+cdef bint _plain_byte_view(object view):
+    """Whether the memoryview ``view`` is a non-empty 1-D contiguous view of format ``"B"``:
+    what :func:`checked_view` hands back for any valid byte buffer, judged from the view's
+    own buffer without making another (``False`` for a released view: the general path
+    reports it)."""
+    cdef Py_buffer info
+    cdef bint plain
+    try:
+        PyObject_GetBuffer(view, &info, PyBUF_RECORDS_RO)
+    except Exception:
+        return False
+    plain = (info.ndim == 1 and info.itemsize == 1 and info.len > 0
+             and (info.strides == NULL or info.strides[0] == 1)
+             and info.format != NULL and info.format[0] == b"B" and info.format[1] == 0)
+    PyBuffer_Release(&info)
+    return plain
+
+
 cdef object checked_view(object buf, frozenset native, frozenset big, str kind, str dtype):
     """Validate ``buf`` as samples of ``kind`` and return it as bytes without copying.
 
@@ -47,6 +66,8 @@ cdef object checked_view(object buf, frozenset native, frozenset big, str kind, 
     cdef object view
     if type(buf) is bytes or type(buf) is bytearray:
         return buf
+    if type(buf) is memoryview and _plain_byte_view(buf):
+        return buf  # already what the checks below would return (a chunker's frame, a slice)
     if isinstance(buf, str) or buf is None:
         raise TypeError(f"expected a {kind} buffer (bytes-like or array), got {type(buf).__name__}")
     try:

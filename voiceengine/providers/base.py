@@ -323,21 +323,19 @@ class BaseProvider(abc.ABC):
                     log.warning("%s: a slow events() consumer dropped %d events", self.name, subscriber.dropped)
             queue.put_nowait(event)
         handlers = self._handlers
-        for handler in handlers.get(event.type, ()):
-            self._call_handler(handler, event)
-        for handler in handlers.get(None, ()):
-            self._call_handler(handler, event)
-
-    def _call_handler(self, handler: EventHandler, event: ProviderEvent) -> None:
-        try:
-            result = handler(event)
-        except Exception:
-            log.exception("%s: event handler %r raised on %s", self.name, handler, event.type.name)
-            return
-        if result is not None and inspect.isawaitable(result):  # most handlers are sync: skip the check
-            task = asyncio.ensure_future(self._await_handler(handler, result, event))
-            self._handler_tasks.add(task)
-            task.add_done_callback(self._handler_tasks.discard)
+        typed = handlers.get(event.type)
+        # the handlers registered when the event is emitted, its type's first, then the
+        # catch-all ones (one tuple: no per-handler call of a helper, once per audio delta)
+        for handler in handlers.get(None, ()) if typed is None else typed + handlers.get(None, ()):
+            try:
+                result = handler(event)
+            except Exception:
+                log.exception("%s: event handler %r raised on %s", self.name, handler, event.type.name)
+                continue
+            if result is not None and inspect.isawaitable(result):  # most handlers are sync: skip the check
+                task = asyncio.ensure_future(self._await_handler(handler, result, event))
+                self._handler_tasks.add(task)
+                task.add_done_callback(self._handler_tasks.discard)
 
     async def _await_handler(self, handler: EventHandler, awaitable: Awaitable[Any], event: ProviderEvent) -> None:
         try:
@@ -388,8 +386,9 @@ class BaseProvider(abc.ABC):
         effect and errors, for a provider whose ``send_audio`` never awaits anything;
         ``None`` (the default): await ``send_audio``. The engine calls it for every input
         frame (no coroutine per frame), with ``more=True`` when another frame follows in
-        the same call (the provider may hold this one to write them together); ask again
-        after anything that may change the answer (it is cheap)."""
+        the same call (the provider may hold this one to write them together). Asked once
+        per provider (the engine keeps the answer): it may depend on the provider's class,
+        never on its state."""
         return None
 
     async def commit_audio(self) -> None:

@@ -559,7 +559,7 @@ class RealtimeSession:
             # hop and one tuple less per 20 ms audio delta)
             fast = decode_audio_delta(text, self._audio_delta_type, self._ctx)
             if fast is not None:
-                return self._apply(fast[0], fast[1])
+                return self._admit_audio(fast[0], fast[1])
             wire_type, event, msg = self.codec.decode_general(text, self._ctx)
             return self._apply(event, msg)
         except Exception as exc:  # our bug: report it as an event, keep the loop alive
@@ -571,44 +571,51 @@ class RealtimeSession:
 
     def _apply(self, event: ProviderEvent, msg: dict[str, Any] | None) -> list[ProviderEvent]:
         kind = event.type
+        if kind is EventType.AUDIO_DELTA and msg is not None:
+            return self._admit_audio(event, msg)
         if kind in _DROPPABLE:
             if event.response_id in self._cancelled or event.item_id in self._cut_items:
                 self.dropped_deltas += 1
                 return []
-            if kind is EventType.AUDIO_DELTA and msg is not None:
-                seen = self._seen_audio
-                if seen is not None:
-                    event_id = msg.get("event_id")
-                    if type(event_id) is str:  # (an unhashable id from a hostile peer: not matched)
-                        if event_id in seen:  # the same delta delivered twice: never play it twice
-                            self.duplicates += 1
-                            return []
-                        seen.add(event_id)
-                refused = self._check_audio_limits(event)
-                if refused is not None:
-                    return refused
-                self._account_audio(event.item_id, msg.get("content_index", 0), len(event.data))
             return [event]
         handler = _HANDLERS.get(kind)
         return handler(self, event, msg) if handler is not None else [event]
 
-    def lost_responses(self) -> list[str | None]:
-        """Responses that die with this connection: the active ones (by id), the one
-        requested and not yet started (``None``), then each queued request (``None``)."""
-        lost: list[str | None] = list(self._active)
-        if self._inflight is not None:
-            lost.append(None)
-        lost.extend(None for _ in self._queue)
-        return lost
-
-    @property
-    def idle(self) -> bool:
-        """No response requested, active or queued."""
-        return not self.response_active and not self._queue
-
-    def _account_audio(self, item_id: str | None, content_index: int, n_bytes: int) -> None:
+    def _admit_audio(self, event: ProviderEvent, msg: dict[str, Any]) -> list[ProviderEvent]:
+        """Every rule for one audio delta (the bulk of what arrives, one per 20-100 ms), in
+        one step: dropped when its response was cancelled or its item cut, or when the same
+        delta arrives twice; refused past ``max_audio_delta_bytes`` or
+        ``max_response_audio_s``; else counted for its response
+        (the limit) and its item's content part (:meth:`received_ms`, a truncation)."""
+        response_id, item_id = event.response_id, event.item_id
+        if response_id in self._cancelled or item_id in self._cut_items:
+            self.dropped_deltas += 1
+            return []
+        seen = self._seen_audio
+        if seen is not None:
+            event_id = msg.get("event_id")
+            if type(event_id) is str:  # (an unhashable id from a hostile peer: not matched)
+                if event_id in seen:  # the same delta delivered twice: never play it twice
+                    self.duplicates += 1
+                    return []
+                seen.add(event_id)
+        n_bytes = len(event.data)
+        config = self.config
+        if n_bytes > config.max_audio_delta_bytes:
+            return self._refuse_oversized(event, n_bytes)
+        if response_id is not None:
+            tracked = self._response_audio
+            received = tracked.get(response_id)
+            total = n_bytes if received is None else received + n_bytes
+            if total > config.max_response_audio_s * BYTES_PER_SECOND[config.output_audio_format]:
+                return self._refuse_over_budget(event, response_id)
+            if received is None:
+                tracked.put(response_id, total)  # a new response: enforce the bound
+            else:
+                tracked[response_id] = total
         if item_id is None:
-            return
+            return [event]
+        content_index = msg.get("content_index", 0)
         parts = self._audio.get(item_id)
         if parts is None:
             parts = BoundedDict(MAX_CONTENT_PARTS)
@@ -623,6 +630,21 @@ class RealtimeSession:
         current = self._current
         if current is None or current[0] != item_id or current[1] != content_index:
             self._current = (item_id, content_index)
+        return [event]
+
+    def lost_responses(self) -> list[str | None]:
+        """Responses that die with this connection: the active ones (by id), the one
+        requested and not yet started (``None``), then each queued request (``None``)."""
+        lost: list[str | None] = list(self._active)
+        if self._inflight is not None:
+            lost.append(None)
+        lost.extend(None for _ in self._queue)
+        return lost
+
+    @property
+    def idle(self) -> bool:
+        """No response requested, active or queued."""
+        return not self.response_active and not self._queue
 
     # ------------------------------------------------------------- inbound handlers
     # Each takes the decoded event and the parsed wire message, updates the bookkeeping and
@@ -776,29 +798,16 @@ class RealtimeSession:
         return ProviderEvent(type=EventType.ERROR, provider=self.provider_name, session_id=self.session_id,
                              error=info, item_id=event.item_id, response_id=event.response_id)
 
-    def _check_audio_limits(self, event: ProviderEvent) -> list[ProviderEvent] | None:
-        """Enforce ``max_audio_delta_bytes`` and ``max_response_audio_s``; the events to
-        return instead of ``event`` when it is refused, else ``None``."""
-        n_bytes = len(event.data)
-        if n_bytes > self.config.max_audio_delta_bytes:
-            self.limit_drops += 1
-            return [self._limit_error(
-                f"audio delta of {n_bytes} bytes exceeds max_audio_delta_bytes "
-                f"({self.config.max_audio_delta_bytes}); dropped", "audio_delta_too_large", event)]
-        response_id = event.response_id
-        if response_id is None:
-            return None
-        tracked = self._response_audio
-        received = tracked.get(response_id)
-        total = n_bytes if received is None else received + n_bytes
-        limit = self.config.max_response_audio_s * BYTES_PER_SECOND[self.config.output_audio_format]
-        if total <= limit:
-            if received is None:
-                tracked.put(response_id, total)  # a new response: enforce the bound
-            else:
-                tracked[response_id] = total
-            return None
-        # Over the limit: cancel it, and drop this and every later delta of it.
+    def _refuse_oversized(self, event: ProviderEvent, n_bytes: int) -> list[ProviderEvent]:
+        """A delta larger than ``max_audio_delta_bytes``: dropped; the error to return."""
+        self.limit_drops += 1
+        return [self._limit_error(
+            f"audio delta of {n_bytes} bytes exceeds max_audio_delta_bytes "
+            f"({self.config.max_audio_delta_bytes}); dropped", "audio_delta_too_large", event)]
+
+    def _refuse_over_budget(self, event: ProviderEvent, response_id: str) -> list[ProviderEvent]:
+        """A delta past its response's ``max_response_audio_s``: the response is cancelled,
+        this and every later delta of it dropped; the error to return."""
         self.limit_drops += 1
         if not self.cancel_response():
             self._mark_cancelled()
