@@ -8,9 +8,9 @@ the ones that matter for the conversation in progress, are kept.
 from __future__ import annotations
 
 import collections
-from typing import Hashable, TypeVar
+from typing import Generic, Hashable, TypeVar
 
-__all__ = ["BoundedDict", "BoundedSet"]
+__all__ = ["BoundedDict", "BoundedSet", "RecentSet"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -64,3 +64,46 @@ class BoundedSet(BoundedDict[K, None]):
             return True
         self.add(key)
         return False
+
+
+_EMPTY: object = object()
+
+
+class RecentSet(Generic[K]):
+    """The last ``maxlen`` distinct keys offered to :meth:`seen`, for duplicate detection on
+    a hot path (one call per audio delta).
+
+    A plain set and a ring of the same keys in arrival order: adding one forgets the key
+    ``maxlen`` places back, with no linked-list node to allocate per key and no ordered-dict
+    bookkeeping (:class:`BoundedSet`'s insert + ``popitem`` cost more than the check itself).
+    """
+
+    __slots__ = ("maxlen", "_members", "_ring", "_next")
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be >= 1")
+        self.maxlen = maxlen
+        self._members: set[K] = set()
+        self._ring: list[object] = [_EMPTY] * maxlen
+        self._next = 0
+
+    def seen(self, key: K) -> bool:
+        """Whether ``key`` is among the last ``maxlen`` distinct keys; adds it if not."""
+        members = self._members
+        if key in members:
+            return True
+        ring, slot = self._ring, self._next
+        oldest = ring[slot]
+        if oldest is not _EMPTY:
+            members.discard(oldest)
+        ring[slot] = key
+        members.add(key)
+        self._next = slot + 1 if slot + 1 < self.maxlen else 0
+        return False
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)

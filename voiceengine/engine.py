@@ -398,13 +398,11 @@ class VoiceEngine:
         if not frames:
             return 0
         sink = self._audio_sink
-        if sink is not None:  # the provider never waits: no coroutine per frame
-            return self._send_frames_now(sink, frames)
-        return await self._send_frames(frames)
-
-    def _send_frames_now(self, sink: Callable[[Any, bool], None], frames: list[memoryview]) -> int:
-        """:meth:`_send_frames` through a provider's :meth:`~BaseProvider.audio_sink`: nothing
-        awaits, so no provider switch or disconnect can come between the frames."""
+        if sink is None:
+            return await self._send_frames(frames)
+        # :meth:`_send_frames` through the provider's synchronous sink (here, not in a helper:
+        # one call less per live frame): nothing awaits, so no provider switch or disconnect
+        # can come between the frames
         metrics = self._metrics
         count = len(frames)
         sent = 0

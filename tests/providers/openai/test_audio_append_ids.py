@@ -1,4 +1,5 @@
-"""Input frames' event ids are kept as runs of numbers, and errors still name the request."""
+"""Input frames' event ids name themselves (their own prefix and count: nothing is stored per
+frame), and errors still name the request: the last ``max_pending`` appends, each once."""
 
 from __future__ import annotations
 
@@ -48,6 +49,32 @@ def test_audio_append_ids_stay_bounded_oldest_forgotten() -> None:
             session.commit_audio()  # breaks the runs
     sent = _sent_ids(session)
     appends = [eid for kind, eid in sent if kind == "input_audio_buffer.append"]
-    assert session._audio_ids.count == 100 and len(session._audio_ids.runs) <= 100
+    commits = [eid for kind, eid in sent if kind == "input_audio_buffer.commit"]
+    assert len(commits) == 143 and session.pending_requests == 100 + 100  # both windows full
     assert _error_for(session, appends[-101]) is None  # beyond the window: forgotten
     assert _error_for(session, appends[-100]) == "input_audio_buffer.append"
+
+
+def test_append_ids_are_their_own_form_and_survive_a_reconnect_unresolvable() -> None:
+    session = RealtimeSession(OpenAIConfig(api_key="k", turn_detection=None), max_pending=8)
+    session.append_audio(b"\x00\x00")
+    session.commit_audio()
+    (_, first), (_, commit) = _sent_ids(session)
+    assert first.endswith("_a1") and not commit.split("_")[-1].startswith("a")
+    session.reset_for_reconnect()  # the old connection's requests are not this one's
+    assert session.pending_requests == 0 and _error_for(session, first) is None
+    session.append_audio(b"\x00\x00")
+    (_, second), = _sent_ids(session)
+    assert second.endswith("_a2") and second != first  # the count goes on: ids never repeat
+    assert session.pending_requests == 1 and _error_for(session, second) == "input_audio_buffer.append"
+    assert session.pending_requests == 0
+
+
+def test_malformed_append_ids_from_the_server_name_nothing() -> None:
+    session = RealtimeSession(OpenAIConfig(api_key="k", turn_detection=None), max_pending=8)
+    session.append_audio(b"\x00\x00")
+    ((_, eid),) = _sent_ids(session)
+    prefix = eid[:-1]
+    for bogus in ("", "x", "0", "2", "-1", "\u0661", "9" * 5000, " 1"):
+        assert _error_for(session, prefix + bogus) is None, bogus
+    assert session.pending_requests == 1 and _error_for(session, eid) == "input_audio_buffer.append"

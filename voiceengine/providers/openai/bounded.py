@@ -14,11 +14,12 @@ in flight, one audio content part per item); they only bite under a flood.
 
 from __future__ import annotations
 
-from ..._bounded import BoundedDict, BoundedSet
+from ..._bounded import BoundedDict, BoundedSet, RecentSet
 
 __all__ = [
     "BoundedDict",
     "BoundedSet",
+    "RecentSet",
     "MAX_ACTIVE_RESPONSES",
     "MAX_CANCELLED_RESPONSES",
     "MAX_TRACKED_RESPONSES",

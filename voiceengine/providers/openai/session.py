@@ -48,6 +48,7 @@ from .bounded import (
     MAX_TRACKED_RESPONSES,
     BoundedDict,
     BoundedSet,
+    RecentSet,
 )
 from .codecs import make_codec
 from .config import OpenAIConfig
@@ -121,58 +122,6 @@ def replay_item(entry: ConversationEntry) -> dict[str, Any]:
     return item
 
 
-class _AudioAppendIds:
-    """The event ids of recent ``input_audio_buffer.append`` events, as runs of numbers.
-
-    Every input frame gets an event id so an error can name the request it refers to. A
-    dict entry per frame (id string + node) cost about 125 KiB per session once
-    ``max_pending`` frames had gone out, and almost none of them is ever looked up. The ids
-    come from the session's counter, consecutive between the rare other requests, so
-    ``[first, last]`` runs hold the same set in a few integers. At most ``limit`` ids are
-    kept (oldest forgotten first); a looked-up id is removed, as a dict pop would.
-    """
-
-    __slots__ = ("runs", "count", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.runs: collections.deque[list[int]] = collections.deque()
-        self.count = 0
-        self.limit = limit
-
-    def add(self, number: int) -> None:
-        runs = self.runs
-        if runs and runs[-1][1] == number - 1:
-            runs[-1][1] = number
-        else:
-            runs.append([number, number])
-        self.count += 1
-        if self.count > self.limit:
-            oldest = runs[0]
-            oldest[0] += 1
-            if oldest[0] > oldest[1]:
-                runs.popleft()
-            self.count -= 1
-
-    def pop(self, number: int) -> bool:
-        """Remove ``number``; whether it was there."""
-        for i, run in enumerate(self.runs):
-            first, last = run
-            if not first <= number <= last:
-                continue
-            if first == last:
-                del self.runs[i]
-            elif number == first:
-                run[0] = number + 1
-            elif number == last:
-                run[1] = number - 1
-            else:
-                run[1] = number - 1
-                self.runs.insert(i + 1, [number + 1, last])
-            self.count -= 1
-            return True
-        return False
-
-
 class RealtimeSession:
     """Sans-I/O OpenAI Realtime session (see the module docstring).
 
@@ -213,6 +162,10 @@ class RealtimeSession:
         self._drop_duplicate_audio = drop_duplicate_audio
         self._prefix = f"ve{os.urandom(3).hex()}_"
         self._ids = itertools.count(1)
+        # input_audio_buffer.append ids: their own prefix and count, so an id of that form
+        # names an append by itself and nothing is recorded per frame (see _resolve_append)
+        self._append_prefix = f"{self._prefix}a"
+        self._appends = 0  # appends numbered so far, on every connection (the last one's number)
         self._overrides: dict[str, Any] = {}
         self._out: list[str] = []
         #: late AUDIO_DELTA/TRANSCRIPT_DELTA events dropped after a cancel/truncate (all connections)
@@ -229,7 +182,10 @@ class RealtimeSession:
         # Everything keyed by server-chosen values is bounded (see .bounded): a peer that
         # never sends the closing event must not make these grow.
         self._pending: BoundedDict[str, str] = BoundedDict(self._max_pending)  # our event_id -> wire type
-        self._audio_ids = _AudioAppendIds(self._max_pending)  # input_audio_buffer.append ids (not in _pending)
+        # the appends an error on this connection can still name: numbers in
+        # (max(_append_floor, _appends - max_pending), _appends], each resolved once
+        self._append_floor = self._appends
+        self._resolved_appends: BoundedSet[int] = BoundedSet(self._max_pending)
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._inflight: str | None = None  # event_id of the response.create awaiting response.created
         self._active: BoundedSet[str] = BoundedSet(MAX_ACTIVE_RESPONSES)  # response ids created, not done
@@ -252,8 +208,8 @@ class RealtimeSession:
         self._response_audio: BoundedDict[str, int] = BoundedDict(MAX_TRACKED_RESPONSES)
         # event_ids of the audio deltas received: a delta delivered twice is dropped here,
         # so no consumer plays it twice and received_ms / the response audio limit stay exact
-        self._seen_audio: BoundedSet[str] | None = (
-            BoundedSet(MAX_SEEN_AUDIO_EVENTS) if self._drop_duplicate_audio else None)
+        self._seen_audio: RecentSet[str] | None = (
+            RecentSet(MAX_SEEN_AUDIO_EVENTS) if self._drop_duplicate_audio else None)
         self.session_id: str | None = None
         self._created = False  # session.created received: the session is usable
         self.session_ready = False
@@ -269,12 +225,24 @@ class RealtimeSession:
 
     def _resolve_request(self, event_id: str) -> str | None:
         wire_type = self._pending.pop(event_id, None)
-        if wire_type is not None or not event_id.startswith(self._prefix):
+        if wire_type is not None or not event_id.startswith(self._append_prefix):
             return wire_type
-        number = event_id[len(self._prefix):]
-        if number.isdigit() and self._audio_ids.pop(int(number)):
-            return "input_audio_buffer.append"
-        return None
+        return self._resolve_append(event_id[len(self._append_prefix):])
+
+    def _resolve_append(self, digits: str) -> str | None:
+        """An error's ``event_id`` of the appends' form: one of the last ``max_pending``
+        appends of this connection, not resolved before (as a bounded map's pop would
+        answer), is ``input_audio_buffer.append``; anything else is no request of ours."""
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+            return None
+        number = int(digits)
+        if not self._append_window_start() < number <= self._appends or number in self._resolved_appends:
+            return None
+        self._resolved_appends.add(number)
+        return "input_audio_buffer.append"
+
+    def _append_window_start(self) -> int:
+        return max(self._append_floor, self._appends - self._max_pending)
 
     def _send(self, event_id: str, wire_type: str, text: str) -> str:
         self._record(event_id, wire_type)
@@ -297,7 +265,9 @@ class RealtimeSession:
 
     @property
     def pending_requests(self) -> int:
-        return len(self._pending) + self._audio_ids.count
+        start = self._append_window_start()
+        resolved = sum(1 for number in self._resolved_appends if number > start)
+        return len(self._pending) + self._appends - start - resolved
 
     # ------------------------------------------------------------- session
     def settings(self) -> dict[str, Any]:
@@ -357,9 +327,9 @@ class RealtimeSession:
         view = self._input_bytes(pcm)  # validate first
         if not len(view):  # an empty buffer is valid but not worth a frame
             return None
-        number = next(self._ids)
-        self._audio_ids.add(number)  # a run of integers, not a dict entry per frame
-        return self.codec.append_pcm(view, f"{self._prefix}{number}")
+        number = self._appends + 1
+        self._appends = number  # (the whole record of this frame's id: see _resolve_append)
+        return self.codec.append_pcm(view, f"{self._append_prefix}{number}")
 
     def commit_audio(self) -> None:
         eid = self._next_id()
@@ -594,11 +564,11 @@ class RealtimeSession:
         seen = self._seen_audio
         if seen is not None:
             event_id = msg.get("event_id")
-            if type(event_id) is str:  # (an unhashable id from a hostile peer: not matched)
-                if event_id in seen:  # the same delta delivered twice: never play it twice
-                    self.duplicates += 1
-                    return []
-                seen.add(event_id)
+            # (an unhashable id from a hostile peer: not matched); the same delta delivered
+            # twice: never play it twice
+            if type(event_id) is str and seen.seen(event_id):
+                self.duplicates += 1
+                return []
         n_bytes = len(event.data)
         config = self.config
         if n_bytes > config.max_audio_delta_bytes:
