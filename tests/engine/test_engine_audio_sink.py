@@ -15,6 +15,7 @@ import pytest
 from enginekit import fast_config, make_provider, voiced
 from voiceengine.engine import VoiceEngine
 from voiceengine.exceptions import LimitExceeded
+from voiceengine.providers import runtime as runtime_module
 from voiceengine.providers.openai import OpenAIProvider
 
 FRAME_BYTES = 960  # 20 ms at 24 kHz
@@ -88,6 +89,7 @@ async def test_calls_back_to_back_share_a_write(monkeypatch: pytest.MonkeyPatch)
         frozen = loop.time()
         with monkeypatch.context() as patch:  # no gap between the calls, however loaded the machine
             patch.setattr(loop, "time", lambda: frozen)
+            patch.setattr(runtime_module, "_burst_clock", lambda: frozen)  # the writer's burst clock
             for offset in range(0, len(audio), FRAME_BYTES):
                 assert await engine.send_audio(audio[offset:offset + FRAME_BYTES]) == 1
         assert len(writes) == 1  # the first at once

@@ -15,6 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from voiceengine.providers.backlog import OutboundAudio
 from voiceengine.providers.base import AudioLedger
 from voiceengine.providers.interfaces import BatchTransport, CloseInfo, Frame, Transport, TransportClosed
+from voiceengine.providers import runtime as runtime_module
 from voiceengine.providers.runtime import OutboundQueue, OutboundWriter
 
 from tests.providers.websocket_loopback import EDGE_LENGTHS, open_loopback
@@ -279,12 +280,14 @@ async def test_stop_writes_nothing_more_and_ends_the_task() -> None:
 
 
 class _FrozenLoopTime:
-    """The running loop's clock, stopped (``advance`` moves it): the burst gap without timing."""
+    """The writer's burst clock and the running loop's, stopped (``advance`` moves them): the
+    burst gap without timing."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         loop = asyncio.get_running_loop()
         self.now = loop.time()
         monkeypatch.setattr(loop, "time", lambda: self.now)
+        monkeypatch.setattr(runtime_module, "_burst_clock", lambda: self.now)
 
     def advance(self, seconds: float) -> None:
         self.now += seconds

@@ -49,6 +49,7 @@ import collections
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
 
@@ -184,6 +185,9 @@ _Outbound = Frame | OutboundAudio | asyncio.Future[None]
 #: Input frames closer together than this are a burst, written together (OutboundWriter.write_now);
 #: live frames are frame_ms (>= 1 ms) apart.
 _BURST_GAP_S = 0.0005
+#: the writer's clock for that gap (only its own timestamps are compared): the C function
+#: itself, not the loop's time() method, once per frame
+_burst_clock: Callable[[], float] = time.monotonic
 
 
 class OutboundQueue:
@@ -346,7 +350,7 @@ class OutboundWriter:
         :meth:`wake` scheduled then finds the queue empty)."""
         if self._stopped:
             return
-        now = self._loop.time()
+        now = _burst_clock()
         if self._slow or now - self._written_at < _BURST_GAP_S:
             self.wake()
             return
@@ -363,7 +367,7 @@ class OutboundWriter:
         batch = self._batch
         if self._stopped or self._slow or batch is None or len(self.queue):
             return False
-        now = self._loop.time()
+        now = _burst_clock()
         if now - self._written_at < _BURST_GAP_S:
             return False
         try:
