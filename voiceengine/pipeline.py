@@ -268,8 +268,20 @@ class Playback:
                 or self._handoff is not None):
             waiter = None  # the clock task plays it (or is not waiting): wake it
         elif type(pcm) is bytes and not self._queued and 0 < len(pcm) <= self.ring.capacity and not len(pcm) & 1:
-            # (whatever the ring would refuse or cut, an odd or oversized delta, goes through it)
-            return self._play_direct(item_id, response_id, pcm, waiter)
+            # Nothing queued: the ring would hold just this delta and hand it back whole, so
+            # it goes to the sink as it is (no copy in and out of the ring, no segment),
+            # credited to its item as the read head would. (Whatever the ring would refuse
+            # or cut, an odd or oversized delta, goes through it.)
+            nbytes = len(pcm)
+            self.stream_done = False
+            key = item_id or f"<{response_id}>"
+            heard = self._heard
+            track = heard if heard is not None and heard.key == key else ItemTrack(key, item_id, response_id)
+            track.received += nbytes
+            track.played += nbytes
+            self._heard = track
+            self._play_now(waiter, pcm)
+            return nbytes
         stored = self.ring.write(pcm)
         if stored:
             key = item_id or f"<{response_id}>"
@@ -291,22 +303,6 @@ class Playback:
         else:
             self._wake()
         return stored
-
-    def _play_direct(self, item_id: str | None, response_id: str | None, pcm: bytes,
-                     waiter: asyncio.Future[None]) -> int:
-        """:meth:`write` then :meth:`_play_now` with nothing queued: the ring would hold just
-        this delta and hand it back whole, so it goes to the sink as it is (no copy in and
-        out of the ring, no segment), credited to its item as the read head would."""
-        nbytes = len(pcm)
-        self.stream_done = False
-        key = item_id or f"<{response_id}>"
-        heard = self._heard
-        track = heard if heard is not None and heard.key == key else ItemTrack(key, item_id, response_id)
-        track.received += nbytes
-        track.played += nbytes
-        self._heard = track
-        self._play_now(waiter, pcm)
-        return nbytes
 
     def _play_now(self, waiter: asyncio.Future[None], pcm: bytes | None = None) -> None:
         """Unpaced, with the clock task waiting for audio mid-reply: play what is queued (or
