@@ -30,6 +30,12 @@ from typing import Any
 
 from benchmarks.voiced_tone import voiced_tone
 
+#: set by ``conversation_load --anchor-tree``: that checkout's voiceengine, imported instead of
+#: this tree's (the harness stays this one), for a same-run A/B
+TREE_ENV = "VOICEENGINE_BENCH_TREE"
+if os.environ.get(TREE_ENV):
+    sys.path.insert(0, os.environ[TREE_ENV])
+
 RATE = 24000
 FRAME_MS = 20
 FRAME_BYTES = RATE * 2 * FRAME_MS // 1000  # 960: PCM16 mono 24 kHz

@@ -5,6 +5,7 @@ measured in the same run, interleaved, against the same fake server.
     python -m benchmarks.conversation_load                    # 1 and 50 sessions + RSS slope 10 -> 60
     python -m benchmarks.conversation_load --quick            # small, under a minute
     python -m benchmarks.conversation_load --sessions 1,50,200 --repeat 3 --json out.json
+    python -m benchmarks.conversation_load --anchor-tree /tmp/old  # + an older checkout's engine (A/B)
 
 Method (docs/performance.md, "Conversation load"):
 
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.conversation_clients import FRAME_BYTES, FRAME_MS, RATE
+from benchmarks.conversation_clients import FRAME_BYTES, FRAME_MS, RATE, TREE_ENV
 from benchmarks.conversation_server import ServerProcess
 
 __all__ = ["LoadConfig", "main", "run_benchmark"]
@@ -52,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BYTES_PER_S = RATE * 2
 ANCHOR = "minimal"
 _AGENTS_VENV_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
+ANCHOR_TREE_CLIENT = "ve-anchor"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -67,6 +69,9 @@ class LoadConfig:
     cycle_ms: int = 6000
     reply_ms: int = 2500
     agents_python: str = ""
+    #: another checkout (extensions built in place) whose voiceengine runs as the client
+    #: ``ve-anchor``, interleaved with this tree's: a same-run A/B under this workload
+    anchor_tree: str = ""
 
 
 class BenchmarkFailure(RuntimeError):
@@ -79,11 +84,15 @@ def _python_for(client: str, config: LoadConfig) -> str:
 
 def _run_worker(server: ServerProcess, client: str, levels: list[int], seconds: float,
                 config: LoadConfig) -> dict[str, Any]:
-    cmd = [_python_for(client, config), "-m", "benchmarks.conversation_clients", "--client", client,
+    cmd = [_python_for(client, config), "-m", "benchmarks.conversation_clients",
+           "--client", "voiceengine" if client == ANCHOR_TREE_CLIENT else client,
            "--url", server.url, "--levels", ",".join(map(str, levels)), "--warmup", str(config.warmup),
            "--seconds", str(seconds), "--speech-ms", str(config.speech_ms), "--cycle-ms", str(config.cycle_ms)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop(TREE_ENV, None)
+    if client == ANCHOR_TREE_CLIENT:
+        env[TREE_ENV] = config.anchor_tree  # this harness, that tree's voiceengine
     timeout = len(levels) * (config.warmup + seconds) + 60 + max(levels) * 0.5
     before = server.counters()
     server_cpu0 = _process_cpu(server.pid)
@@ -97,6 +106,7 @@ def _run_worker(server: ServerProcess, client: str, levels: list[int], seconds: 
     if proc.returncode != 0 or not proc.stdout.strip():
         raise BenchmarkFailure(f"{client} worker ({levels} sessions) exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["client"] = client  # (the anchor tree's worker ran the voiceengine client)
     result["server"] = {
         "input_audio_bytes": after.input_audio_bytes - before.input_audio_bytes,
         "ignored_audio_bytes": after.ignored_audio_bytes - before.ignored_audio_bytes,
@@ -287,6 +297,13 @@ def format_table(report: dict[str, Any]) -> str:
                          f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  {row['lag_p99_ms']:>10.1f}  "
                          f"{row['rss_mb']:>7.1f}  {row['rss_above_start_per_session_mb']:>13.3f}  "
                          f"{row['rx_audio_s']:>10.1f}  {row['replies']:>7.1f}")
+    for n, rows in report["summary"]["cpu"].items():
+        new_row, old_row = rows.get("voiceengine"), rows.get(ANCHOR_TREE_CLIENT)
+        if new_row and old_row:
+            reps = "/".join(f"{a / b:.3f}" for a, b in zip(new_row["cpu_ms_per_audio_s_reps"],
+                                                          old_row["cpu_ms_per_audio_s_reps"]))
+            lines.append(f"{n:>8}  voiceengine x {ANCHOR_TREE_CLIENT} ({config['anchor_tree']}): "
+                         f"{new_row['cpu_ms_per_audio_s'] / old_row['cpu_ms_per_audio_s']:.3f} (per rep {reps})")
     slope = report["summary"]["rss_slope"]
     if slope:
         n1, n2 = config["rss_at"][0], config["rss_at"][-1]
@@ -322,6 +339,9 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
                         "minimal,voiceengine, plus agents when --agents-python or .venv-agents exists)")
     parser.add_argument("--agents-python", type=str, help="interpreter with openai-agents installed "
                         "(default .venv-agents/bin/python when it exists)")
+    parser.add_argument("--anchor-tree", type=str, help="another checkout (extensions built in place, e.g. "
+                        "git worktree add --detach /tmp/old <commit>; python setup.py build_ext --inplace): its "
+                        "voiceengine runs as the client ve-anchor, interleaved with this tree's (a same-run A/B)")
     parser.add_argument("--seconds", type=float, help="measurement window per CPU run (default 12)")
     parser.add_argument("--rss-seconds", type=float, help="RSS sampling window per level (default 4)")
     parser.add_argument("--warmup", type=float, help="seconds after the sessions are up (default 3)")
@@ -346,6 +366,15 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
         config.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     elif agents_python:
         config.clients = ["minimal", "voiceengine", "agents"]
+    if args.anchor_tree:
+        tree = Path(args.anchor_tree).resolve()
+        if not (tree / "voiceengine" / "__init__.py").is_file():
+            parser.error(f"--anchor-tree {tree}: no voiceengine package there")
+        config.anchor_tree = str(tree)
+        if ANCHOR_TREE_CLIENT not in config.clients:
+            config.clients.append(ANCHOR_TREE_CLIENT)
+    elif ANCHOR_TREE_CLIENT in config.clients:
+        parser.error(f"the client {ANCHOR_TREE_CLIENT} needs --anchor-tree")
     if ANCHOR not in config.clients:
         parser.error("the minimal client is the anchor: keep it in --clients")
     if "agents" in config.clients and not config.agents_python:

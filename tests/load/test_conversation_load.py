@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +81,28 @@ def test_quick_mode_is_small() -> None:
     assert max(config.sessions) <= 4 and config.repeat == 1 and config.seconds <= 3
     with pytest.raises(SystemExit):
         parse_args(["--clients", "voiceengine"])  # no anchor, no ratio
+
+
+def test_an_anchor_tree_adds_its_engine_as_a_client(tmp_path: Any) -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    config, _ = parse_args(["--quick", "--clients", "minimal,voiceengine", "--anchor-tree", root])
+    assert config.clients == [*CLIENTS, "ve-anchor"] and config.anchor_tree == root
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--anchor-tree", str(tmp_path)])  # no voiceengine there
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--clients", "minimal,ve-anchor"])  # which tree?
+
+
+def test_the_anchor_trees_engine_holds_its_conversations_and_is_compared() -> None:
+    # this checkout as its own anchor: the plumbing (the worker imports the tree's
+    # voiceengine, the run is filed under ve-anchor, the table compares the two)
+    root = str(Path(__file__).resolve().parents[2])
+    config = LoadConfig(sessions=[1], rss_at=[], clients=["minimal", "voiceengine", "ve-anchor"], seconds=2.0,
+                        warmup=0.5, repeat=1, speech_ms=800, cycle_ms=2000, reply_ms=660, anchor_tree=root)
+    report = run_benchmark(config, log=lambda _msg: None)
+    assert report["problems"] == []
+    assert [r["client"] for r in report["runs"]] == ["minimal", "voiceengine", "ve-anchor"]
+    ratio = report["summary"]["cpu"]["1"]["voiceengine"]["cpu_ms_per_audio_s"] / \
+        report["summary"]["cpu"]["1"]["ve-anchor"]["cpu_ms_per_audio_s"]
+    assert math.isfinite(ratio) and ratio > 0
+    assert f"voiceengine x ve-anchor ({root}): {ratio:.3f}" in format_table(report)
