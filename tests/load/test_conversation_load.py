@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import voiceengine
 from benchmarks.conversation_clients import FRAME_BYTES
 from benchmarks.conversation_load import BYTES_PER_S, LoadConfig, check_run, format_table, parse_args, run_benchmark
 
@@ -83,8 +84,14 @@ def test_quick_mode_is_small() -> None:
         parse_args(["--clients", "voiceengine"])  # no anchor, no ratio
 
 
+def _library_tree() -> str:
+    """The folder holding the voiceengine under test (a checkout, or site-packages when the
+    suite runs against an installed wheel): a valid tree to use as the anchor."""
+    return str(Path(voiceengine.__file__).resolve().parents[1])
+
+
 def test_an_anchor_tree_adds_its_engine_as_a_client(tmp_path: Any) -> None:
-    root = str(Path(__file__).resolve().parents[2])
+    root = _library_tree()
     config, _ = parse_args(["--quick", "--clients", "minimal,voiceengine", "--anchor-tree", root])
     assert config.clients == [*CLIENTS, "ve-anchor"] and config.anchor_tree == root
     with pytest.raises(SystemExit):
@@ -94,9 +101,9 @@ def test_an_anchor_tree_adds_its_engine_as_a_client(tmp_path: Any) -> None:
 
 
 def test_the_anchor_trees_engine_holds_its_conversations_and_is_compared() -> None:
-    # this checkout as its own anchor: the plumbing (the worker imports the tree's
-    # voiceengine, the run is filed under ve-anchor, the table compares the two)
-    root = str(Path(__file__).resolve().parents[2])
+    # the library under test as its own anchor: the plumbing (the worker imports the
+    # tree's voiceengine, the run is filed under ve-anchor, the table compares the two)
+    root = _library_tree()
     config = LoadConfig(sessions=[1], rss_at=[], clients=["minimal", "voiceengine", "ve-anchor"], seconds=2.0,
                         warmup=0.5, repeat=1, speech_ms=800, cycle_ms=2000, reply_ms=660, anchor_tree=root)
     report = run_benchmark(config, log=lambda _msg: None)
