@@ -167,6 +167,79 @@ class EngineClient(Client):
         await self.engine.close()
 
 
+class EngineLayerClient(EngineClient):
+    """The engine with one of its layers taken out, to measure what that layer costs in
+    place (``conversation_load --layers``): the same engine, workload and server, minus
+    the engine's own work at one depth. Not a way to use the library: these reach into its
+    internals, which is why they live here. The parts kept are resolved once the engine
+    is connected (no reconnect happens in this benchmark)."""
+
+    #: where input frames enter: "engine" (``VoiceEngine.send_audio``), "runtime" (the
+    #: provider's ``send_audio_nowait``: the engine's send layer out), "session" (the
+    #: session's append text, framed and written: the runtime's send layer out too), "raw"
+    #: (an append text made here, framed and written: the session's out too)
+    send_at = "engine"
+    #: audio deltas: "engine" (through the session, the provider and the engine to the
+    #: app's callback) or "raw" (decoded at the socket and counted: the receive chain out)
+    receive_at = "engine"
+
+    async def open(self) -> None:
+        await super().open()
+        provider: Any = self.engine._provider  # an OpenAIProvider: a ProviderRuntime
+        transport = provider._transport
+        connection = transport.connection
+        socket_write, framer = connection.transport.write, transport._framer
+        session = provider._session
+        if self.send_at == "runtime":
+            self._send = provider.send_audio_nowait
+        elif self.send_at == "session":
+            def send_session(frame: bytes) -> None:
+                socket_write(framer.frame((session.encode_audio(frame),)))
+            self._send = send_session
+        elif self.send_at == "raw":
+            def send_raw(frame: bytes) -> None:
+                text = ('{"type":"input_audio_buffer.append","audio":"'
+                        + base64.b64encode(frame).decode("ascii") + '"}')
+                socket_write(framer.frame((text,)))
+            self._send = send_raw
+        if self.receive_at == "raw":
+            from voiceengine._audio.delta import scan_audio_delta
+
+            pushed = connection.sink  # the runtime's: every other message still goes there
+            client = self
+
+            def receive_raw(text: str | bytes) -> None:
+                scanned = scan_audio_delta(text, "response.output_audio.delta", 2)
+                if scanned is None:
+                    pushed(text)
+                else:
+                    client.received_bytes += len(scanned[1])
+            connection.sink = receive_raw
+
+    async def send_frame(self, frame: bytes) -> None:  # (send_at "engine": EngineClient's, see below)
+        self._send(frame)
+
+
+def _layer_client(name: str, send_at: str, receive_at: str) -> type[EngineLayerClient]:
+    body: dict[str, Any] = {"name": name, "send_at": send_at, "receive_at": receive_at}
+    if send_at == "engine":
+        body["send_frame"] = EngineClient.send_frame  # the very same step as the full engine's
+    return type(f"EngineLayerClient_{send_at}_{receive_at}", (EngineLayerClient,), body)
+
+
+#: ``conversation_load --layers``: each removes the engine's work from one depth on
+LAYER_CLIENTS = {
+    "ve-rt-send": "frames enter the provider runtime (the engine's send layer out)",
+    "ve-ss-send": "frames enter the session, framed and written (+ the runtime's send layer out)",
+    "ve-raw-send": "append texts made by hand, framed and written (+ the session's append out)",
+    "ve-raw-recv": "audio deltas decoded at the socket and counted (the whole receive chain out)",
+    "ve-raw": "ve-raw-send and ve-raw-recv together: what any client pays on this transport",
+}
+_LAYER_CLASSES = [_layer_client("ve-rt-send", "runtime", "engine"), _layer_client("ve-ss-send", "session", "engine"),
+                  _layer_client("ve-raw-send", "raw", "engine"), _layer_client("ve-raw-recv", "engine", "raw"),
+                  _layer_client("ve-raw", "raw", "raw")]
+
+
 class AgentsClient(Client):
     """openai-agents' ``OpenAIRealtimeWebSocketModel`` (the model layer, no agent runner)."""
 
@@ -202,7 +275,7 @@ class AgentsClient(Client):
         await self.model.close()
 
 
-CLIENTS: dict[str, type[Client]] = {c.name: c for c in (MinimalClient, EngineClient, AgentsClient)}
+CLIENTS: dict[str, type[Client]] = {c.name: c for c in (MinimalClient, EngineClient, AgentsClient, *_LAYER_CLASSES)}
 
 
 class Conversation:
@@ -293,7 +366,7 @@ async def _open(client: Client, gate: asyncio.Semaphore) -> None:
 async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s: float, seconds: float,
                      speech_ms: int, cycle_ms: int) -> dict[str, Any]:
     cls = CLIENTS[client_name]
-    if client_name == "voiceengine":  # import outside the measurement, as the others' imports are
+    if client_name == "voiceengine" or client_name in LAYER_CLIENTS:  # imports outside the measurement
         import voiceengine.engine  # noqa: F401
     elif client_name == "agents":
         import agents.realtime.openai_realtime  # noqa: F401

@@ -6,6 +6,8 @@ measured in the same run, interleaved, against the same fake server.
     python -m benchmarks.conversation_load --quick            # small, under a minute
     python -m benchmarks.conversation_load --sessions 1,50,200 --repeat 3 --json out.json
     python -m benchmarks.conversation_load --anchor-tree /tmp/old  # + an older checkout's engine (A/B)
+    python -m benchmarks.conversation_load --layers --sessions 50 --rss-at none --repeat 3
+                                                   # + the engine minus one layer at a time
 
 Method (docs/performance.md, "Conversation load"):
 
@@ -22,6 +24,11 @@ Method (docs/performance.md, "Conversation load"):
   streams in real time); event-loop lag p99 from a 50 ms ticker; RSS sampled in the window.
 * Order: clients alternate (ABBA) across repetitions; ratios are against ``minimal`` in the
   same run, per repetition (pairs measured back to back) and of the means.
+* ``--layers``: the engine with one layer taken out (``LAYER_CLIENTS`` in
+  ``benchmarks/conversation_clients.py``: the send path entered at the runtime, at the
+  session, or by hand; the receive chain cut at the socket; both) runs as extra clients,
+  interleaved with the rest; the table gives each as a ratio to the full engine per
+  repetition, and 1 - ratio is what the layers it removes cost in place.
 * RSS slope: one worker per client ramps from the first ``--rss-at`` count to the second
   and samples RSS at each: (RSS(n2) - RSS(n1)) / (n2 - n1).
 * Each run is checked: audio sent at real-time rate, reply audio and replies received in
@@ -44,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.conversation_clients import FRAME_BYTES, FRAME_MS, RATE, TREE_ENV
+from benchmarks.conversation_clients import CLIENTS, FRAME_BYTES, FRAME_MS, LAYER_CLIENTS, RATE, TREE_ENV
 from benchmarks.conversation_server import ServerProcess
 
 __all__ = ["LoadConfig", "main", "run_benchmark"]
@@ -210,7 +217,7 @@ def run_benchmark(config: LoadConfig, log: Any = print) -> dict[str, Any]:
                     problems += found
                     runs.append(run)
                     w = run["windows"][-1]
-                    log(f"  rep {rep} {kind} {client:<11} {'->'.join(map(str, levels)):>6} sessions: "
+                    log(f"  rep {rep} {kind} {client:<12} {'->'.join(map(str, levels)):>6} sessions: "
                         f"{w['cpu_ms_per_audio_s']:.3f} ms CPU/audio s, lag p99 {w['lag_p99_ms']:.1f} ms, "
                         f"RSS {w['rss_mean_mb']:.1f} MB{'  FAILED' if found else ''}")
                 step += 1
@@ -287,13 +294,13 @@ def format_table(report: dict[str, Any]) -> str:
              f"~{config['reply_ms'] / 1e3:g} s; window {config['seconds']:g} s after {config['warmup']:g} s "
              f"warm-up; {config['repeat']} repetition(s), clients interleaved (ABBA); same fake server.",
              "",
-             f"{'sessions':>8}  {'client':<11} {'CPU ms/audio s':>14}  {'x minimal':>9}  {'per rep':<15} "
+             f"{'sessions':>8}  {'client':<12} {'CPU ms/audio s':>14}  {'x minimal':>9}  {'per rep':<15} "
              f"{'ms/session-s':>12}  {'sess/core':>9}  {'lag p99 ms':>10}  {'RSS MB':>7}  {'(RSS-start)/n':>13}  {'rx audio s':>10}  "
              f"{'replies':>7}"]
     for n, rows in report["summary"]["cpu"].items():
         for client, row in rows.items():
             reps = "/".join(f"{r:.2f}" for r in row["ratio_to_minimal_reps"])
-            lines.append(f"{n:>8}  {client:<11} {row['cpu_ms_per_audio_s']:>14.3f}  {row['ratio_to_minimal']:>8.2f}x  "
+            lines.append(f"{n:>8}  {client:<12} {row['cpu_ms_per_audio_s']:>14.3f}  {row['ratio_to_minimal']:>8.2f}x  "
                          f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  {row['lag_p99_ms']:>10.1f}  "
                          f"{row['rss_mb']:>7.1f}  {row['rss_above_start_per_session_mb']:>13.3f}  "
                          f"{row['rx_audio_s']:>10.1f}  {row['replies']:>7.1f}")
@@ -304,13 +311,25 @@ def format_table(report: dict[str, Any]) -> str:
                                                           old_row["cpu_ms_per_audio_s_reps"]))
             lines.append(f"{n:>8}  voiceengine x {ANCHOR_TREE_CLIENT} ({config['anchor_tree']}): "
                          f"{new_row['cpu_ms_per_audio_s'] / old_row['cpu_ms_per_audio_s']:.3f} (per rep {reps})")
+    for n, rows in report["summary"]["cpu"].items():
+        full = rows.get("voiceengine")
+        layers = [c for c in rows if c in LAYER_CLIENTS]
+        if full and layers:
+            lines += ["", f"{n} sessions, the engine minus its layers (x voiceengine in the same run; "
+                      "1 - x is what the removed layers cost in place):"]
+            for client in layers:
+                row = rows[client]
+                per_rep = [a / b for a, b in zip(row["cpu_ms_per_audio_s_reps"], full["cpu_ms_per_audio_s_reps"])]
+                ratio = row["cpu_ms_per_audio_s"] / full["cpu_ms_per_audio_s"]
+                lines.append(f"  {client:<12} {ratio:.3f}  (per rep {'/'.join(f'{r:.3f}' for r in per_rep)}): "
+                             f"{LAYER_CLIENTS[client]}")
     slope = report["summary"]["rss_slope"]
     if slope:
         n1, n2 = config["rss_at"][0], config["rss_at"][-1]
         lines += ["", f"RSS slope {n1} -> {n2} live sessions (MB per session; goal <= 0.15):"]
         for client, row in slope.items():
             reps = "/".join(f"{s:.3f}" for s in row["reps"])
-            lines.append(f"  {client:<11} {row['mb_per_session']:.3f} MB/session  (reps {reps}; "
+            lines.append(f"  {client:<12} {row['mb_per_session']:.3f} MB/session  (reps {reps}; "
                          f"RSS {row['rss_at'][0]:.1f} -> {row['rss_at'][1]:.1f} MB)")
     lines += ["", "CPU ms/audio s: client CPU per second of audio both ways (sent + received reply audio); "
               "ms/session-s and sess/core: per session-second (each session streams in real time)."]
@@ -342,6 +361,8 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
     parser.add_argument("--anchor-tree", type=str, help="another checkout (extensions built in place, e.g. "
                         "git worktree add --detach /tmp/old <commit>; python setup.py build_ext --inplace): its "
                         "voiceengine runs as the client ve-anchor, interleaved with this tree's (a same-run A/B)")
+    parser.add_argument("--layers", action="store_true", help="add the engine minus one layer at a time as clients "
+                        "(" + ", ".join(LAYER_CLIENTS) + "): what each layer costs in place")
     parser.add_argument("--seconds", type=float, help="measurement window per CPU run (default 12)")
     parser.add_argument("--rss-seconds", type=float, help="RSS sampling window per level (default 4)")
     parser.add_argument("--warmup", type=float, help="seconds after the sessions are up (default 3)")
@@ -366,6 +387,8 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
         config.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     elif agents_python:
         config.clients = ["minimal", "voiceengine", "agents"]
+    if args.layers:
+        config.clients += [c for c in LAYER_CLIENTS if c not in config.clients]
     if args.anchor_tree:
         tree = Path(args.anchor_tree).resolve()
         if not (tree / "voiceengine" / "__init__.py").is_file():
@@ -375,8 +398,13 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
             config.clients.append(ANCHOR_TREE_CLIENT)
     elif ANCHOR_TREE_CLIENT in config.clients:
         parser.error(f"the client {ANCHOR_TREE_CLIENT} needs --anchor-tree")
+    unknown = [c for c in config.clients if c not in CLIENTS and c != ANCHOR_TREE_CLIENT]
+    if unknown:
+        parser.error(f"unknown client(s) {', '.join(unknown)}: choose from {', '.join([*CLIENTS, ANCHOR_TREE_CLIENT])}")
     if ANCHOR not in config.clients:
         parser.error("the minimal client is the anchor: keep it in --clients")
+    if any(c in LAYER_CLIENTS for c in config.clients) and "voiceengine" not in config.clients:
+        parser.error("the layered clients are measured against voiceengine: keep it in --clients")
     if "agents" in config.clients and not config.agents_python:
         parser.error("agents needs --agents-python (a venv with openai-agents; it pins websockets<17)")
     if config.repeat < 1 or not (config.sessions or config.rss_at) or config.seconds <= 0:

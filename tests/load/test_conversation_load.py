@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import voiceengine
-from benchmarks.conversation_clients import FRAME_BYTES
+from benchmarks.conversation_clients import FRAME_BYTES, LAYER_CLIENTS
 from benchmarks.conversation_load import BYTES_PER_S, LoadConfig, check_run, format_table, parse_args, run_benchmark
 
 CLIENTS = ["minimal", "voiceengine"]
@@ -113,3 +113,28 @@ def test_the_anchor_trees_engine_holds_its_conversations_and_is_compared() -> No
         report["summary"]["cpu"]["1"]["ve-anchor"]["cpu_ms_per_audio_s"]
     assert math.isfinite(ratio) and ratio > 0
     assert f"voiceengine x ve-anchor ({root}): {ratio:.3f}" in format_table(report)
+
+
+def test_layers_add_the_engine_minus_one_layer_as_clients() -> None:
+    config, _ = parse_args(["--quick", "--clients", "minimal,voiceengine", "--layers"])
+    assert config.clients == [*CLIENTS, *LAYER_CLIENTS]
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--clients", "minimal,ve-raw"])  # measured against what?
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--clients", "minimal,voiceengine,nosuch"])
+
+
+def test_each_layered_engine_holds_its_conversations_and_is_compared() -> None:
+    # every layered client must still hold the conversation (the run's checks: real-time
+    # audio the server decoded, replies, no errors), or its figure would flatter the layer
+    config = LoadConfig(sessions=[1], rss_at=[], clients=["minimal", "voiceengine", *LAYER_CLIENTS], seconds=2.0,
+                        warmup=0.5, repeat=1, speech_ms=800, cycle_ms=2000, reply_ms=660)
+    report = run_benchmark(config, log=lambda _msg: None)
+    assert report["problems"] == []
+    rows = report["summary"]["cpu"]["1"]
+    table = format_table(report)
+    for client, what in LAYER_CLIENTS.items():
+        row = rows[client]
+        assert row["rx_audio_s"] > 0 and row["replies"] > 0, client
+        ratio = row["cpu_ms_per_audio_s"] / rows["voiceengine"]["cpu_ms_per_audio_s"]
+        assert f"{client:<12} {ratio:.3f}" in table and what in table
