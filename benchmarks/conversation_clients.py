@@ -227,17 +227,18 @@ def _layer_client(name: str, send_at: str, receive_at: str) -> type[EngineLayerC
     return type(f"EngineLayerClient_{send_at}_{receive_at}", (EngineLayerClient,), body)
 
 
-#: ``conversation_load --layers``: each removes the engine's work from one depth on
-LAYER_CLIENTS = {
-    "ve-rt-send": "frames enter the provider runtime (the engine's send layer out)",
-    "ve-ss-send": "frames enter the session, framed and written (+ the runtime's send layer out)",
-    "ve-raw-send": "append texts made by hand, framed and written (+ the session's append out)",
-    "ve-raw-recv": "audio deltas decoded at the socket and counted (the whole receive chain out)",
-    "ve-raw": "ve-raw-send and ve-raw-recv together: what any client pays on this transport",
+#: ``conversation_load --layers``: name -> (where frames enter, where audio deltas stop, what
+#: that removes); each takes the engine's work out from one depth on
+_LAYERS = {
+    "ve-rt-send": ("runtime", "engine", "frames enter the provider runtime (the engine's send layer out)"),
+    "ve-ss-send": ("session", "engine",
+                   "frames enter the session, framed and written (+ the runtime's send layer out)"),
+    "ve-raw-send": ("raw", "engine", "append texts made by hand, framed and written (+ the session's append out)"),
+    "ve-raw-recv": ("engine", "raw", "audio deltas decoded at the socket and counted (the whole receive chain out)"),
+    "ve-raw": ("raw", "raw", "ve-raw-send and ve-raw-recv together: what any client pays on this transport"),
 }
-_LAYER_CLASSES = [_layer_client("ve-rt-send", "runtime", "engine"), _layer_client("ve-ss-send", "session", "engine"),
-                  _layer_client("ve-raw-send", "raw", "engine"), _layer_client("ve-raw-recv", "engine", "raw"),
-                  _layer_client("ve-raw", "raw", "raw")]
+LAYER_CLIENTS = {name: removed for name, (_, _, removed) in _LAYERS.items()}
+_LAYER_CLASSES = [_layer_client(name, send_at, receive_at) for name, (send_at, receive_at, _) in _LAYERS.items()]
 
 
 class AgentsClient(Client):
