@@ -20,8 +20,9 @@ Method (docs/performance.md, "Conversation load"):
   schedule: ``speech_ms`` of voice then silence, server VAD ends the turn and a reply of
   ``reply_ms`` comes back while the microphone streams on.
 * CPU (user + system, ``getrusage``) over a window after a warm-up, divided by the seconds
-  of audio the sessions sent in it (= session-seconds of conversation: the microphone
-  streams in real time); event-loop lag p99 from how late the paced frames wake up; RSS sampled in the window.
+  of audio both ways in it (sent + received reply audio: a client that got less reply audio
+  does not look cheaper); event-loop lag p99 from how late the paced frames wake up; RSS
+  sampled in the window.
 * Order: clients alternate (ABBA) across repetitions; ratios are against ``minimal`` in the
   same run, per repetition (pairs measured back to back) and of the means.
 * ``--layers``: the engine with one layer taken out (``LAYER_CLIENTS`` in
