@@ -207,9 +207,10 @@ class EngineLayerClient(EngineClient):
 
             pushed = connection.sink  # the runtime's: every other message still goes there
             client = self
+            delta_type, sample_width = session.codec.audio_delta_type, session.codec.sample_width
 
             def receive_raw(text: str | bytes) -> None:
-                scanned = scan_audio_delta(text, "response.output_audio.delta", 2)
+                scanned = scan_audio_delta(text, delta_type, sample_width)
                 if scanned is None:
                     pushed(text)
                 else:

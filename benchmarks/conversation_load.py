@@ -288,6 +288,13 @@ def summarize(runs: list[dict[str, Any]], config: LoadConfig) -> dict[str, Any]:
     return {"cpu": cpu, "rss_slope": slope}
 
 
+def _versus(row: dict[str, Any], base: dict[str, Any]) -> str:
+    """``row``'s CPU as a ratio to ``base``'s in the same run: of the means, then per
+    repetition (the pairs measured in the same ABBA step)."""
+    reps = "/".join(f"{a / b:.3f}" for a, b in zip(row["cpu_ms_per_audio_s_reps"], base["cpu_ms_per_audio_s_reps"]))
+    return f"{row['cpu_ms_per_audio_s'] / base['cpu_ms_per_audio_s']:.3f} (per rep {reps})"
+
+
 def format_table(report: dict[str, Any]) -> str:
     config = report["config"]
     lines = [f"Conversation load: {FRAME_MS} ms frames both ways, paced in real time, turns of "
@@ -308,10 +315,8 @@ def format_table(report: dict[str, Any]) -> str:
     for n, rows in report["summary"]["cpu"].items():
         new_row, old_row = rows.get("voiceengine"), rows.get(ANCHOR_TREE_CLIENT)
         if new_row and old_row:
-            reps = "/".join(f"{a / b:.3f}" for a, b in zip(new_row["cpu_ms_per_audio_s_reps"],
-                                                          old_row["cpu_ms_per_audio_s_reps"]))
             lines.append(f"{n:>8}  voiceengine x {ANCHOR_TREE_CLIENT} ({config['anchor_tree']}): "
-                         f"{new_row['cpu_ms_per_audio_s'] / old_row['cpu_ms_per_audio_s']:.3f} (per rep {reps})")
+                         f"{_versus(new_row, old_row)}")
     for n, rows in report["summary"]["cpu"].items():
         full = rows.get("voiceengine")
         layers = [c for c in rows if c in LAYER_CLIENTS]
@@ -319,11 +324,7 @@ def format_table(report: dict[str, Any]) -> str:
             lines += ["", f"{n} sessions, the engine minus its layers (x voiceengine in the same run; "
                       "1 - x is what the removed layers cost in place):"]
             for client in layers:
-                row = rows[client]
-                per_rep = [a / b for a, b in zip(row["cpu_ms_per_audio_s_reps"], full["cpu_ms_per_audio_s_reps"])]
-                ratio = row["cpu_ms_per_audio_s"] / full["cpu_ms_per_audio_s"]
-                lines.append(f"  {client:<12} {ratio:.3f}  (per rep {'/'.join(f'{r:.3f}' for r in per_rep)}): "
-                             f"{LAYER_CLIENTS[client]}")
+                lines.append(f"  {client:<12} {_versus(rows[client], full)}: {LAYER_CLIENTS[client]}")
     slope = report["summary"]["rss_slope"]
     if slope:
         n1, n2 = config["rss_at"][0], config["rss_at"][-1]
