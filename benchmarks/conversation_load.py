@@ -24,7 +24,10 @@ Method (docs/performance.md, "Conversation load"):
   does not look cheaper); event-loop lag p99 from how late the paced frames wake up; RSS
   sampled in the window.
 * Order: clients alternate (ABBA) across repetitions; ratios are against ``minimal`` in the
-  same run, per repetition (pairs measured back to back) and of the means.
+  same run, per repetition (pairs measured back to back) and of the means; the engine
+  against openai-agents and against ``--anchor-tree`` the same way, with a 95 % interval
+  over the pairs. Several runs' ``--json`` reports read together:
+  ``python -m benchmarks.load_combine run1.json run2.json ...``.
 * ``--layers``: the engine with one layer taken out (``LAYER_CLIENTS`` in
   ``benchmarks/conversation_clients.py``: the send path entered at the runtime, at the
   session, or by hand; the receive chain cut at the socket; both) runs as extra clients,
@@ -288,11 +291,43 @@ def summarize(runs: list[dict[str, Any]], config: LoadConfig) -> dict[str, Any]:
     return {"cpu": cpu, "rss_slope": slope}
 
 
+#: two-sided 95 % quantiles of Student's t by degrees of freedom (1-30; beyond, the normal's)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def ratio_interval(ratios: list[float]) -> tuple[float, float, float] | None:
+    """Geometric mean of paired ratios and its 95 % confidence interval (Student's t on
+    the logs: a ratio and its inverse are equally far from 1); ``None`` under two pairs."""
+    if len(ratios) < 2 or any(not r > 0 for r in ratios):
+        return None
+    logs = [math.log(r) for r in ratios]
+    centre = statistics.fmean(logs)
+    df = len(logs) - 1
+    half = (_T975[df - 1] if df <= len(_T975) else 1.960) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+
+
+def _pairs(row: dict[str, Any], base: dict[str, Any]) -> list[float]:
+    """``row``'s CPU over ``base``'s for each repetition (the pair measured in one ABBA step)."""
+    return [a / b for a, b in zip(row["cpu_ms_per_audio_s_reps"], base["cpu_ms_per_audio_s_reps"])]
+
+
+def _interval_text(ratios: list[float]) -> str:
+    interval = ratio_interval(ratios)
+    if interval is None:
+        return ""
+    _, low, high = interval
+    return f"; 95 % CI {low:.3f}-{high:.3f} over {len(ratios)} pairs"
+
+
 def _versus(row: dict[str, Any], base: dict[str, Any]) -> str:
     """``row``'s CPU as a ratio to ``base``'s in the same run: of the means, then per
-    repetition (the pairs measured in the same ABBA step)."""
-    reps = "/".join(f"{a / b:.3f}" for a, b in zip(row["cpu_ms_per_audio_s_reps"], base["cpu_ms_per_audio_s_reps"]))
-    return f"{row['cpu_ms_per_audio_s'] / base['cpu_ms_per_audio_s']:.3f} (per rep {reps})"
+    repetition (the pairs measured in the same ABBA step), with the pairs' 95 % interval."""
+    pairs = _pairs(row, base)
+    reps = "/".join(f"{r:.3f}" for r in pairs)
+    return f"{row['cpu_ms_per_audio_s'] / base['cpu_ms_per_audio_s']:.3f} (per rep {reps}{_interval_text(pairs)})"
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -312,6 +347,10 @@ def format_table(report: dict[str, Any]) -> str:
                          f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  {row['lag_p99_ms']:>10.1f}  "
                          f"{row['rss_mb']:>7.1f}  {row['rss_above_start_per_session_mb']:>13.3f}  "
                          f"{row['rx_audio_s']:>10.1f}  {row['replies']:>7.1f}")
+    for n, rows in report["summary"]["cpu"].items():
+        engine_row, agents_row = rows.get("voiceengine"), rows.get("agents")
+        if engine_row and agents_row:
+            lines.append(f"{n:>8}  voiceengine x agents: {_versus(engine_row, agents_row)}")
     for n, rows in report["summary"]["cpu"].items():
         new_row, old_row = rows.get("voiceengine"), rows.get(ANCHOR_TREE_CLIENT)
         if new_row and old_row:
