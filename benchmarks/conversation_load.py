@@ -58,7 +58,7 @@ from typing import Any
 from benchmarks.conversation_clients import CLIENTS, FRAME_BYTES, FRAME_MS, LAYER_CLIENTS, RATE, TREE_ENV
 from benchmarks.conversation_server import ServerProcess
 
-__all__ = ["LoadConfig", "main", "run_benchmark"]
+__all__ = ["LoadConfig", "main", "paired_ratios", "ratio_interval", "run_benchmark"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BYTES_PER_S = RATE * 2
@@ -309,7 +309,7 @@ def ratio_interval(ratios: list[float]) -> tuple[float, float, float] | None:
     return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
 
 
-def _pairs(row: dict[str, Any], base: dict[str, Any]) -> list[float]:
+def paired_ratios(row: dict[str, Any], base: dict[str, Any]) -> list[float]:
     """``row``'s CPU over ``base``'s for each repetition (the pair measured in one ABBA step)."""
     return [a / b for a, b in zip(row["cpu_ms_per_audio_s_reps"], base["cpu_ms_per_audio_s_reps"])]
 
@@ -325,7 +325,7 @@ def _interval_text(ratios: list[float]) -> str:
 def _versus(row: dict[str, Any], base: dict[str, Any]) -> str:
     """``row``'s CPU as a ratio to ``base``'s in the same run: of the means, then per
     repetition (the pairs measured in the same ABBA step), with the pairs' 95 % interval."""
-    pairs = _pairs(row, base)
+    pairs = paired_ratios(row, base)
     reps = "/".join(f"{r:.3f}" for r in pairs)
     return f"{row['cpu_ms_per_audio_s'] / base['cpu_ms_per_audio_s']:.3f} (per rep {reps}{_interval_text(pairs)})"
 

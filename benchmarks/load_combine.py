@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.conversation_clients import LAYER_CLIENTS
-from benchmarks.conversation_load import ratio_interval
+from benchmarks.conversation_load import paired_ratios, ratio_interval
 
 __all__ = ["combine", "main"]
 
@@ -83,7 +83,7 @@ def combine(reports: list[tuple[str, dict[str, Any]]]) -> str:
                 if not engine or not base:
                     continue
                 ratio = engine["cpu_ms_per_audio_s"] / base["cpu_ms_per_audio_s"]
-                reps = [a / b for a, b in zip(engine["cpu_ms_per_audio_s_reps"], base["cpu_ms_per_audio_s_reps"])]
+                reps = paired_ratios(engine, base)
                 per_run.append(ratio)
                 pairs.extend(reps)
                 run_lines.append(f"    {name}: {ratio:.3f} (per rep {'/'.join(f'{r:.3f}' for r in reps)})")
