@@ -347,15 +347,12 @@ def format_table(report: dict[str, Any]) -> str:
                          f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  {row['lag_p99_ms']:>10.1f}  "
                          f"{row['rss_mb']:>7.1f}  {row['rss_above_start_per_session_mb']:>13.3f}  "
                          f"{row['rx_audio_s']:>10.1f}  {row['replies']:>7.1f}")
-    for n, rows in report["summary"]["cpu"].items():
-        engine_row, agents_row = rows.get("voiceengine"), rows.get("agents")
-        if engine_row and agents_row:
-            lines.append(f"{n:>8}  voiceengine x agents: {_versus(engine_row, agents_row)}")
-    for n, rows in report["summary"]["cpu"].items():
-        new_row, old_row = rows.get("voiceengine"), rows.get(ANCHOR_TREE_CLIENT)
-        if new_row and old_row:
-            lines.append(f"{n:>8}  voiceengine x {ANCHOR_TREE_CLIENT} ({config['anchor_tree']}): "
-                         f"{_versus(new_row, old_row)}")
+    # the engine against openai-agents (goal 1) and against the anchor tree's engine (A/B)
+    for other, label in (("agents", "agents"), (ANCHOR_TREE_CLIENT, f"{ANCHOR_TREE_CLIENT} ({config['anchor_tree']})")):
+        for n, rows in report["summary"]["cpu"].items():
+            engine_row, other_row = rows.get("voiceengine"), rows.get(other)
+            if engine_row and other_row:
+                lines.append(f"{n:>8}  voiceengine x {label}: {_versus(engine_row, other_row)}")
     for n, rows in report["summary"]["cpu"].items():
         full = rows.get("voiceengine")
         layers = [c for c in rows if c in LAYER_CLIENTS]

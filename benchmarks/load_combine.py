@@ -14,8 +14,9 @@ read off many runs, not one. Two views, printed side by side:
   over the runs: geometric mean and 95 % interval with the pair as the unit.
 
 The layered clients of ``--layers`` are left to each run's table (they are ratios to the
-engine, not the engine's to them). Runs whose checks failed (``problems`` in the report) are left out and named; runs of a
-different workload (turn lengths, window) are refused: their ratios do not pool.
+engine, not the engine's to them). Runs whose checks failed (``problems`` in the report)
+are left out and named; runs of a different workload (turn lengths, window) are refused:
+their ratios do not pool.
 """
 
 from __future__ import annotations

@@ -321,7 +321,7 @@ class OutboundWriter:
         self._batch = transport.send_nowait if isinstance(transport, BatchTransport) else None
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
-        self._written_at = -math.inf  # the loop time of the last write_now() that wrote
+        self._written_at = -math.inf  # _burst_clock() at the last write that went out at once
         #: the task writes (flow control, or no fast path); the callback stands aside
         self._slow = self._batch is None
         self._waiter: asyncio.Future[None] | None = None
