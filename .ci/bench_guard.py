@@ -1,8 +1,12 @@
 """CI regression guard: same-run cost ratios against the committed baseline.
 
 Re-measures every ratio of :mod:`benchmarks.ratios` (resampler vs soxr HQ at 10/20/100 ms
-chunks and whole buffers; audio-delta decode vs orjson + pybase64) and fails when one is
-more than ``--tolerance`` (default 25 %) above its value in ``.ci/bench_baseline.json``.
+chunks and whole buffers; audio-delta decode vs orjson + pybase64) and the engine's
+instructions per second of conversation audio against the minimal client's
+(:mod:`benchmarks.conversation_instructions`, one session under callgrind: needs valgrind),
+and fails when one is more than ``--tolerance`` (default 25 %) above its value in
+``.ci/bench_baseline.json`` (``--instructions-tolerance``, default 10 %, for the instruction
+counts, which do not depend on the machine's load).
 
 The baseline is per kind of CPU: how our kernels compare with soxr's depends on the
 microarchitecture (on an AVX-512 AMD EPYC host every resampler ratio sits 10-20 % above
@@ -31,9 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import ratios  # noqa: E402
+from benchmarks import conversation_instructions, ratios  # noqa: E402
 
 BASELINE = ROOT / ".ci" / "bench_baseline.json"
+#: instruction counts move by tenths of a percent between runs, so this ratio gets a
+#: tolerance of its own (``--instructions-tolerance``) and no retry
+INSTRUCTIONS = "conversation instructions voiceengine x minimal"
 
 
 def machine_key() -> str:
@@ -79,28 +86,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per ratio (default 20)")
     parser.add_argument("--tolerance", type=float, default=0.25, help="allowed relative degradation (default 0.25)")
     parser.add_argument("--retries", type=int, default=2, help="re-measurements of a ratio over the limit")
+    parser.add_argument("--instructions-tolerance", type=float, default=0.10,
+                        help=f"allowed relative degradation of {INSTRUCTIONS!r} (default 0.10)")
     args = parser.parse_args(argv)
 
     key = machine_key()
     measured = ratios.all_ratios(rounds=args.rounds, whole_rounds=args.rounds)
     print(ratios.table(measured))
+    instructions = conversation_instructions.engine_vs_minimal()
+    print(conversation_instructions.format_table(instructions.report))
     if args.update:
         stored = json.loads(BASELINE.read_text()) if BASELINE.exists() else {"machines": {}}
         stored["tolerance"] = args.tolerance
-        stored["machines"][key] = ratios.as_json(measured)
+        stored["machines"][key] = ratios.as_json(measured) | {INSTRUCTIONS: round(instructions.ratio, 4)}
         BASELINE.write_text(json.dumps(stored, indent=2) + "\n")
         print(f"baseline written: {BASELINE.relative_to(ROOT)} [{key}]")
         return 0
 
     entry, baseline = load_baseline(key)
     print(f"baseline: {entry!r} (this machine: {key!r})")
-    now = {r.name: r.ratio for r in measured}
+    now = {r.name: r.ratio for r in measured} | {INSTRUCTIONS: instructions.ratio}
     failures = []
     for name, base in baseline.items():
-        limit = base * (1.0 + args.tolerance)
+        deterministic = name == INSTRUCTIONS
+        limit = base * (1.0 + (args.instructions_tolerance if deterministic else args.tolerance))
         best = now[name] if name in now else measure_one(name, args.rounds)
         attempt = 0
-        while best > limit and attempt < args.retries:
+        while best > limit and attempt < (0 if deterministic else args.retries):
             attempt += 1
             best = min(best, measure_one(name, 2 * args.rounds))
         status = "ok" if best <= limit else "REGRESSION"
@@ -108,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         if best > limit:
             failures.append(name)
     if failures:
-        print(f"\n{len(failures)} ratio(s) degraded by more than {args.tolerance:.0%}: {', '.join(failures)}")
+        print(f"\n{len(failures)} ratio(s) over their limit: {', '.join(failures)}")
         return 1
-    print(f"\nall {len(baseline)} ratios within {args.tolerance:.0%} of the baseline")
+    print(f"\nall {len(baseline)} ratios within {args.tolerance:.0%} of the baseline "
+          f"({args.instructions_tolerance:.0%} for the instruction counts)")
     return 0
 
 

@@ -8,7 +8,7 @@ measurement and the accounting are shared, so the clients differ only in their o
 
 Measurement (per level of live sessions): after the sessions are up and ``warmup`` seconds
 have passed, a window of ``seconds``: process CPU (``getrusage``, user + system, every
-thread), wall time, audio sent and received, replies, event-loop lag (how late the paced
+thread, and each apart), wall time, audio sent and received, replies, event-loop lag (how late the paced
 frames wake up), RSS (sampled every 0.5 s, from ``/proc/self/statm``). Imports, the session ramp and the
 warm-up are outside the window. This module imports nothing of voiceengine at module
 level, so the ``agents`` client can run under another interpreter (a venv with
@@ -65,9 +65,10 @@ def rss_bytes() -> int:
         return int(psutil.Process().memory_info().rss)
 
 
-def cpu_seconds() -> float:
+def cpu_times() -> tuple[float, float]:
+    """This process's CPU seconds so far: (user, system), every thread."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    return ru.ru_utime, ru.ru_stime
 
 
 class Client:
@@ -365,8 +366,15 @@ async def _open(client: Client, gate: asyncio.Semaphore) -> None:
         await client.open()
 
 
+#: ``--window-marks``: system calls the worker makes when a window opens and when it closes
+#: and nowhere else (neither Python nor the libraries here call them), so an instruction
+#: counter told to cut its counts at them (callgrind's ``--zero-before=getppid
+#: --dump-before=getpgrp``: ``benchmarks/conversation_instructions.py``) counts exactly the window
+WINDOW_OPENS, WINDOW_CLOSES = "getppid", "getpgrp"
+
+
 async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s: float, seconds: float,
-                     speech_ms: int, cycle_ms: int) -> dict[str, Any]:
+                     speech_ms: int, cycle_ms: int, window_marks: bool = False) -> dict[str, Any]:
     cls = CLIENTS[client_name]
     if client_name == "voiceengine" or client_name in LAYER_CLIENTS:  # imports outside the measurement
         import voiceengine.engine  # noqa: F401
@@ -390,9 +398,13 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
             await asyncio.sleep(warmup_s)
             before = _totals(conversations)
             recorder.start()
-            cpu0, wall0 = cpu_seconds(), time.perf_counter()
+            if window_marks:
+                os.getppid()  # WINDOW_OPENS
+            (user0, sys0), wall0 = cpu_times(), time.perf_counter()
             await asyncio.sleep(seconds)
-            cpu1, wall1 = cpu_seconds(), time.perf_counter()
+            (user1, sys1), wall1 = cpu_times(), time.perf_counter()
+            if window_marks:
+                os.getpgrp()  # WINDOW_CLOSES
             recorder.recording = False
             after = _totals(conversations)
             delta = {k: after[k] - before[k] for k in after}
@@ -401,7 +413,8 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
                 exc = failed[0].exception()
                 raise RuntimeError(f"{len(failed)} conversation(s) stopped: {exc!r}")
             windows.append({
-                "sessions": level, "cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, **delta,
+                "sessions": level, "cpu_s": (user1 + sys1) - (user0 + sys0), "user_s": user1 - user0,
+                "sys_s": sys1 - sys0, "wall_s": wall1 - wall0, **delta,
                 "lag_p50_ms": _percentile(recorder.lag, 0.50) * 1e3,
                 "lag_p99_ms": _percentile(recorder.lag, 0.99) * 1e3,
                 "lag_max_ms": max(recorder.lag, default=math.nan) * 1e3,
@@ -434,10 +447,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--speech-ms", type=int, default=2500)
     parser.add_argument("--cycle-ms", type=int, default=6000)
+    parser.add_argument("--window-marks", action="store_true",
+                        help=f"call {WINDOW_OPENS}() as each window opens and {WINDOW_CLOSES}() as it closes")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
     result = asyncio.run(run_worker(args.client, args.url, levels, warmup_s=args.warmup, seconds=args.seconds,
-                                    speech_ms=args.speech_ms, cycle_ms=args.cycle_ms))
+                                    speech_ms=args.speech_ms, cycle_ms=args.cycle_ms,
+                                    window_marks=args.window_marks))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

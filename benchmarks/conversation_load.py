@@ -51,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,18 @@ from typing import Any
 from benchmarks.conversation_clients import CLIENTS, FRAME_BYTES, FRAME_MS, LAYER_CLIENTS, RATE, TREE_ENV
 from benchmarks.conversation_server import ServerProcess
 
-__all__ = ["LoadConfig", "main", "paired_ratios", "ratio_interval", "run_benchmark"]
+__all__ = ["LoadConfig", "add_client_arguments", "default_agents_python", "main", "paired_ratios", "ratio_interval",
+           "resolve_clients", "run_benchmark", "run_worker_process"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BYTES_PER_S = RATE * 2
 ANCHOR = "minimal"
 _AGENTS_VENV_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
+
+
+def default_agents_python() -> str:
+    """The interpreter of ``.venv-agents`` (openai-agents installed) when it exists, else ""."""
+    return str(_AGENTS_VENV_PYTHON) if _AGENTS_VENV_PYTHON.exists() else ""
 ANCHOR_TREE_CLIENT = "ve-anchor"
 
 
@@ -93,18 +100,25 @@ def _python_for(client: str, config: LoadConfig) -> str:
     return config.agents_python if client == "agents" else sys.executable
 
 
-def _run_worker(server: ServerProcess, client: str, levels: list[int], seconds: float,
-                config: LoadConfig) -> dict[str, Any]:
-    cmd = [_python_for(client, config), "-m", "benchmarks.conversation_clients",
+def run_worker_process(server: ServerProcess, client: str, levels: list[int], seconds: float,
+                       config: LoadConfig, *, launcher: Sequence[str] = (), window_marks: bool = False,
+                       startup_timeout: float = 60.0) -> dict[str, Any]:
+    """One worker process for ``client``: its report, with what the server saw of it.
+    ``launcher``: a command the worker runs under (an instruction counter);
+    ``window_marks``: the worker marks its windows for it
+    (``conversation_clients.WINDOW_OPENS``)."""
+    cmd = [*launcher, _python_for(client, config), "-m", "benchmarks.conversation_clients",
            "--client", "voiceengine" if client == ANCHOR_TREE_CLIENT else client,
            "--url", server.url, "--levels", ",".join(map(str, levels)), "--warmup", str(config.warmup),
            "--seconds", str(seconds), "--speech-ms", str(config.speech_ms), "--cycle-ms", str(config.cycle_ms)]
+    if window_marks:
+        cmd.append("--window-marks")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop(TREE_ENV, None)
     if client == ANCHOR_TREE_CLIENT:
         env[TREE_ENV] = config.anchor_tree  # this harness, that tree's voiceengine
-    timeout = len(levels) * (config.warmup + seconds) + 60 + max(levels) * 0.5
+    timeout = len(levels) * (config.warmup + seconds) + startup_timeout + max(levels) * 0.5
     before = server.counters()
     server_cpu0 = _process_cpu(server.pid)
     started = time.perf_counter()
@@ -215,7 +229,7 @@ def run_benchmark(config: LoadConfig, log: Any = print) -> dict[str, Any]:
                 plans.append(("rss", config.rss_at, config.rss_seconds))
             for kind, levels, seconds in plans:
                 for client in _order(config.clients, step):
-                    run = _run_worker(server, client, levels, seconds, config)
+                    run = run_worker_process(server, client, levels, seconds, config)
                     run.update(kind=kind, repetition=rep)
                     found = check_run(run, config)
                     problems += found
@@ -268,6 +282,9 @@ def summarize(runs: list[dict[str, Any]], config: LoadConfig) -> dict[str, Any]:
                 "ratio_to_minimal": _mean(costs) / anchor_mean if anchor else math.nan,
                 "ratio_to_minimal_reps": per_rep,
                 "cpu_ms_per_session_s": _mean([w["cpu_ms_per_session_s"] for w in windows]),
+                # the kernel's share (system calls, TCP over loopback, wake-ups): alike for every
+                # client making the same calls, whatever its own code costs
+                "sys_share": _mean([w["sys_s"] / w["cpu_s"] for w in windows if "sys_s" in w and w["cpu_s"] > 0]),
                 "sessions_per_core": 1e3 / _mean([w["cpu_ms_per_session_s"] for w in windows]) if windows else math.nan,
                 "lag_p99_ms": _mean([w["lag_p99_ms"] for w in windows]),
                 "rss_mb": rss,
@@ -338,13 +355,14 @@ def format_table(report: dict[str, Any]) -> str:
              f"warm-up; {config['repeat']} repetition(s), clients interleaved (ABBA); same fake server.",
              "",
              f"{'sessions':>8}  {'client':<12} {'CPU ms/audio s':>14}  {'x minimal':>9}  {'per rep':<15} "
-             f"{'ms/session-s':>12}  {'sess/core':>9}  {'lag p99 ms':>10}  {'RSS MB':>7}  {'(RSS-start)/n':>13}  {'rx audio s':>10}  "
-             f"{'replies':>7}"]
+             f"{'ms/session-s':>12}  {'sess/core':>9}  {'system':>6}  {'lag p99 ms':>10}  {'RSS MB':>7}  {'(RSS-start)/n':>13}  "
+             f"{'rx audio s':>10}  {'replies':>7}"]
     for n, rows in report["summary"]["cpu"].items():
         for client, row in rows.items():
             reps = "/".join(f"{r:.2f}" for r in row["ratio_to_minimal_reps"])
             lines.append(f"{n:>8}  {client:<12} {row['cpu_ms_per_audio_s']:>14.3f}  {row['ratio_to_minimal']:>8.2f}x  "
-                         f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  {row['lag_p99_ms']:>10.1f}  "
+                         f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  "
+                         f"{row.get('sys_share', math.nan):>6.0%}  {row['lag_p99_ms']:>10.1f}  "
                          f"{row['rss_mb']:>7.1f}  {row['rss_above_start_per_session_mb']:>13.3f}  "
                          f"{row['rx_audio_s']:>10.1f}  {row['replies']:>7.1f}")
     # the engine against openai-agents (goal 1) and against the anchor tree's engine (A/B)
@@ -370,7 +388,8 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"  {client:<12} {row['mb_per_session']:.3f} MB/session  (reps {reps}; "
                          f"RSS {row['rss_at'][0]:.1f} -> {row['rss_at'][1]:.1f} MB)")
     lines += ["", "CPU ms/audio s: client CPU per second of audio both ways (sent + received reply audio); "
-              "ms/session-s and sess/core: per session-second (each session streams in real time)."]
+              "ms/session-s and sess/core: per session-second (each session streams in real time); "
+              "system: the kernel's share of that CPU."]
     if report["warnings"]:
         lines += ["", "WARNINGS:", *(f"  {w}" for w in report["warnings"])]
     if report["problems"]:
@@ -385,13 +404,8 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=_ints, help="concurrent sessions per CPU measurement (default 1,50; "
-                        "'none': only the RSS slope)")
-    parser.add_argument("--rss-at", type=str, help="RSS slope between these live-session counts (default "
-                        "10,60; 'none' to skip)")
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the clients (shared with ``conversation_instructions``)."""
     parser.add_argument("--clients", type=str, help="comma list of minimal, voiceengine, agents (default: "
                         "minimal,voiceengine, plus agents when --agents-python or .venv-agents exists)")
     parser.add_argument("--agents-python", type=str, help="interpreter with openai-agents installed "
@@ -401,25 +415,12 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
                         "voiceengine runs as the client ve-anchor, interleaved with this tree's (a same-run A/B)")
     parser.add_argument("--layers", action="store_true", help="add the engine minus one layer at a time as clients "
                         "(" + ", ".join(LAYER_CLIENTS) + "): what each layer costs in place")
-    parser.add_argument("--seconds", type=float, help="measurement window per CPU run (default 12)")
-    parser.add_argument("--rss-seconds", type=float, help="RSS sampling window per level (default 4)")
-    parser.add_argument("--warmup", type=float, help="seconds after the sessions are up (default 3)")
-    parser.add_argument("--repeat", type=int, help="repetitions (default 2)")
-    parser.add_argument("--quick", action="store_true", help="small sizes and short turns: under a minute")
-    parser.add_argument("--json", type=str, help="write the full report here")
-    args = parser.parse_args(argv)
-    config = LoadConfig()
-    if args.quick:
-        config = LoadConfig(sessions=[1, 4], rss_at=[2, 6], seconds=3.0, rss_seconds=1.5, warmup=0.5, repeat=1,
-                            speech_ms=800, cycle_ms=2000, reply_ms=660)
-    for name in ("sessions", "seconds", "rss_seconds", "warmup", "repeat"):
-        if getattr(args, name) is not None:
-            setattr(config, name, getattr(args, name))
-    if args.rss_at is not None:
-        config.rss_at = [] if args.rss_at.lower() in ("", "none", "0") else _ints(args.rss_at)
-        if config.rss_at and (len(config.rss_at) != 2 or config.rss_at[0] >= config.rss_at[1]):
-            parser.error("--rss-at takes two ascending counts, e.g. 10,60")
-    agents_python = args.agents_python or (str(_AGENTS_VENV_PYTHON) if _AGENTS_VENV_PYTHON.exists() else "")
+
+
+def resolve_clients(parser: argparse.ArgumentParser, args: argparse.Namespace, config: LoadConfig) -> None:
+    """Fill ``config``'s clients, openai-agents' interpreter and anchor tree from the options
+    of :func:`add_client_arguments`; ``parser.error`` on a combination that cannot run."""
+    agents_python = args.agents_python or default_agents_python()
     config.agents_python = agents_python
     if args.clients:
         config.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
@@ -445,6 +446,35 @@ def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
         parser.error("the layered clients are measured against voiceengine: keep it in --clients")
     if "agents" in config.clients and not config.agents_python:
         parser.error("agents needs --agents-python (a venv with openai-agents; it pins websockets<17)")
+
+
+def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=_ints, help="concurrent sessions per CPU measurement (default 1,50; "
+                        "'none': only the RSS slope)")
+    parser.add_argument("--rss-at", type=str, help="RSS slope between these live-session counts (default "
+                        "10,60; 'none' to skip)")
+    add_client_arguments(parser)
+    parser.add_argument("--seconds", type=float, help="measurement window per CPU run (default 12)")
+    parser.add_argument("--rss-seconds", type=float, help="RSS sampling window per level (default 4)")
+    parser.add_argument("--warmup", type=float, help="seconds after the sessions are up (default 3)")
+    parser.add_argument("--repeat", type=int, help="repetitions (default 2)")
+    parser.add_argument("--quick", action="store_true", help="small sizes and short turns: under a minute")
+    parser.add_argument("--json", type=str, help="write the full report here")
+    args = parser.parse_args(argv)
+    config = LoadConfig()
+    if args.quick:
+        config = LoadConfig(sessions=[1, 4], rss_at=[2, 6], seconds=3.0, rss_seconds=1.5, warmup=0.5, repeat=1,
+                            speech_ms=800, cycle_ms=2000, reply_ms=660)
+    for name in ("sessions", "seconds", "rss_seconds", "warmup", "repeat"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    if args.rss_at is not None:
+        config.rss_at = [] if args.rss_at.lower() in ("", "none", "0") else _ints(args.rss_at)
+        if config.rss_at and (len(config.rss_at) != 2 or config.rss_at[0] >= config.rss_at[1]):
+            parser.error("--rss-at takes two ascending counts, e.g. 10,60")
+    resolve_clients(parser, args, config)
     if config.repeat < 1 or not (config.sessions or config.rss_at) or config.seconds <= 0:
         parser.error("--repeat >= 1, --seconds > 0 and --sessions or --rss-at required")
     return config, args.json
