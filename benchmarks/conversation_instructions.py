@@ -56,7 +56,8 @@ from benchmarks.conversation_load import (ANCHOR, ANCHOR_TREE_CLIENT, BenchmarkF
                                           add_client_arguments, check_run, resolve_clients, run_worker_process)
 from benchmarks.conversation_server import ServerProcess
 
-__all__ = ["EngineVsMinimal", "callgrind_window", "engine_vs_minimal", "format_table", "main", "run_benchmark"]
+__all__ = ["EngineVsMinimal", "callgrind_window", "engine_over", "engine_vs_minimal", "format_table", "main",
+           "read_part", "run_benchmark", "valgrind_command"]
 
 #: callgrind's event names -> what the table calls them (``--cache-sim``: sums of these)
 L1_MISSES = ("I1mr", "D1mr", "D1mw")
@@ -139,8 +140,8 @@ def run_benchmark(config: LoadConfig, *, cache_sim: bool = False, log: Any = pri
         for client in config.clients:
             out_file = Path(tmp) / f"{client}.callgrind"
             run = run_worker_process(server, client, [sessions], config.seconds, config,
-                              launcher=valgrind_command(out_file, cache_sim=cache_sim), window_marks=True,
-                              startup_timeout=_STARTUP_TIMEOUT_S)
+                                     launcher=valgrind_command(out_file, cache_sim=cache_sim), window_marks=True,
+                                     startup_timeout=_STARTUP_TIMEOUT_S)
             found = check_run(run, config)
             problems += found
             clients[client] = _figures(run, callgrind_window(out_file))
