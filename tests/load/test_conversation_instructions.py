@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import conversation_clients
+from benchmarks import conversation_clients, conversation_instructions
 from benchmarks.conversation_clients import WINDOW_CLOSES, WINDOW_OPENS
 from benchmarks.conversation_instructions import (callgrind_window, engine_over, format_table, main, read_part,
                                                   run_benchmark, valgrind_command)
@@ -156,3 +156,15 @@ def test_an_engine_worker_under_callgrind_holds_its_conversation_and_is_counted(
     assert figures["counts"]["Ir"] == pytest.approx(figures["instructions_per_audio_s"] * figures["audio_s"])
     assert figures["ratio_to_minimal"] is None  # no anchor in this run
     assert report["valgrind"].startswith("valgrind-")
+
+
+def test_the_guards_figure_refuses_a_run_that_did_not_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    held = _report({"minimal": 10e6, "voiceengine": 6e6})
+    failed = {**held, "problems": ["voiceengine [1]: sent 40% of real time at 1 sessions (fell behind)"]}
+    reports = iter([held, failed, {**held, "clients": {"minimal": held["clients"]["minimal"]}}])
+    monkeypatch.setattr(conversation_instructions, "run_benchmark", lambda *_a, **_k: next(reports))
+    assert conversation_instructions.engine_vs_minimal().ratio == pytest.approx(0.6)
+    with pytest.raises(BenchmarkFailure, match="fell behind"):
+        conversation_instructions.engine_vs_minimal()
+    with pytest.raises(BenchmarkFailure, match="no ratio"):  # the engine's figure missing
+        conversation_instructions.engine_vs_minimal()
