@@ -368,7 +368,7 @@ async def _open(client: Client, gate: asyncio.Semaphore) -> None:
 
 #: ``--window-marks``: system calls the worker makes when a window opens and when it closes
 #: and nowhere else (neither Python nor the libraries here call them), so an instruction
-#: counter told to cut its counts at them (callgrind's ``--zero-before=getppid
+#: counter told to cut its counts at them (callgrind's ``--zero-before=getppid ...
 #: --dump-before=getpgrp``: ``benchmarks/conversation_instructions.py``) counts exactly the window
 WINDOW_OPENS, WINDOW_CLOSES = "getppid", "getpgrp"
 

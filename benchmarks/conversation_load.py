@@ -66,12 +66,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BYTES_PER_S = RATE * 2
 ANCHOR = "minimal"
 _AGENTS_VENV_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
+ANCHOR_TREE_CLIENT = "ve-anchor"
 
 
 def default_agents_python() -> str:
     """The interpreter of ``.venv-agents`` (openai-agents installed) when it exists, else ""."""
     return str(_AGENTS_VENV_PYTHON) if _AGENTS_VENV_PYTHON.exists() else ""
-ANCHOR_TREE_CLIENT = "ve-anchor"
 
 
 @dataclass(slots=True, kw_only=True)
