@@ -9,7 +9,9 @@ measurement and the accounting are shared, so the clients differ only in their o
 Measurement (per level of live sessions): after the sessions are up and ``warmup`` seconds
 have passed, a window of ``seconds``: process CPU (``getrusage``, user + system, every
 thread, and each apart), wall time, audio sent and received, replies, event-loop lag (how late the paced
-frames wake up), RSS (sampled every 0.5 s, from ``/proc/self/statm``). Imports, the session ramp and the
+frames wake up), RSS (sampled every 0.5 s, from ``/proc/self/statm``), and with
+``--server-pid`` the server process's CPU in the same window (from ``/proc``: whether the
+server, not the client, is what ran out of time). Imports, the session ramp and the
 warm-up are outside the window. This module imports nothing of voiceengine at module
 level, so the ``agents`` client can run under another interpreter (a venv with
 openai-agents, whose websockets pin differs from ours).
@@ -69,6 +71,23 @@ def cpu_times() -> tuple[float, float]:
     """This process's CPU seconds so far: (user, system), every thread."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime, ru.ru_stime
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """Another process's CPU seconds so far (user + system), from ``/proc``; ``None`` when
+    it cannot be read (not Linux, the process gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return stat_cpu_s(f.read())
+    except OSError:
+        return None
+
+
+def stat_cpu_s(stat: bytes) -> float:
+    """User + system CPU seconds from a ``/proc/<pid>/stat`` line."""
+    # the fields after the command name, which is in parentheses and may hold spaces and ")"
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class Client:
@@ -374,7 +393,8 @@ WINDOW_OPENS, WINDOW_CLOSES = "getppid", "getpgrp"
 
 
 async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s: float, seconds: float,
-                     speech_ms: int, cycle_ms: int, window_marks: bool = False) -> dict[str, Any]:
+                     speech_ms: int, cycle_ms: int, window_marks: bool = False,
+                     server_pid: int = 0) -> dict[str, Any]:
     cls = CLIENTS[client_name]
     if client_name == "voiceengine" or client_name in LAYER_CLIENTS:  # imports outside the measurement
         import voiceengine.engine  # noqa: F401
@@ -398,6 +418,7 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
             await asyncio.sleep(warmup_s)
             before = _totals(conversations)
             recorder.start()
+            server0 = process_cpu_s(server_pid) if server_pid else None  # (outside the marked window)
             if window_marks:
                 os.getppid()  # WINDOW_OPENS
             (user0, sys0), wall0 = cpu_times(), time.perf_counter()
@@ -405,6 +426,7 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
             (user1, sys1), wall1 = cpu_times(), time.perf_counter()
             if window_marks:
                 os.getpgrp()  # WINDOW_CLOSES
+            server1 = process_cpu_s(server_pid) if server_pid else None
             recorder.recording = False
             after = _totals(conversations)
             delta = {k: after[k] - before[k] for k in after}
@@ -415,6 +437,7 @@ async def run_worker(client_name: str, url: str, levels: list[int], *, warmup_s:
             windows.append({
                 "sessions": level, "cpu_s": (user1 + sys1) - (user0 + sys0), "user_s": user1 - user0,
                 "sys_s": sys1 - sys0, "wall_s": wall1 - wall0, **delta,
+                "server_cpu_s": server1 - server0 if server0 is not None and server1 is not None else None,
                 "lag_p50_ms": _percentile(recorder.lag, 0.50) * 1e3,
                 "lag_p99_ms": _percentile(recorder.lag, 0.99) * 1e3,
                 "lag_max_ms": max(recorder.lag, default=math.nan) * 1e3,
@@ -449,11 +472,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cycle-ms", type=int, default=6000)
     parser.add_argument("--window-marks", action="store_true",
                         help=f"call {WINDOW_OPENS}() as each window opens and {WINDOW_CLOSES}() as it closes")
+    parser.add_argument("--server-pid", type=int, default=0,
+                        help="the server's process: its CPU in each window is reported too (Linux)")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
     result = asyncio.run(run_worker(args.client, args.url, levels, warmup_s=args.warmup, seconds=args.seconds,
                                     speech_ms=args.speech_ms, cycle_ms=args.cycle_ms,
-                                    window_marks=args.window_marks))
+                                    window_marks=args.window_marks, server_pid=args.server_pid))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -2,7 +2,7 @@
 against a minimal hand-written client (and openai-agents' model when it is installed),
 measured in the same run, interleaved, against the same fake server.
 
-    python -m benchmarks.conversation_load                    # 1 and 50 sessions + RSS slope 10 -> 60
+    python -m benchmarks.conversation_load                    # 1, 50 and 200 sessions + RSS slope 10 -> 60
     python -m benchmarks.conversation_load --quick            # small, under a minute
     python -m benchmarks.conversation_load --sessions 1,50,200 --repeat 3 --json out.json
     python -m benchmarks.conversation_load --anchor-tree /tmp/old  # + an older checkout's engine (A/B)
@@ -56,7 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.conversation_clients import CLIENTS, FRAME_BYTES, FRAME_MS, LAYER_CLIENTS, RATE, TREE_ENV
+from benchmarks.conversation_clients import (CLIENTS, FRAME_BYTES, FRAME_MS, LAYER_CLIENTS, RATE, TREE_ENV,
+                                             process_cpu_s)
 from benchmarks.conversation_server import ServerProcess
 
 __all__ = ["LoadConfig", "add_client_arguments", "default_agents_python", "main", "paired_ratios", "ratio_interval",
@@ -76,7 +77,7 @@ def default_agents_python() -> str:
 
 @dataclass(slots=True, kw_only=True)
 class LoadConfig:
-    sessions: list[int] = field(default_factory=lambda: [1, 50])
+    sessions: list[int] = field(default_factory=lambda: [1, 50, 200])
     rss_at: list[int] = field(default_factory=lambda: [10, 60])
     clients: list[str] = field(default_factory=lambda: ["minimal", "voiceengine"])
     seconds: float = 12.0
@@ -113,6 +114,8 @@ def run_worker_process(server: ServerProcess, client: str, levels: list[int], se
            "--seconds", str(seconds), "--speech-ms", str(config.speech_ms), "--cycle-ms", str(config.cycle_ms)]
     if window_marks:
         cmd.append("--window-marks")
+    if server.pid:
+        cmd += ["--server-pid", str(server.pid)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop(TREE_ENV, None)
@@ -144,13 +147,8 @@ def run_worker_process(server: ServerProcess, client: str, levels: list[int], se
 
 
 def _process_cpu(pid: int) -> float:
-    try:
-        import psutil
-
-        times = psutil.Process(pid).cpu_times()
-        return float(times.user + times.system)
-    except Exception:  # psutil missing or the process gone: the figure is informative only
-        return math.nan
+    cpu_s = process_cpu_s(pid)
+    return math.nan if cpu_s is None else cpu_s  # (not Linux: the figure is informative only)
 
 
 def _window_figures(window: dict[str, Any]) -> dict[str, Any]:
@@ -285,6 +283,10 @@ def summarize(runs: list[dict[str, Any]], config: LoadConfig) -> dict[str, Any]:
                 # the kernel's share (system calls, TCP over loopback, wake-ups): alike for every
                 # client making the same calls, whatever its own code costs
                 "sys_share": _mean([w["sys_s"] / w["cpu_s"] for w in windows if "sys_s" in w and w["cpu_s"] > 0]),
+                # the server's CPU in the same windows, in cores: near 1.0 the single-process fake
+                # server, not the client, is what stops keeping real time
+                "server_cores": _mean([w["server_cpu_s"] / w["wall_s"] for w in windows
+                                       if w.get("server_cpu_s") is not None]),
                 "sessions_per_core": 1e3 / _mean([w["cpu_ms_per_session_s"] for w in windows]) if windows else math.nan,
                 "lag_p99_ms": _mean([w["lag_p99_ms"] for w in windows]),
                 "rss_mb": rss,
@@ -355,14 +357,15 @@ def format_table(report: dict[str, Any]) -> str:
              f"warm-up; {config['repeat']} repetition(s), clients interleaved (ABBA); same fake server.",
              "",
              f"{'sessions':>8}  {'client':<12} {'CPU ms/audio s':>14}  {'x minimal':>9}  {'per rep':<15} "
-             f"{'ms/session-s':>12}  {'sess/core':>9}  {'system':>6}  {'lag p99 ms':>10}  {'RSS MB':>7}  {'(RSS-start)/n':>13}  "
+             f"{'ms/session-s':>12}  {'sess/core':>9}  {'system':>6}  {'server':>6}  {'lag p99 ms':>10}  {'RSS MB':>7}  {'(RSS-start)/n':>13}  "
              f"{'rx audio s':>10}  {'replies':>7}"]
     for n, rows in report["summary"]["cpu"].items():
         for client, row in rows.items():
             reps = "/".join(f"{r:.2f}" for r in row["ratio_to_minimal_reps"])
             lines.append(f"{n:>8}  {client:<12} {row['cpu_ms_per_audio_s']:>14.3f}  {row['ratio_to_minimal']:>8.2f}x  "
                          f"{reps:<15} {row['cpu_ms_per_session_s']:>12.3f}  {row['sessions_per_core']:>9.0f}  "
-                         f"{row.get('sys_share', math.nan):>6.0%}  {row['lag_p99_ms']:>10.1f}  "
+                         f"{row.get('sys_share', math.nan):>6.0%}  {row.get('server_cores', math.nan):>6.2f}  "
+                         f"{row['lag_p99_ms']:>10.1f}  "
                          f"{row['rss_mb']:>7.1f}  {row['rss_above_start_per_session_mb']:>13.3f}  "
                          f"{row['rx_audio_s']:>10.1f}  {row['replies']:>7.1f}")
     # the engine against openai-agents (goal 1) and against the anchor tree's engine (A/B)
@@ -389,7 +392,8 @@ def format_table(report: dict[str, Any]) -> str:
                          f"RSS {row['rss_at'][0]:.1f} -> {row['rss_at'][1]:.1f} MB)")
     lines += ["", "CPU ms/audio s: client CPU per second of audio both ways (sent + received reply audio); "
               "ms/session-s and sess/core: per session-second (each session streams in real time); "
-              "system: the kernel's share of that CPU."]
+              "system: the kernel's share of that CPU; server: the fake server's CPU in the same windows, "
+              "in cores (it is one process: near 1.00 it stops keeping real time, whatever the client)."]
     if report["warnings"]:
         lines += ["", "WARNINGS:", *(f"  {w}" for w in report["warnings"])]
     if report["problems"]:
@@ -451,7 +455,7 @@ def resolve_clients(parser: argparse.ArgumentParser, args: argparse.Namespace, c
 def parse_args(argv: list[str] | None) -> tuple[LoadConfig, str | None]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=_ints, help="concurrent sessions per CPU measurement (default 1,50; "
+    parser.add_argument("--sessions", type=_ints, help="concurrent sessions per CPU measurement (default 1,50,200; "
                         "'none': only the RSS slope)")
     parser.add_argument("--rss-at", type=str, help="RSS slope between these live-session counts (default "
                         "10,60; 'none' to skip)")

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import voiceengine
-from benchmarks.conversation_clients import FRAME_BYTES, LAYER_CLIENTS
+from benchmarks.conversation_clients import FRAME_BYTES, LAYER_CLIENTS, process_cpu_s, stat_cpu_s
 from benchmarks.conversation_load import BYTES_PER_S, LoadConfig, check_run, format_table, parse_args, run_benchmark
 
 CLIENTS = ["minimal", "voiceengine"]
@@ -74,6 +78,46 @@ def test_a_client_that_does_nothing_fails_the_run(report: dict[str, Any]) -> Non
     silent["server"]["input_audio_bytes"] = 0  # counted as sent, never reached the server
     silent["server"]["ignored_audio_bytes"] = 0
     assert any("the server decoded" in p for p in check_run(silent, CONFIG))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the server's CPU is read from /proc")
+def test_the_servers_cpu_is_measured_in_each_window(report: dict[str, Any]) -> None:
+    # the fake server's own CPU, read by the worker as its window opens and closes: the
+    # server is one process, so this is how the table tells a server out of time from a client
+    for run in report["runs"]:
+        for window in run["windows"]:
+            assert window["server_cpu_s"] is not None and 0 <= window["server_cpu_s"] <= 2 * window["wall_s"]
+        assert run["server"]["cpu_s"] > 0  # over the worker's whole run: the server did work
+    rows = report["summary"]["cpu"]["2"]
+    for client in CLIENTS:
+        assert 0 <= rows[client]["server_cores"] < 2
+    header = format_table(report).splitlines()[2]
+    assert header.split().index("server") == header.split().index("system") + 1
+
+
+def test_another_processes_cpu_is_read_from_proc() -> None:
+    # a command name may hold spaces and ")": the figures are the 14th and 15th fields
+    ticks = os.sysconf("SC_CLK_TCK")
+    line = b"4242 (a b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 " + f"{3 * ticks} {ticks}".encode() + b" 0 0 20 0 1 0\n"
+    assert stat_cpu_s(line) == pytest.approx(4.0)
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc")
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.3: pass\ninput()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60  # (a loaded machine gives the child its 0.3 s late)
+        while (cpu := process_cpu_s(busy.pid)) is not None and cpu < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cpu is not None and cpu >= 0.25  # its 0.3 s of spinning, seen from outside
+    finally:
+        busy.communicate(b"\n", timeout=30)
+    assert process_cpu_s(busy.pid) is None  # gone (reaped): no figure, no error
+
+
+def test_the_default_run_reports_1_50_and_200_sessions() -> None:
+    config, _ = parse_args(["--clients", "minimal,voiceengine"])
+    assert config.sessions == [1, 50, 200] and config.rss_at == [10, 60]
 
 
 def test_quick_mode_is_small() -> None:
