@@ -97,14 +97,14 @@ def test_the_recorded_runs_give_the_documented_figures() -> None:
     # docs/performance.md and the README quote these lines: the recorded reports must keep
     # giving them (a changed report, or a changed computation, shows here)
     runs = sorted((Path(__file__).resolve().parents[2] / "docs" / "load-runs").glob("*.json"))
-    assert len(runs) == 12
+    assert len(runs) == 16
     text = combine([(path.name, json.loads(path.read_text())) for path in runs])
     agents = text.split("50 sessions, voiceengine x agents:")[1].split("\n\n")[0]
-    assert "over runs:  0.782 (95 % CI 0.753-0.813, n=12)" in agents
-    assert "over pairs: 0.784 (95 % CI 0.771-0.798, n=51)" in agents
+    assert "over runs:  0.782 (95 % CI 0.761-0.804, n=16)" in agents
+    assert "over pairs: 0.783 (95 % CI 0.771-0.795, n=67)" in agents
     minimal = text.split("50 sessions, voiceengine x minimal:")[1].split("\n\n")[0]
-    assert "over runs:  0.847 (95 % CI 0.820-0.874, n=12)" in minimal
-    assert "over pairs: 0.846 (95 % CI 0.832-0.861, n=51)" in minimal
+    assert "over runs:  0.842 (95 % CI 0.821-0.862, n=16)" in minimal
+    assert "over pairs: 0.841 (95 % CI 0.829-0.854, n=67)" in minimal
     at_200 = text.split("200 sessions, voiceengine x agents:")[1].split("\n\n")[0]
-    assert "over runs:  0.711 (95 % CI 0.670-0.755, n=3)" in at_200
-    assert "over pairs: 0.713 (95 % CI 0.683-0.744, n=10)" in at_200
+    assert "over runs:  0.757 (95 % CI 0.707-0.810, n=7)" in at_200
+    assert "over pairs: 0.760 (95 % CI 0.733-0.788, n=26)" in at_200
