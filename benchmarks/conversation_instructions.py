@@ -110,11 +110,12 @@ def callgrind_window(out_file: Path) -> dict[str, int]:
     dump of that call alone) and before the closing call."""
     parts = sorted(out_file.parent.glob(out_file.name + ".*"), key=_part_number)
     expected = [f"--dump-after={WINDOW_OPENS}", f"--dump-before={WINDOW_CLOSES}"]
-    triggers = [read_part(p)[0] for p in parts]
+    read = [read_part(p) for p in parts]
+    triggers = [trigger for trigger, _ in read]
     if triggers != expected:
         raise BenchmarkFailure(f"callgrind cut {out_file.name} at {triggers}, expected {expected}: "
                                "the window is not one part (did something else call those functions?)")
-    return read_part(parts[1])[1]
+    return read[1][1]
 
 
 def _figures(run: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
